@@ -1,0 +1,329 @@
+"""The ``aelab`` command: parse arguments, call the library, turn user errors into exit code 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from collections.abc import Sequence
+
+USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError)
+
+
+def _int_list(text: str) -> tuple[int, ...]:
+    text = text.strip()
+    if text in ("", "none"):
+        return ()
+    try:
+        return tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers (e.g. 256,64)"
+        ) from None
+
+
+def _image_size(text: str):
+    from .data import parse_image_size
+
+    try:
+        return parse_image_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _data_args(p: argparse.ArgumentParser, default: str | None = "mnist") -> None:
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        default=default,
+        metavar="NAME|PATH",
+        help="a data set name (see `aelab datasets`), a folder of images, or a .npy/.npz file "
+        f"(default: {default})",
+    )
+    g.add_argument(
+        "--data-home",
+        metavar="DIR",
+        help="where data sets are cached (default: $AELAB_DATA_HOME or scikit-learn's data home)",
+    )
+    g.add_argument(
+        "--image-size",
+        type=_image_size,
+        metavar="H[xW]",
+        help="resize images to this size (default: the first image's size)",
+    )
+    g.add_argument(
+        "--channels", type=int, choices=(1, 3), help="1: grayscale (default for folders), 3: colour"
+    )
+    g.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip unreadable images (reported) instead of stopping",
+    )
+    g.add_argument(
+        "--mirror",
+        action="store_true",
+        help="add left-right mirror images (to the training and the held-out set)",
+    )
+    g.add_argument(
+        "--holdout-people",
+        type=int,
+        metavar="K",
+        help="hold out the last K people/classes (default for face sets: 4)",
+    )
+    g.add_argument(
+        "--holdout",
+        type=float,
+        metavar="FRACTION",
+        help="hold out a stratified random fraction (default for other sets: 0.1)",
+    )
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("model")
+    g.add_argument("--latent-dim", type=int, metavar="N", help="size of the code")
+    g.add_argument(
+        "--hidden",
+        type=_int_list,
+        metavar="N,N",
+        help="dense hidden layer sizes, encoder side (e.g. 512,256; 'none': no hidden)",
+    )
+    g.add_argument(
+        "--filters",
+        type=_int_list,
+        metavar="N,N",
+        help="convolution filters per stage (conv models; default 32,64,128)",
+    )
+    g.add_argument("--beta", type=float, help="KL weight of variational models")
+    g = p.add_argument_group("training")
+    g.add_argument(
+        "--noise",
+        metavar="KIND:LEVEL",
+        help="train on corrupted inputs: gaussian:0.05, saltpepper:0.1, mask:0.25",
+    )
+    g.add_argument("--epochs", type=int, help="default: the preset's (the notebook's schedule)")
+    g.add_argument("--batch-size", type=int, help="default: the preset's")
+    g.add_argument("--optimizer", help="adam, adamw, rmsprop or sgd (default: the preset's)")
+    g.add_argument("--lr", type=float, dest="learning_rate", help="learning rate")
+    g.add_argument("--no-shuffle", action="store_true", help="keep the sample order")
+    g.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also checkpoint every N epochs (always at the end)",
+    )
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from . import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="aelab", description="Autoencoder workbench: train, inspect, compare with PCA."
+    )
+    parser.add_argument("--version", action="version", version=f"aelab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("datasets", help="list the data sets and whether they work offline")
+    p.add_argument("--data-home", metavar="DIR")
+    p.set_defaults(func=cmd_datasets)
+
+    p = sub.add_parser("train", help="train one model and write its run directory")
+    p.add_argument("model", metavar="MODEL", help="shallow, deep, conv, denoising, vae, conv-vae")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="run directory (default: runs/MODEL-DATE-TIME); never overwritten unless --overwrite",
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    _data_args(p)
+    _train_args(p)
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser(
+        "run", help="the whole workshop: train the five models, compare with PCA, write a report"
+    )
+    p.add_argument(
+        "--preset",
+        default="quick",
+        choices=("quick", "seed"),
+        help="quick: minutes on a laptop CPU (default); seed: the notebook's schedule",
+    )
+    p.add_argument(
+        "--models",
+        default="shallow,deep,conv,denoising,vae",
+        metavar="A,B",
+        help="comma-separated model names (default: the notebook's five)",
+    )
+    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/workshop-DATE-TIME)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    p.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _data_args(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("report", help="rebuild metrics, figures and report.html of a run")
+    p.add_argument("run_dir", metavar="DIR")
+    p.set_defaults(func=cmd_report)
+    return parser
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from .data import DATASETS, get_data_home
+
+    rows = [("name", "images", "shape (CxHxW)", "labels", "offline", "description")]
+    for info in DATASETS.values():
+        rows.append(
+            (
+                info.name,
+                f"{info.n_images:,}",
+                "x".join(map(str, info.image_shape)),
+                info.labels,
+                "yes" if info.available(args.data_home) else "no (downloads once)",
+                info.description,
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+    print(f"\ndata home: {get_data_home(args.data_home)}")
+    print("also: a folder of images (one subfolder per class) or a .npy/.npz array file")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .models import MODELS
+    from .runs import prepare_data, train_run
+    from .train import TrainConfig
+
+    if args.model not in MODELS:
+        raise ValueError(f"model={args.model!r} is not a known model; allowed: {', '.join(MODELS)}")
+    schedule = MODELS[args.model].train
+    data = _data_spec(args)
+    train = TrainConfig(
+        epochs=args.epochs if args.epochs is not None else schedule["epochs"],
+        batch_size=args.batch_size if args.batch_size is not None else schedule["batch_size"],
+        optimizer=args.optimizer or schedule["optimizer"],
+        learning_rate=args.learning_rate,
+        shuffle=not args.no_shuffle,
+        seed=args.seed,
+        device=args.device,
+        noise=args.noise if args.noise is not None else schedule.get("noise"),
+        checkpoint_every=args.checkpoint_every,
+    )
+    overrides = {
+        "latent_dim": args.latent_dim,
+        "hidden": args.hidden,
+        "channels": args.filters,
+        "beta": args.beta,
+    }
+    out = args.out or f"runs/{args.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    split = None
+    if not args.resume:
+        from .models import model_config
+        from .runs import check_out_dir
+
+        check_out_dir(out, resume=False, overwrite=args.overwrite)
+        split = prepare_data(data)
+        for note in split.train.notes:
+            print(note, file=sys.stderr)
+        model_config(args.model, split.train.image_shape, **overrides)  # validate before writing
+        print(
+            f"{args.model}: {len(split.train)} training, {len(split.heldout)} held-out images "
+            f"of {'x'.join(map(str, split.train.image_shape))} from {data.source}",
+            file=sys.stderr,
+        )
+    start = time.perf_counter()
+    run = train_run(
+        args.model,
+        data,
+        train,
+        out,
+        model_overrides=overrides,
+        resume=args.resume,
+        overwrite=args.overwrite,
+        progress=False if args.quiet else None,
+        split_data=split,
+    )
+    last = run.history[-1] if run.history else {}
+    held = last.get("heldout_loss")
+    print(
+        f"wrote {out}: {last.get('epoch', 0)} epochs in {time.perf_counter() - start:.1f} s, "
+        f"loss {last.get('loss', float('nan')):.5f}"
+        + (f", held-out loss {held:.5f}" if held is not None else "")
+    )
+    return 0
+
+
+def _data_spec(args: argparse.Namespace):
+    from .runs import DataSpec
+
+    return DataSpec(
+        source=args.data,
+        data_home=args.data_home,
+        image_size=args.image_size,
+        channels=args.channels,
+        skip_bad=args.skip_bad,
+        mirror=args.mirror,
+        holdout_people=args.holdout_people,
+        holdout=args.holdout,
+        seed=args.seed,
+    )
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from .workshop import run_workshop
+
+    out = args.out or f"runs/workshop-{time.strftime('%Y%m%d-%H%M%S')}"
+    start = time.perf_counter()
+    run_workshop(
+        _data_spec(args),
+        out,
+        preset=args.preset,
+        models=[m.strip() for m in args.models.split(",") if m.strip()],
+        seed=args.seed,
+        device=args.device,
+        overwrite=args.overwrite,
+        progress=False if args.quiet else None,
+        log=_log,
+    )
+    print(f"wrote {out}/report.html in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import build_report
+
+    start = time.perf_counter()
+    build_report(args.run_dir)
+    print(f"wrote {args.run_dir}/report.html in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except USER_ERRORS as e:
+        print(f"aelab {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except PermissionError as e:
+        print(
+            f"aelab {args.command}: error: {e.filename or ''}: permission denied", file=sys.stderr
+        )
+        return 2
+    except FloatingPointError as e:
+        print(f"aelab {args.command}: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"aelab {args.command}: interrupted", file=sys.stderr)
+        return 130

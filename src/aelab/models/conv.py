@@ -1,0 +1,168 @@
+"""Convolutional autoencoders: the notebook's model 3 (``createConvModel``), for any image size.
+
+Encoder: ``len(channels)`` stages of (valid conv ``kernel_size`` -> activation -> 2x2 max-pool),
+flatten, a dense code. Decoder: a dense layer back to a small grid, stride-2 transposed
+convolutions with ``decoder_kernels``, and a final stride-1 transposed convolution to the image.
+For a 64x64x1 input with the defaults this is exactly the notebook's Keras model (884,257
+parameters); for other sizes the grid size and output paddings are derived so that the output has
+the input's shape.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+from torch import nn
+
+from .base import BaseAutoencoder, ModelConfig, _check_activation, activation, flat_size
+from .dense import _check_sizes
+
+_NOTEBOOK_DECODER_KERNELS = (5, 3, 2)
+
+
+@dataclasses.dataclass
+class ConvConfig(ModelConfig):
+    channels: tuple[int, ...] = (32, 64, 128)  # filters per encoder stage
+    kernel_size: int = 3  # encoder convolutions ("valid" padding, as Keras' default)
+    decoder_kernels: tuple[int, ...] | None = None  # None: the notebook's (5, 3, 2), last n
+    final_kernel: int = 3  # the stride-1 transposed convolution that makes the image
+    activation: str = "relu"
+    latent_activation: str | None = "relu"
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.channels = _check_sizes("channels", self.channels)
+        if not self.channels:
+            raise ValueError("channels=() is not valid; expected at least one stage")
+        if self.decoder_kernels is None:
+            n = len(self.channels)
+            pad = (_NOTEBOOK_DECODER_KERNELS[0],) * max(0, n - len(_NOTEBOOK_DECODER_KERNELS))
+            self.decoder_kernels = pad + _NOTEBOOK_DECODER_KERNELS[-n:]
+        self.decoder_kernels = _check_sizes("decoder_kernels", self.decoder_kernels)
+        if len(self.decoder_kernels) != len(self.channels):
+            raise ValueError(
+                f"decoder_kernels={self.decoder_kernels} is not valid; expected one kernel per "
+                f"encoder stage ({len(self.channels)})"
+            )
+        _check_sizes("kernel_size", (self.kernel_size,))
+        _check_sizes("final_kernel", (self.final_kernel,))
+        _check_activation("activation", self.activation)
+        _check_activation("latent_activation", self.latent_activation, allow_none=True)
+        encoder_grid(self)  # raises when the image is too small for the stages
+        decoder_grid(self)
+
+
+def max_stages(input_shape: tuple[int, ...], kernel_size: int = 3) -> int:
+    """How many (conv, pool) stages an image of ``input_shape`` can go through."""
+    size, n = min(input_shape[1:]), 0
+    while (size - kernel_size + 1) // 2 >= 1:
+        size = (size - kernel_size + 1) // 2
+        n += 1
+    return n
+
+
+def encoder_grid(c: ConvConfig) -> tuple[int, int]:
+    """Spatial size after the encoder's stages."""
+    sizes = list(c.input_shape[1:])
+    for stage in range(len(c.channels)):
+        sizes = [(s - c.kernel_size + 1) // 2 for s in sizes]
+        if min(sizes) < 1:
+            raise ValueError(
+                f"input_shape={c.input_shape} is too small for {len(c.channels)} convolution "
+                f"stages (channels={c.channels}): nothing is left after stage {stage + 1}; use at "
+                f"most {max_stages(c.input_shape, c.kernel_size)} stages"
+            )
+    return sizes[0], sizes[1]
+
+
+def decoder_grid(c: ConvConfig) -> tuple[tuple[int, int], list[tuple[int, int]]]:
+    """The grid the decoder starts from and each stride-2 layer's output padding.
+
+    Works backwards from the image: a stride-2 transposed convolution maps ``s`` to
+    ``2 * (s - 1) + k + p`` with output padding ``p`` in {0, 1}.
+    """
+    targets = [s - (c.final_kernel - 1) for s in c.input_shape[1:]]
+    paddings: list[tuple[int, int]] = []
+    for k in reversed(c.decoder_kernels):
+        pads = tuple((t - k) % 2 for t in targets)
+        targets = [(t - k - p) // 2 + 1 for t, p in zip(targets, pads)]
+        if min(targets) < 1:
+            raise ValueError(
+                f"input_shape={c.input_shape} is too small for decoder_kernels="
+                f"{c.decoder_kernels} and final_kernel={c.final_kernel}"
+            )
+        paddings.append(pads)
+    return (targets[0], targets[1]), paddings[::-1]
+
+
+def conv_encoder_body(c: ConvConfig) -> tuple[nn.Sequential, int]:
+    """The convolution stages and flatten; returns the module and its output width."""
+    layers: list[nn.Module] = []
+    c_in = c.input_shape[0]
+    for c_out in c.channels:
+        layers += [nn.Conv2d(c_in, c_out, c.kernel_size), activation(c.activation), nn.MaxPool2d(2)]
+        c_in = c_out
+    layers.append(nn.Flatten())
+    h, w = encoder_grid(c)
+    return nn.Sequential(*layers), c.channels[-1] * h * w
+
+
+def conv_decoder(c: ConvConfig) -> nn.Sequential:
+    (h, w), paddings = decoder_grid(c)
+    c_top = c.channels[-1]
+    layers: list[nn.Module] = [
+        nn.Linear(c.latent_dim, c_top * h * w),
+        activation(c.activation),
+        nn.Unflatten(1, (c_top, h, w)),  # (B, c_top*h*w) -> (B, c_top, h, w)
+    ]
+    c_in = c_top
+    for c_out, k, pad in zip(reversed(c.channels), c.decoder_kernels, paddings):
+        layers += [
+            nn.ConvTranspose2d(c_in, c_out, k, stride=2, output_padding=pad),
+            activation(c.activation),
+        ]
+        c_in = c_out
+    layers.append(nn.ConvTranspose2d(c_in, c.input_shape[0], c.final_kernel))
+    if c.output_activation is not None:
+        layers.append(activation(c.output_activation))
+    return nn.Sequential(*layers)
+
+
+class ConvAutoencoder(BaseAutoencoder):
+    """Convolutional encoder, dense code, transposed-convolution decoder (notebook model 3)."""
+
+    config_class = ConvConfig
+    family = "conv"
+
+    def __init__(self, config: ConvConfig) -> None:
+        super().__init__(config)
+        body, width = conv_encoder_body(config)
+        head: list[nn.Module] = [nn.Linear(width, config.latent_dim)]
+        if config.latent_activation is not None:
+            head.append(activation(config.latent_activation))
+        self.encoder = nn.Sequential(*body, *head)
+        self.decoder = conv_decoder(config)
+        self.reset_parameters()
+
+
+def layer_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, tuple]]:
+    """``(layer class, output shape without batch)`` for each leaf of encoder then decoder."""
+    shapes: list[tuple[str, tuple]] = []
+    hooks = [
+        m.register_forward_hook(
+            lambda mod, _i, out: shapes.append((type(mod).__name__, tuple(out.shape[1:])))
+        )
+        for m in model.modules()
+        if not list(m.children())
+    ]
+    try:
+        with torch.no_grad():
+            model.decode(model.encode(torch.zeros(1, *input_shape)))
+    finally:
+        for h in hooks:
+            h.remove()
+    return shapes
+
+
+__all__ = ["ConvAutoencoder", "ConvConfig", "flat_size", "layer_shapes", "max_stages"]

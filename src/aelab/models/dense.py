@@ -1,0 +1,83 @@
+"""Dense (fully connected) autoencoders: the notebook's models 1 and 2.
+
+The image is flattened, passed through ``hidden`` layers to a ``latent_dim`` code and back through
+the same sizes in reverse. ``hidden=()`` is the single-hidden-layer autoencoder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+from torch import nn
+
+from .base import BaseAutoencoder, ModelConfig, _check_activation, activation, flat_size
+
+
+@dataclasses.dataclass
+class DenseConfig(ModelConfig):
+    hidden: tuple[int, ...] = (256,)  # encoder layer sizes; the decoder mirrors them
+    activation: str = "relu"  # between hidden layers
+    latent_activation: str | None = "relu"  # on the code; None leaves it linear
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self.hidden = _check_sizes("hidden", self.hidden)
+        _check_activation("activation", self.activation)
+        _check_activation("latent_activation", self.latent_activation, allow_none=True)
+
+
+def _check_sizes(name: str, sizes) -> tuple[int, ...]:
+    sizes = tuple(sizes)
+    if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in sizes):
+        raise ValueError(f"{name}={sizes!r} is not valid; expected positive integers")
+    return sizes
+
+
+def mlp(sizes: tuple[int, ...], act: str, last_act: str | None) -> nn.Sequential:
+    """Linear layers ``sizes[0] -> sizes[1] -> ...`` with ``act`` between and ``last_act`` after."""
+    layers: list[nn.Module] = []
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
+        layers.append(nn.Linear(n_in, n_out))
+        last = i == len(sizes) - 2
+        if not last or last_act is not None:
+            layers.append(activation(last_act if last else act))
+    return nn.Sequential(*layers)
+
+
+class DenseAutoencoder(BaseAutoencoder):
+    """Flatten -> ``hidden`` -> code -> reversed ``hidden`` -> image.
+
+    Notebook presets: ``shallow`` (``hidden=()``, 100 sigmoid units) and ``deep``
+    (``hidden=(256,)``, 20 relu units), both with a sigmoid output.
+    """
+
+    config_class = DenseConfig
+    family = "dense"
+
+    def __init__(self, config: DenseConfig) -> None:
+        super().__init__(config)
+        c = config
+        n = flat_size(c.input_shape)
+        self.encoder = nn.Sequential(
+            nn.Flatten(),  # (B, C, H, W) -> (B, C*H*W)
+            mlp((n, *c.hidden, c.latent_dim), c.activation, c.latent_activation),
+        )
+        self.decoder = nn.Sequential(
+            mlp((c.latent_dim, *reversed(c.hidden), n), c.activation, c.output_activation),
+            nn.Unflatten(1, c.input_shape),  # (B, C*H*W) -> (B, C, H, W)
+        )
+        self.reset_parameters()
+
+    def weight_images(self) -> tuple:
+        """First encoder and last decoder weight matrices as images, ``(units, C, H, W)`` each.
+
+        Row ``k`` of the encoder's first layer is what unit ``k`` looks for in the input; column
+        ``k`` of the decoder's last layer is what unit ``k`` paints in the output.
+        """
+        linears_enc = [m for m in self.encoder.modules() if isinstance(m, nn.Linear)]
+        linears_dec = [m for m in self.decoder.modules() if isinstance(m, nn.Linear)]
+        w_in = linears_enc[0].weight.detach()  # (units, C*H*W)
+        w_out = linears_dec[-1].weight.detach().T  # (units, C*H*W)
+        shape = self.config.input_shape
+        return w_in.reshape(-1, *shape).cpu().numpy(), w_out.reshape(-1, *shape).cpu().numpy()

@@ -1,0 +1,301 @@
+"""Run directories: what ``aelab train`` writes and :func:`load_run` reads back.
+
+A run directory holds::
+
+    config.json          model family and config, data pipeline, training schedule, versions
+    model.safetensors    the weights
+    history.json         [{"epoch", "loss", "heldout_loss", "seconds"}, ...]
+    optimizer.json       optimizer hyper-parameters and step counts   (for --resume)
+    optimizer.safetensors  optimizer state tensors                    (for --resume)
+    trainer.json         epochs completed at the last checkpoint           (for --resume)
+
+Nothing is unpickled: configuration is JSON, tensors are safetensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import platform
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from . import __version__
+from .checkpoint import (
+    load_optimizer,
+    load_weights,
+    read_json,
+    save_optimizer,
+    save_weights,
+    write_json,
+)
+from .data import ImageSet, default_split, load_dataset, mirror, parse_noise, split
+from .models import MODELS, BaseAutoencoder, build_model, model_from_config
+from .train import TrainConfig, Trainer
+
+FORMAT_VERSION = 1
+
+
+@dataclasses.dataclass
+class DataSpec:
+    """Where the images come from and how they are split; enough to rebuild the same split."""
+
+    source: str = "mnist"
+    data_home: str | None = None
+    image_size: tuple[int, int] | None = None
+    channels: int | None = None
+    skip_bad: bool = False
+    mirror: bool = False
+    holdout_people: int | None = None
+    holdout: float | None = None
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.source = str(self.source)
+        if self.image_size is not None:
+            self.image_size = tuple(self.image_size)
+
+    def split_kwargs(self) -> dict[str, Any]:
+        if self.holdout_people is not None:
+            return {"holdout_people": self.holdout_people}
+        if self.holdout is not None:
+            return {"holdout": self.holdout}
+        return default_split(self.source)
+
+    def to_dict(self) -> dict[str, Any]:
+        d = dataclasses.asdict(self)
+        d["image_size"] = list(self.image_size) if self.image_size else None
+        return d
+
+
+@dataclasses.dataclass
+class Split:
+    train: ImageSet
+    heldout: ImageSet
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "n_train": len(self.train),
+            "n_heldout": len(self.heldout),
+            "image_shape": list(self.train.image_shape),
+        }
+
+
+def prepare_data(spec: DataSpec) -> Split:
+    """Load, split (held-out images never reach training), then add mirrors to both parts."""
+    data = load_dataset(
+        spec.source,
+        data_home=spec.data_home,
+        image_size=spec.image_size,
+        channels=spec.channels,
+        skip_bad=spec.skip_bad,
+    )
+    train, heldout = split(data, seed=spec.seed, **spec.split_kwargs())
+    if spec.mirror:
+        train, heldout = mirror(train), (mirror(heldout) if len(heldout) else heldout)
+    return Split(train, heldout)
+
+
+class Run:
+    """A trained model with its configuration and history, as stored in a run directory."""
+
+    def __init__(
+        self,
+        model: BaseAutoencoder,
+        config: dict[str, Any],
+        history: list[dict[str, Any]],
+        path: Path | None = None,
+    ):
+        self.model = model
+        self.config = config
+        self.history = history
+        self.path = path
+
+    @property
+    def name(self) -> str:
+        return self.config["model"]["name"]
+
+    @property
+    def data_spec(self) -> DataSpec:
+        return DataSpec(**self.config["data"])
+
+    @property
+    def train_config(self) -> TrainConfig:
+        return TrainConfig(**self.config["train"])
+
+    def data(self) -> Split:
+        """Rebuild the run's training and held-out sets."""
+        return prepare_data(self.data_spec)
+
+    @torch.no_grad()
+    def encode(self, x: np.ndarray | torch.Tensor, batch_size: int = 512) -> np.ndarray:
+        """Codes ``(N, latent_dim)`` of images ``(N, C, H, W)`` in [0, 1]."""
+        return self._map(self.model.encode, x, batch_size)
+
+    @torch.no_grad()
+    def decode(self, z: np.ndarray | torch.Tensor, batch_size: int = 512) -> np.ndarray:
+        """Images ``(N, C, H, W)`` from codes ``(N, latent_dim)``."""
+        return self._map(self.model.decode, z, batch_size)
+
+    def reconstruct(self, x: np.ndarray | torch.Tensor, batch_size: int = 512) -> np.ndarray:
+        return self.decode(self.encode(x, batch_size), batch_size)
+
+    def _map(self, fn, a, batch_size: int) -> np.ndarray:
+        self.model.eval()
+        device = next(self.model.parameters()).device
+        t = torch.as_tensor(np.asarray(a, dtype=np.float32) if not torch.is_tensor(a) else a)
+        outs = [fn(b.to(device)).float().cpu() for b in t.split(batch_size)]
+        return torch.cat(outs).numpy() if outs else np.zeros((0,), np.float32)
+
+
+def make_config(
+    name: str, model: BaseAutoencoder, data: DataSpec, train: TrainConfig, split_info: dict
+) -> dict[str, Any]:
+    return {
+        "format": FORMAT_VERSION,
+        "model": {"name": name, "family": model.family, "config": model.config.to_dict()},
+        "data": data.to_dict(),
+        "split": split_info,
+        "train": train.to_dict(),
+        "versions": {
+            "aelab": __version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        },
+    }
+
+
+def check_out_dir(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
+    """Refuse to overwrite an earlier run unless asked; refuse what cannot be written."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"out='{out}' is a file; expected a folder for the run")
+    if resume:
+        if not (out / "config.json").is_file():
+            raise ValueError(f"out='{out}' holds no run to resume (no config.json)")
+        if overwrite:
+            raise ValueError("resume and overwrite exclude each other; pass one")
+        return out
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ValueError(
+                f"out='{out}' already holds files; pass --overwrite to replace an earlier run, "
+                "--resume to continue it, or choose another folder"
+            )
+        if not (out / "config.json").is_file():
+            raise ValueError(
+                f"out='{out}' is not an aelab run (no config.json); refusing to delete it even "
+                "with --overwrite"
+            )
+    check_writable(out)
+    return out
+
+
+def check_writable(out: Path) -> None:
+    """Raise when ``out`` (or the nearest existing folder above it) cannot take new files."""
+    parent = out if out.exists() else next((p for p in out.parents if p.exists()), Path("."))
+    try:  # a real probe: permission bits lie for root and read-only file systems
+        with tempfile.TemporaryFile(dir=parent):
+            pass
+    except OSError as e:
+        raise ValueError(f"out='{out}' is not writable ({parent}: {e.strerror or e})") from None
+
+
+def train_run(
+    name: str,
+    data: DataSpec,
+    train: TrainConfig,
+    out: str | os.PathLike,
+    *,
+    model_overrides: dict[str, Any] | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    split_data: Split | None = None,
+) -> Run:
+    """Train preset ``name`` and write its run directory ``out``.
+
+    Everything is validated and the data loaded before anything is written. With ``resume``,
+    the saved configuration is used (``train.epochs`` may be raised to train longer).
+    """
+    out = check_out_dir(out, resume=resume, overwrite=overwrite)
+    if resume:
+        saved = read_json(out / "config.json")
+        if saved["model"]["name"] != name:
+            raise ValueError(
+                f"model={name!r} does not match the run in '{out}' ({saved['model']['name']!r})"
+            )
+        data = DataSpec(**saved["data"])
+        train = TrainConfig(**{**saved["train"], "epochs": train.epochs, "device": train.device})
+        model = model_from_config(saved["model"]["family"], saved["model"]["config"])
+    if split_data is None:
+        split_data = prepare_data(data)
+    if not resume:
+        if name not in MODELS:
+            raise ValueError(f"model={name!r} is not a known model; allowed: {', '.join(MODELS)}")
+        with torch.random.fork_rng():
+            torch.manual_seed(train.seed)  # same seed, same initial weights
+            model = build_model(name, split_data.train.image_shape, **(model_overrides or {}))
+    noise = parse_noise(train.noise)
+    trainer = Trainer(model, train, corrupt=noise)
+    config = make_config(name, model, data, train, split_data.describe())
+
+    if resume:
+        load_weights(trainer.model, out / "model.safetensors")
+        load_optimizer(trainer.optimizer, out)
+        state = read_json(out / "trainer.json")
+        trainer.epoch = int(state["epoch"])
+        trainer.history = read_json(out / "history.json")[: trainer.epoch]
+    else:
+        if overwrite and out.is_dir():
+            shutil.rmtree(out)
+        out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "config.json", config)
+
+    def checkpoint(t: Trainer) -> None:
+        every = t.config.checkpoint_every
+        if t.epoch == t.config.epochs or (every and t.epoch % every == 0):
+            save_run_state(t, out)
+
+    x_train = torch.from_numpy(split_data.train.images)
+    x_heldout = torch.from_numpy(split_data.heldout.images)
+    trainer.fit(x_train, x_heldout, on_epoch_end=checkpoint, progress=progress, desc=name)
+    if trainer.epoch == 0 or not (out / "model.safetensors").exists():
+        save_run_state(trainer, out)
+    return Run(trainer.model, config, trainer.history, out)
+
+
+def save_run_state(trainer: Trainer, out: Path) -> None:
+    """Weights, optimizer, history and epoch: everything ``--resume`` needs."""
+    save_weights(trainer.model, out / "model.safetensors")
+    save_optimizer(trainer.optimizer, out)
+    write_json(out / "history.json", trainer.history)
+    write_json(out / "trainer.json", {"epoch": trainer.epoch})
+
+
+def load_run(path: str | os.PathLike, device: str = "cpu") -> Run:
+    """Rebuild the model of a run directory from ``config.json`` and ``model.safetensors``.
+
+    Examples
+    --------
+    >>> run = load_run("runs/deep")            # doctest: +SKIP
+    >>> z = run.encode(images)                 # doctest: +SKIP
+    """
+    path = Path(path)
+    if not (path / "config.json").is_file():
+        raise FileNotFoundError(f"run='{path}' is not a run directory (no config.json)")
+    config = read_json(path / "config.json")
+    model = model_from_config(config["model"]["family"], config["model"]["config"])
+    from .train import resolve_device
+
+    model.to(resolve_device(device))
+    load_weights(model, path / "model.safetensors")
+    model.eval()
+    history_path = path / "history.json"
+    history = read_json(history_path) if history_path.is_file() else []
+    return Run(model, config, history, path)

@@ -1,0 +1,136 @@
+"""``aelab run``: the workshop notebook in one command.
+
+Trains the five models (each a sub-run as ``aelab train`` writes it) on one shared split, then
+builds ``metrics.json``, ``figures/`` and ``report.html`` with :mod:`aelab.report`.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from .checkpoint import write_json
+from .models import MODELS
+from .runs import DataSpec, Split, check_writable, prepare_data, train_run
+from .train import TrainConfig
+
+WORKSHOP_MODELS = ("shallow", "deep", "conv", "denoising", "vae")
+
+# The notebook's schedule: epochs 400/400/200/100/200, batch sizes 80/80/80/32/32.
+SEED = {name: dict(MODELS[name].train) for name in MODELS}
+
+# A schedule that finishes on a 2-core CPU in minutes: fewer images seen per model, larger
+# batches for the convolutional models. Epochs scale with the training set so that a larger
+# data set does not cost more time; see ``quick_schedule``.
+_QUICK_IMAGES = {  # images seen in training per model (epochs x n_train), and epoch bounds
+    "shallow": (300_000, 20, 300),
+    "deep": (300_000, 20, 300),
+    "conv": (60_000, 8, 80),
+    "denoising": (60_000, 8, 80),
+    "vae": (150_000, 15, 200),
+    "conv-vae": (60_000, 8, 80),
+}
+
+
+def quick_schedule(name: str, n_train: int) -> dict[str, Any]:
+    """The ``quick`` preset: the notebook's optimizers and noise, a bounded number of images."""
+    images, lo, hi = _QUICK_IMAGES[name]
+    schedule = dict(SEED[name])
+    schedule["epochs"] = int(min(hi, max(lo, round(images / max(n_train, 1)))))
+    if MODELS[name].family in ("conv", "conv-vae"):
+        schedule["batch_size"] = max(schedule["batch_size"], 64)
+    return schedule
+
+
+PRESETS: dict[str, Callable[[str, int], dict[str, Any]]] = {
+    "quick": quick_schedule,
+    "seed": lambda name, n_train: dict(SEED[name]),
+}
+
+
+def check_models(models: list[str] | tuple[str, ...]) -> list[str]:
+    models = list(models)
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ValueError(
+            f"models={','.join(models)!r} is not valid; allowed: a comma-separated list of "
+            f"{', '.join(MODELS)}"
+        )
+    return models
+
+
+def run_workshop(
+    data: DataSpec,
+    out: str | os.PathLike,
+    *,
+    preset: str = "quick",
+    models: list[str] | tuple[str, ...] = WORKSHOP_MODELS,
+    seed: int = 0,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+    report: bool = True,
+    split: Split | None = None,
+) -> dict[str, Any]:
+    """Train ``models`` on one split of ``data`` into ``out/<model>/``, then write the report.
+
+    Returns the workshop record (also written to ``out/workshop.json``).
+    """
+    log = log or (lambda _msg: None)
+    if preset not in PRESETS:
+        raise ValueError(f"preset={preset!r} is not valid; allowed: {', '.join(PRESETS)}")
+    models = check_models(models)
+    out = Path(out)
+    if out.is_dir() and any(out.iterdir()):
+        if not overwrite:
+            raise ValueError(
+                f"out='{out}' already holds files; pass --overwrite to replace an earlier run "
+                "or choose another folder"
+            )
+        if not (out / "workshop.json").is_file():
+            raise ValueError(
+                f"out='{out}' is not an aelab run (no workshop.json); refusing to delete it even "
+                "with --overwrite"
+            )
+    check_writable(out)
+    if split is None:
+        split = prepare_data(data)
+    for note in split.train.notes:
+        log(note)
+    schedules = {name: PRESETS[preset](name, len(split.train)) for name in models}
+    for name in models:  # validate every config before anything is written
+        TrainConfig(**schedules[name], seed=seed, device=device)
+    if overwrite and out.is_dir():
+        shutil.rmtree(out)
+    out.mkdir(parents=True, exist_ok=True)
+    log(
+        f"{len(split.train)} training and {len(split.heldout)} held-out images of "
+        f"{'x'.join(map(str, split.train.image_shape))} from {data.source}; preset {preset}"
+    )
+    record: dict[str, Any] = {
+        "preset": preset,
+        "models": models,
+        "data": data.to_dict(),
+        "seconds": {},
+    }
+    write_json(out / "workshop.json", record)
+    for name in models:
+        train = TrainConfig(**schedules[name], seed=seed, device=device)
+        start = time.perf_counter()
+        train_run(name, data, train, out / name, progress=progress, split_data=split)
+        seconds = time.perf_counter() - start
+        record["seconds"][name] = seconds
+        write_json(out / "workshop.json", record)
+        log(f"{name}: {train.epochs} epochs in {seconds:.1f} s")
+    if report:
+        from .report import build_report
+
+        start = time.perf_counter()
+        build_report(out, split=split)
+        log(f"report: {out / 'report.html'} ({time.perf_counter() - start:.1f} s)")
+    return record

@@ -1,0 +1,149 @@
+"""The ``aelab`` command: a one-epoch run of every model, ``datasets``, and every user error."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from aelab.cli import main
+from aelab.models import MODELS
+
+
+@pytest.fixture(scope="module")
+def small_npz(tmp_path_factory):
+    """200 MNIST digits (20 per class) as a labelled .npz, the CLI's array input."""
+    from aelab.data import load_mnist
+
+    data = load_mnist()
+    idx = np.concatenate([np.flatnonzero(data.labels == c)[:20] for c in range(10)])
+    path = tmp_path_factory.mktemp("arrays") / "digits200.npz"
+    images = (data.images[idx, 0] * 255).round().astype(np.uint8)  # (N, H, W)
+    np.savez(path, images=images, labels=data.labels[idx])
+    return path
+
+
+def _err(capsys):
+    err = capsys.readouterr().err.strip().splitlines()
+    return err[-1] if err else ""
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_one_epoch_run_of_every_model(name, small_npz, tmp_path, capsys):
+    out = tmp_path / name
+    code = main(["train", name, "--data", str(small_npz), "--epochs", "1", "--out", str(out),
+                 "--quiet", "--batch-size", "64"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert (out / "model.safetensors").is_file()
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 1 and np.isfinite(history[0]["loss"])
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["name"] == name
+    assert config["split"] == {"n_train": 180, "n_heldout": 20, "image_shape": [1, 28, 28]}
+    assert f"wrote {out}: 1 epochs" in capsys.readouterr().out
+
+
+def test_olivetti_conv_run_with_mirrors_and_resume(olivetti_home, tmp_path, capsys):
+    out = tmp_path / "conv"
+    args = ["train", "conv", "--data", "olivetti", "--data-home", str(olivetti_home), "--mirror",
+            "--out", str(out), "--quiet", "--latent-dim", "8"]  # fmt: skip
+    assert main([*args, "--epochs", "1"]) == 0, capsys.readouterr().err
+    config = json.loads((out / "config.json").read_text())
+    assert config["split"] == {"n_train": 720, "n_heldout": 80, "image_shape": [1, 64, 64]}
+    assert config["model"]["config"]["latent_dim"] == 8
+    # refused without --resume, continued with it
+    assert main([*args, "--epochs", "2"]) == 2
+    assert "already holds files; pass --overwrite" in _err(capsys)
+    assert main([*args, "--epochs", "2", "--resume"]) == 0
+    assert len(json.loads((out / "history.json").read_text())) == 2
+
+
+def test_overwrite_replaces_an_earlier_run(small_npz, tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "deep", "--data", str(small_npz), "--out", str(out), "--quiet"]
+    assert main([*base, "--epochs", "2"]) == 0
+    assert main([*base, "--epochs", "1", "--overwrite"]) == 0
+    assert len(json.loads((out / "history.json").read_text())) == 1
+
+
+def test_datasets_lists_every_set(capsys, olivetti_home):
+    assert main(["datasets", "--data-home", str(olivetti_home)]) == 0
+    out = capsys.readouterr().out
+    for name in ("olivetti", "mnist", "digits"):
+        assert name in out
+    olivetti_line = next(line for line in out.splitlines() if line.startswith("olivetti"))
+    assert "400" in olivetti_line and "1x64x64" in olivetti_line and "yes" in olivetti_line
+
+
+def _bad_inputs(tmp_path, small_npz):
+    """(arguments, expected fragment of the one-line error)."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    wrong = tmp_path / "wrong.npy"
+    np.save(wrong, np.zeros((4, 5), np.float32))
+    ints = tmp_path / "ints.npy"
+    np.save(ints, np.zeros((4, 8, 8), np.int64))
+    nan = tmp_path / "nan.npy"
+    a = np.zeros((4, 8, 8), np.float32)
+    a[0, 0, 0] = np.nan
+    np.save(nan, a)
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    from skimage.io import imsave
+
+    imsave(mixed / "a.png", np.zeros((8, 8), np.uint8), check_contrast=False)
+    imsave(mixed / "b.png", np.zeros((9, 9), np.uint8), check_contrast=False)
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    d = ["--data", str(small_npz)]
+    return [
+        (["train", "resnet", *d], "model='resnet' is not a known model"),
+        (["train", "deep", "--data", "cifar"], "data='cifar' is neither a known data set"),
+        (["train", "deep", "--data", str(tmp_path / "nope.npz")], "no such file or folder"),
+        (["train", "deep", "--data", str(empty)], "no images"),
+        (["train", "deep", "--data", str(wrong)], "wrong.npy"),
+        (["train", "deep", "--data", str(ints)], "int64"),
+        (["train", "deep", "--data", str(nan)], "NaN"),
+        (["train", "deep", "--data", str(mixed)], "image-size"),
+        (["train", "deep", *d, "--latent-dim", "0"], "latent_dim=0 is not valid"),
+        (["train", "deep", *d, "--batch-size", "0"], "batch_size=0 is not valid"),
+        (["train", "deep", *d, "--noise", "pink:3"], "noise='pink:3' is not valid"),
+        (["train", "deep", *d, "--optimizer", "lbfgs"], "optimizer='lbfgs' is not valid"),
+        (["train", "deep", *d, "--out", str(locked / "run")], "is not writable"),
+    ]
+
+
+def test_every_user_error_is_one_line_exit_2_nothing_written(small_npz, tmp_path, capsys):
+    if os.geteuid() == 0:  # root ignores directory permissions; test writability another way
+        locked_ok = False
+    else:
+        locked_ok = True
+    for args, fragment in _bad_inputs(tmp_path, small_npz):
+        if "is not writable" in fragment and not locked_ok:
+            args = ["train", "deep", "--data", str(small_npz), "--out", "/proc/aelab-run"]
+        out = tmp_path / "out-should-not-exist"
+        if "--out" not in args:
+            args = [*args, "--out", str(out)]
+        code = main([*args, "--epochs", "1", "--quiet"])
+        captured = capsys.readouterr()
+        lines = captured.err.strip().splitlines()
+        assert code == 2, (args, captured.err)
+        assert len(lines) == 1, (args, captured.err)
+        assert fragment in lines[0], (args, lines[0])
+        assert "Traceback" not in captured.err
+        assert not out.exists(), args
+
+
+def test_real_entry_point_no_traceback(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-m", "aelab", "train", "deep", "--data", "cifar"],
+                          capture_output=True, text=True, env=env, cwd=tmp_path)  # fmt: skip
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr
+    assert proc.stderr.strip().startswith("aelab train: error: data='cifar'")
+    assert not any(tmp_path.iterdir())

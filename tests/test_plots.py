@@ -1,0 +1,249 @@
+"""Every figure from random arrays (no model, no torch): axes, images, bars, PNG output, errors."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pytest
+from matplotlib.figure import Figure
+from skimage.io import imread
+
+from aelab import plots
+from aelab.generate import manifold_grid
+
+
+def _rand(*shape, seed=0):
+    return np.random.default_rng(seed).random(shape, dtype=np.float32)
+
+
+def _image_axes(fig):
+    return [ax for ax in fig.axes if ax.images]
+
+
+def _n_images(fig):
+    return sum(len(ax.images) for ax in fig.axes)
+
+
+# --- image_grid and save ------------------------------------------------------------------------
+
+
+def test_image_grid_grey_rows_of_different_lengths():
+    fig = plots.image_grid(
+        [_rand(4, 1, 8, 8), _rand(3, 1, 8, 8, seed=1)],
+        row_titles=["a", "b"],
+        col_titles=["1", "2", "3", "4"],
+        title="grid",
+    )
+    assert isinstance(fig, Figure)
+    assert len(fig.axes) == 8
+    assert _n_images(fig) == 7
+    image = fig.axes[0].images[0]
+    assert image.get_array().shape == (8, 8)
+    assert (image.norm.vmin, image.norm.vmax) == (0, 1)
+    assert image.get_cmap().name == "gray"
+    assert fig.axes[0].get_ylabel() == "a"
+    assert fig.axes[3].get_title() == "4"
+
+
+def test_image_grid_colour_and_three_dimensional_rows():
+    colour = _rand(3, 3, 8, 10)
+    fig = plots.image_grid([colour, _rand(2, 5, 5)])
+    assert _n_images(fig) == 5
+    rgb = fig.axes[0].images[0].get_array()
+    assert rgb.shape == (8, 10, 3)
+    np.testing.assert_allclose(rgb, colour[0].transpose(1, 2, 0), atol=1e-6)
+    assert fig.axes[3].images[0].get_array().shape == (5, 5)
+
+
+def test_image_grid_value_ranges():
+    rows = [_rand(2, 1, 4, 4) * 5 - 2, _rand(2, 1, 4, 4)]
+    fig = plots.image_grid(rows, value_range=None)
+    tile = rows[0][1, 0]
+    norm = fig.axes[1].images[0].norm
+    assert (norm.vmin, norm.vmax) == pytest.approx((tile.min(), tile.max()))
+    fig = plots.image_grid(rows, value_range=[None, (0, 1)], cmap=["viridis", "gray"])
+    assert fig.axes[0].images[0].norm.vmin == pytest.approx(rows[0][0].min())
+    assert (fig.axes[2].images[0].norm.vmin, fig.axes[2].images[0].norm.vmax) == (0, 1)
+    assert fig.axes[0].images[0].get_cmap().name == "viridis"
+
+
+@pytest.mark.parametrize(
+    ("rows", "kwargs", "match"),
+    [
+        ([np.zeros((8, 8))], {}, r"rows\[0\] must be images of shape \(n, C, H, W\).*\(8, 8\)"),
+        ([np.zeros((2, 2, 8, 8))], {}, r"C 1 or 3.*\(2, 2, 8, 8\)"),
+        (np.zeros((2, 1, 8, 8)), {}, r"rows must be a non-empty list.*shape \(2, 1, 8, 8\)"),
+        ([], {}, "rows must be a non-empty list"),
+        ([np.zeros((0, 1, 8, 8))], {}, "must not be empty"),
+        ([np.full((1, 1, 2, 2), np.nan)], {}, "NaN"),
+        ([np.zeros((2, 1, 4, 4))], {"row_titles": ["a", "b"]}, "row_titles must be a list of 1"),
+        ([np.zeros((2, 1, 4, 4))], {"value_range": (1, 0)}, r"value_range=\(1, 0\)"),
+        ([np.zeros((2, 1, 4, 4))], {"value_range": [None, None]}, "value_range="),
+        ([np.zeros((2, 1, 4, 4))], {"tile_size": 0}, "tile_size"),
+    ],
+)
+def test_image_grid_rejects_bad_input(rows, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        plots.image_grid(rows, **kwargs)
+
+
+def test_save_writes_a_png_of_the_figure_size(tmp_path):
+    fig = plots.image_grid([_rand(3, 1, 8, 8), _rand(3, 3, 8, 8)], title="saved")
+    path = plots.save(fig, tmp_path / "sub" / "grid.png", dpi=50)
+    image = imread(path)
+    width, height = fig.get_size_inches() * 50
+    assert image.shape[:2] == (round(height), round(width))
+    assert image.shape[2] in (3, 4)
+    assert image.std() > 0  # something was drawn
+
+
+def test_figures_leave_global_matplotlib_state_alone():
+    before = dict(matplotlib.rcParams)
+    backend = matplotlib.get_backend()
+    plots.image_grid([_rand(2, 1, 4, 4)])
+    plots.latent_scatter(_rand(10, 2), np.arange(10))
+    assert dict(matplotlib.rcParams) == before
+    assert matplotlib.get_backend() == backend
+
+
+# --- image figures ------------------------------------------------------------------------------
+
+
+def test_weight_tiles_each_on_its_own_range():
+    w_in = np.random.default_rng(0).normal(size=(20, 1, 8, 8))
+    w_out = np.random.default_rng(1).normal(size=(6, 3, 8, 8))
+    fig = plots.weight_tiles(w_in, w_out, n=8)
+    assert _n_images(fig) == 8 + 6
+    norm = fig.axes[2].images[0].norm
+    assert (norm.vmin, norm.vmax) == pytest.approx((w_in[2].min(), w_in[2].max()))
+    rgb = fig.axes[8].images[0].get_array()  # colour weights stretched to [0, 1]
+    assert rgb.min() == pytest.approx(0) and rgb.max() == pytest.approx(1)
+    with pytest.raises(ValueError, match=r"w_in must be images.*\(20, 64\)"):
+        plots.weight_tiles(w_in.reshape(20, 64), w_out)
+
+
+def test_codes_and_reconstructions():
+    x, codes, x_hat = _rand(10, 1, 8, 8), _rand(10, 20), _rand(10, 1, 8, 8, seed=1)
+    fig = plots.codes_and_reconstructions(x, codes * 3, x_hat, n=5)
+    assert _n_images(fig) == 15
+    code_image = fig.axes[5].images[0]
+    assert code_image.get_array().shape == (4, 5)
+    assert code_image.norm.vmax == pytest.approx(3 * codes[0].max())
+    assert [ax.get_ylabel() for ax in fig.axes[::5]] == ["original", "code", "reconstruction"]
+    assert _n_images(plots.codes_and_reconstructions(x, None, x_hat, n=3)) == 6
+    with pytest.raises(ValueError, match="same number of items"):
+        plots.codes_and_reconstructions(x, codes[:4], x_hat)
+    with pytest.raises(ValueError, match=r"codes must have shape \(N, latent_dim\)"):
+        plots.codes_and_reconstructions(x, codes.reshape(10, 4, 5), x_hat)
+
+
+def test_denoising_panel():
+    imgs = [_rand(8, 1, 8, 8, seed=s) for s in range(3)]
+    fig = plots.denoising_panel(imgs[0], _rand(8, 32), imgs[1], imgs[2], 18.34, 24.06, n=5)
+    assert _n_images(fig) == 20
+    assert "PSNR 18.3 dB -> 24.1 dB" in fig.get_suptitle()
+    assert fig.axes[5].images[0].get_array().shape == (4, 8)
+
+
+def test_interpolation():
+    rows = [_rand(8, 1, 8, 8), _rand(8, 3, 8, 8, seed=1)]
+    fig = plots.interpolation(rows, ["model a", "model b"])
+    assert _n_images(fig) == 16
+    assert fig.axes[0].get_title() == "t=0.00"
+    assert fig.axes[7].get_title() == "t=1.00"
+    with pytest.raises(ValueError, match="row_titles"):
+        plots.interpolation(rows, ["one title"])
+
+
+def test_generated_wraps_rows():
+    fig = plots.generated(_rand(23, 1, 8, 8), "faces", ncols=10)
+    assert _n_images(fig) == 23
+    assert len(fig.axes) == 30
+    assert fig.get_suptitle() == "faces"
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+def test_manifold_stitches_one_image_with_coordinate_ticks(channels):
+    grid, xs, ys = manifold_grid(5)
+    images = _rand(len(grid), channels, 6, 7)
+    fig = plots.manifold(images, xs, ys)
+    assert len(fig.axes) == 1
+    stitched = fig.axes[0].images[0].get_array()
+    assert stitched.shape[:2] == (30, 35)
+    # tile (row 1, column 2) sits at rows 6..11, columns 14..20
+    tile = images[1 * 5 + 2].transpose(1, 2, 0).squeeze(-1 if channels == 1 else ())
+    np.testing.assert_allclose(np.asarray(stitched)[6:12, 14:21], tile, atol=1e-6)
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["-4.0", "-2.0", "0.0", "2.0", "4.0"]
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["4.0", "2.0", "0.0", "-2.0", "-4.0"]
+    with pytest.raises(ValueError, match="len\\(ys\\) \\* len\\(xs\\) = 25"):
+        plots.manifold(images[:24], xs, ys)
+
+
+# --- charts -------------------------------------------------------------------------------------
+
+
+def _history(n, heldout=True):
+    return [
+        {"epoch": e, "loss": 1 / e, "heldout_loss": 1.2 / e if heldout else None, "seconds": 0.1}
+        for e in range(1, n + 1)
+    ]
+
+
+def test_learning_curves():
+    fig = plots.learning_curves({"dense": _history(5), "conv": _history(3, heldout=False)})
+    assert len(fig.axes) == 2
+    dense, conv = fig.axes
+    assert [line.get_linestyle() for line in dense.lines] == ["-", "--"]
+    assert len(conv.lines) == 1
+    assert dense.get_title() == "dense"
+    fig = plots.learning_curves({str(i): _history(2) for i in range(4)}, log_y=True)
+    assert len([ax for ax in fig.axes if ax.lines]) == 4
+    assert fig.axes[0].get_yscale() == "log"
+    with pytest.raises(ValueError, match="histories must be a non-empty dict"):
+        plots.learning_curves({})
+    with pytest.raises(ValueError, match="'heldout_loss'"):
+        plots.learning_curves({"m": [{"epoch": 1, "loss": 1.0}]})
+
+
+def test_activation_bars():
+    max_act = _rand(20)
+    dead = np.zeros(20, dtype=bool)
+    dead[[1, 5, 7]] = True
+    fig = plots.activation_bars(max_act, dead)
+    (ax,) = fig.axes
+    assert len(ax.patches) == 20
+    assert "3 of 20 units dead" in ax.get_title()
+    colours = {tuple(p.get_facecolor()) for p in ax.patches}
+    assert len(colours) == 2
+    assert ax.patches[1].get_facecolor() != ax.patches[0].get_facecolor()
+    with pytest.raises(ValueError, match="dead must be a bool array of shape"):
+        plots.activation_bars(max_act, dead[:5])
+
+
+@pytest.mark.parametrize("n_classes", [10, 40])
+def test_embedding_panels(n_classes):
+    labels = np.arange(80) % n_classes
+    panels = [
+        (name, _rand(80, 2, seed=i))
+        for i, name in enumerate(["PCA(X)", "PCA(codes)", "t-SNE(X)", "t-SNE(codes)"])
+    ]
+    fig = plots.embedding_panels(panels, labels)
+    scatter_axes = [ax for ax in fig.axes if ax.collections and ax.get_title()]
+    assert [ax.get_title() for ax in scatter_axes] == [name for name, _ in panels]
+    assert len(fig.axes) == 5  # four panels and one colour bar
+    assert len(plots.embedding_panels(panels, None).axes) == 4
+    with pytest.raises(ValueError, match=r"panels\[1\] \(bad\) must have shape \(N, 2\)"):
+        plots.embedding_panels([panels[0], ("bad", _rand(80, 3))], labels)
+    with pytest.raises(ValueError, match=r"labels must have shape \(80,\)"):
+        plots.embedding_panels(panels, labels[:10])
+
+
+def test_latent_scatter():
+    fig = plots.latent_scatter(np.random.default_rng(0).normal(size=(100, 2)), np.arange(100) % 10)
+    ax = fig.axes[0]
+    assert (ax.get_xlabel(), ax.get_ylabel()) == ("z[0]", "z[1]")
+    assert len(ax.collections[0].get_offsets()) == 100
+    assert len(fig.axes) == 2  # the scatter and its colour bar
+    with pytest.raises(ValueError, match=r"must have shape \(N, 2\)"):
+        plots.latent_scatter(np.zeros((100, 3)), None)

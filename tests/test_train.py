@@ -1,0 +1,181 @@
+"""The training loop and run directories: determinism, resume, checkpoints, history, loading."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from aelab.checkpoint import load_optimizer, save_optimizer
+from aelab.data import parse_noise
+from aelab.models import build_model
+from aelab.runs import DataSpec, check_out_dir, load_run, train_run
+from aelab.train import TrainConfig, Trainer, resolve_device
+
+
+@pytest.fixture(scope="module")
+def digits_spec():
+    return DataSpec(source="digits", holdout=0.2, seed=0)
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _fit(seed, epochs=2, noise=None):
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = build_model("deep", (1, 8, 8), latent_dim=4, hidden=(16,))
+    cfg = TrainConfig(epochs=epochs, batch_size=32, seed=seed, device="cpu", noise=noise)
+    x = torch.rand(100, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    trainer = Trainer(model, cfg, corrupt=parse_noise(noise))
+    trainer.fit(x, x[:20], progress=False)
+    return trainer
+
+
+def test_same_seed_same_weights_different_seed_differs():
+    a, b, c = _fit(0), _fit(0), _fit(1)
+    wa, wb, wc = _weights(a.model), _weights(b.model), _weights(c.model)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_training_does_not_touch_the_global_rng():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    _fit(0)
+    assert torch.equal(torch.rand(3), expected)
+
+
+def test_history_schema_and_loss_decreases():
+    trainer = _fit(0, epochs=15)
+    h = trainer.history
+    assert [r["epoch"] for r in h] == list(range(1, 16))
+    assert set(h[0]) == {"epoch", "loss", "heldout_loss", "seconds"}
+    assert h[-1]["loss"] < h[0]["loss"]
+    assert all(r["seconds"] > 0 and r["heldout_loss"] is not None for r in h)
+
+
+def test_noise_is_applied_to_inputs_only():
+    seen = []
+
+    def corrupt(x):
+        seen.append(x)
+        return x + 1.0
+
+    model = build_model("deep", (1, 8, 8), latent_dim=4, hidden=(16,))
+    x = torch.rand(10, 1, 8, 8)
+    trainer = Trainer(model, TrainConfig(epochs=1, batch_size=10, device="cpu"), corrupt=corrupt)
+    trainer.fit(x, progress=False)
+    assert len(seen) == 1 and torch.equal(seen[0].sort(0).values, x.sort(0).values)
+    # denoising with noise gives a different result from plain training
+    assert _fit(0, noise="gaussian:0.2").history[-1]["loss"] != _fit(0).history[-1]["loss"]
+
+
+def test_optimizer_state_round_trip(tmp_path):
+    trainer = _fit(0)
+    save_optimizer(trainer.optimizer, tmp_path)
+    fresh = _fit(5, epochs=0)
+    load_optimizer(fresh.optimizer, tmp_path)
+    a, b = trainer.optimizer.state_dict(), fresh.optimizer.state_dict()
+    assert a["param_groups"] == b["param_groups"]
+    for pid, state in a["state"].items():
+        for k, v in state.items():
+            assert torch.equal(v, b["state"][pid][k])
+
+
+@pytest.mark.parametrize("name", ["deep", "vae", "denoising"])
+def test_resume_equals_uninterrupted(name, digits_spec, tmp_path):
+    cfg = dict(batch_size=64, seed=3, device="cpu", optimizer="adam")
+    noise = "gaussian:0.05" if name == "denoising" else None
+    full = train_run(name, digits_spec, TrainConfig(epochs=4, noise=noise, **cfg),
+                     tmp_path / "full", progress=False)  # fmt: skip
+    part = tmp_path / "part"
+    train_run(name, digits_spec, TrainConfig(epochs=2, noise=noise, **cfg), part, progress=False)
+    resumed = train_run(name, digits_spec, TrainConfig(epochs=4, **cfg), part, resume=True,
+                        progress=False)  # fmt: skip
+    wa, wb = _weights(full.model), _weights(resumed.model)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert [r["loss"] for r in full.history] == [r["loss"] for r in resumed.history]
+    assert len(json.loads((part / "history.json").read_text())) == 4
+
+
+def test_run_directory_contents_and_load_run(digits_spec, tmp_path):
+    out = tmp_path / "run"
+    run = train_run("conv", digits_spec, TrainConfig(epochs=2, batch_size=128, device="cpu"),
+                    out, progress=False)  # fmt: skip
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "history.json"} <= names
+    assert not any(p.suffix in (".pt", ".pth", ".pkl") for p in out.iterdir())
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["name"] == "conv"
+    assert config["versions"]["torch"] == torch.__version__
+    assert config["data"]["source"] == "digits"
+    assert config["split"]["image_shape"] == [1, 8, 8]
+    history = json.loads((out / "history.json").read_text())
+    assert [set(r) for r in history] == [{"epoch", "loss", "heldout_loss", "seconds"}] * 2
+
+    loaded = load_run(out)
+    split = loaded.data()
+    x = split.heldout.images[:10]
+    np.testing.assert_array_equal(loaded.encode(x), run.encode(x))
+    z = loaded.encode(x)
+    assert z.shape == (10, 32)
+    np.testing.assert_array_equal(loaded.decode(z), run.decode(z))
+    assert loaded.decode(z).shape == x.shape
+
+
+def test_checkpoint_every(digits_spec, tmp_path, monkeypatch):
+    import aelab.runs as runs
+
+    saved_epochs = []
+    original = runs.save_run_state
+
+    def spy(trainer, path):
+        saved_epochs.append(trainer.epoch)
+        original(trainer, path)
+
+    monkeypatch.setattr(runs, "save_run_state", spy)
+    train_run("deep", digits_spec,
+              TrainConfig(epochs=5, batch_size=256, checkpoint_every=2, device="cpu"),
+              tmp_path / "ck", progress=False)  # fmt: skip
+    assert saved_epochs == [2, 4, 5]
+
+
+def test_out_dir_rules(tmp_path):
+    earlier = tmp_path / "earlier"
+    earlier.mkdir()
+    (earlier / "notes.txt").write_text("mine")
+    with pytest.raises(ValueError, match=r"already holds files; pass --overwrite"):
+        check_out_dir(earlier, resume=False, overwrite=False)
+    with pytest.raises(ValueError, match=r"is not an aelab run \(no config.json\); refusing"):
+        check_out_dir(earlier, resume=False, overwrite=True)
+    with pytest.raises(ValueError, match=r"holds no run to resume"):
+        check_out_dir(earlier, resume=True, overwrite=False)
+    assert (earlier / "notes.txt").read_text() == "mine"
+    a_file = tmp_path / "file"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match=r"is a file; expected a folder"):
+        check_out_dir(a_file, resume=False, overwrite=False)
+
+
+def test_train_config_errors():
+    with pytest.raises(ValueError, match=r"batch_size=0 is not valid; expected an integer >= 1"):
+        TrainConfig(batch_size=0)
+    with pytest.raises(ValueError, match=r"optimizer='lbfgs' is not valid; allowed: adam"):
+        TrainConfig(optimizer="lbfgs")
+    with pytest.raises(ValueError, match=r"learning_rate=-1 is not valid"):
+        TrainConfig(learning_rate=-1)
+    with pytest.raises(ValueError, match=r"device='tpu' is not valid; allowed: auto, cpu"):
+        TrainConfig(device="tpu")
+
+
+def test_resolve_device():
+    assert resolve_device("cpu").type == "cpu"
+    assert resolve_device("auto").type in ("cpu", "cuda", "mps")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"device='cuda' is not available here"):
+            resolve_device("cuda")
