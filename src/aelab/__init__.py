@@ -12,6 +12,7 @@ except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+unknown"
 
 from .data import DATASETS, ImageSet, load_dataset
+from .estimator import Autoencoder
 from .models import FAMILIES, MODELS, build_model
 from .runs import DataSpec, Run, load_run, train_run
 from .train import TrainConfig, Trainer
@@ -20,6 +21,7 @@ __all__ = [
     "DATASETS",
     "FAMILIES",
     "MODELS",
+    "Autoencoder",
     "DataSpec",
     "ImageSet",
     "Run",

@@ -158,6 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A,B",
         help="comma-separated model names (default: the notebook's five)",
     )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help="train every model N epochs instead of the preset's (a quick look)",
+    )
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/workshop-DATE-TIME)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
@@ -291,6 +297,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         models=[m.strip() for m in args.models.split(",") if m.strip()],
         seed=args.seed,
         device=args.device,
+        epochs=args.epochs,
         overwrite=args.overwrite,
         progress=False if args.quiet else None,
         log=_log,

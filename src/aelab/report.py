@@ -38,10 +38,10 @@ def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
     )
 
 
-def _pca2(x: np.ndarray) -> np.ndarray:
+def _pca2(x: np.ndarray, seed: int) -> np.ndarray:
     from sklearn.decomposition import PCA
 
-    return PCA(n_components=2).fit_transform(x.reshape(len(x), -1))
+    return PCA(n_components=2, random_state=seed).fit_transform(x.reshape(len(x), -1))
 
 
 def _knn(codes_tr, codes_te, split: Split, by_people: bool, groups) -> float | None:
@@ -77,7 +77,9 @@ def evaluate(
         code_size = run.model.latent_dim
         codes_tr, codes_te = run.encode(x_tr), run.encode(x_te)
         x_hat = run.decode(codes_te)
-        pca = metrics.pca_baseline(x_tr, x_te, n_components=min(code_size, *x_tr.shape[:1]))
+        # PCA with as many components as the code, capped by what the training set allows
+        n_components = min(code_size, len(x_tr), int(np.prod(x_tr.shape[1:])))
+        pca = metrics.pca_baseline(x_tr, x_te, n_components=n_components)
         dead = metrics.dead_units(codes_tr)
         history = run.history
         entry = {
@@ -91,6 +93,7 @@ def evaluate(
                 "knn_accuracy": _knn(codes_tr, codes_te, split, by_people, groups),
             },
             "pca": {
+                "n_components": n_components,
                 **metrics.reconstruction_scores(x_te, pca.x_test_hat),
                 "knn_accuracy": _knn(pca.codes_train, pca.codes_test, split, by_people, groups),
             },
@@ -135,7 +138,7 @@ def evaluate(
 def verdict(name: str, m: dict[str, Any]) -> str:
     """One sentence: did the model beat PCA with the same code size on held-out data?"""
     ae, pca = m["heldout"]["mse"], m["pca"]["mse"]
-    k = m["code_size"]
+    k = m["pca"]["n_components"]
     if ae < pca:
         return (
             f"{name} beats PCA with {k} components on held-out images: MSE {ae:.5f} vs "
@@ -231,10 +234,10 @@ def _figures(runs, split, results, arrays, seed) -> list[dict[str, Any]]:
                 continue
             codes = np.concatenate([arrays[name]["codes_tr"], arrays[name]["codes_te"]])[sub]
             if pixels_tsne is None:
-                pixels_pca, pixels_tsne = _pca2(x_all[sub]), _tsne(x_all[sub], seed)
+                pixels_pca, pixels_tsne = _pca2(x_all[sub], seed), _tsne(x_all[sub], seed)
             panels = [
                 ("PCA(X)", pixels_pca),
-                (f"PCA({name} codes)", _pca2(codes)),
+                (f"PCA({name} codes)", _pca2(codes, seed)),
                 ("t-SNE(X)", pixels_tsne),
                 (f"t-SNE({name} codes)", _tsne(codes, seed)),
             ]

@@ -122,6 +122,11 @@ class Run:
 
     @property
     def data_spec(self) -> DataSpec:
+        if not self.config.get("data"):
+            raise ValueError(
+                f"run='{self.path}' was fitted on in-memory arrays (aelab.Autoencoder) and "
+                "records no data set to rebuild"
+            )
         return DataSpec(**self.config["data"])
 
     @property

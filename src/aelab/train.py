@@ -9,6 +9,7 @@ run resumed from a checkpoint continues exactly as if it had never stopped.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import time
@@ -91,6 +92,23 @@ def make_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimiz
     if config.learning_rate is not None:
         kwargs["lr"] = config.learning_rate
     return cls(model.parameters(), **kwargs)
+
+
+@contextlib.contextmanager
+def flush_denormals():
+    """Treat denormal floats as zero while training on a CPU.
+
+    Saturated sigmoids give tiny gradients whose squares (in Adam's and RMSprop's state) fall
+    below float32's normal range; arithmetic on such denormals is ~70x slower on x86 CPUs
+    (measured: the shallow preset on 8x8 digits, 2.0 s vs 0.03 s per epoch). TensorFlow flushes
+    them by default. The setting is restored (to PyTorch's default, off) afterwards.
+    """
+    changed = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if changed:
+            torch.set_flush_denormal(False)
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -184,7 +202,7 @@ class Trainer:
             leave=True,
             dynamic_ncols=True,
         )
-        with torch.random.fork_rng(devices=_rng_devices(self.device)), bar:
+        with torch.random.fork_rng(devices=_rng_devices(self.device)), flush_denormals(), bar:
             while self.epoch < self.config.epochs:
                 torch.manual_seed(epoch_seed(self.config.seed, self.epoch))
                 start = time.perf_counter()

@@ -71,6 +71,7 @@ def run_workshop(
     models: list[str] | tuple[str, ...] = WORKSHOP_MODELS,
     seed: int = 0,
     device: str = "auto",
+    epochs: int | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
@@ -79,6 +80,7 @@ def run_workshop(
 ) -> dict[str, Any]:
     """Train ``models`` on one split of ``data`` into ``out/<model>/``, then write the report.
 
+    ``epochs`` replaces every model's epoch count (a quick look; the preset sets the rest).
     Returns the workshop record (also written to ``out/workshop.json``).
     """
     log = log or (lambda _msg: None)
@@ -103,6 +105,9 @@ def run_workshop(
     for note in split.train.notes:
         log(note)
     schedules = {name: PRESETS[preset](name, len(split.train)) for name in models}
+    if epochs is not None:
+        for schedule in schedules.values():
+            schedule["epochs"] = epochs
     for name in models:  # validate every config before anything is written
         TrainConfig(**schedules[name], seed=seed, device=device)
     if overwrite and out.is_dir():
@@ -113,7 +118,7 @@ def run_workshop(
         f"{'x'.join(map(str, split.train.image_shape))} from {data.source}; preset {preset}"
     )
     record: dict[str, Any] = {
-        "preset": preset,
+        "preset": preset if epochs is None else f"{preset}, {epochs} epochs",
         "models": models,
         "data": data.to_dict(),
         "seconds": {},
