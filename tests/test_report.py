@@ -114,6 +114,8 @@ def test_verdict_sentence():
 
 def test_quick_schedule_bounds():
     assert quick_schedule("conv", 1_000_000)["epochs"] == 8
+    assert quick_schedule("conv", 4500)["epochs"] == 13  # mnist: 60,000 images seen
+    assert quick_schedule("conv", 720, (1, 64, 64))["epochs"] == 16  # olivetti with mirrors
     assert quick_schedule("shallow", 10)["epochs"] == 300
     assert quick_schedule("denoising", 4500)["optimizer"] == "adam"
     assert quick_schedule("vae", 4500)["optimizer"] == "rmsprop"

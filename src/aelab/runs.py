@@ -36,7 +36,7 @@ from .checkpoint import (
 )
 from .data import ImageSet, default_split, load_dataset, mirror, parse_noise, split
 from .models import MODELS, BaseAutoencoder, build_model, model_from_config
-from .train import TrainConfig, Trainer
+from .train import TrainConfig, Trainer, memory_format, resolve_device
 
 FORMAT_VERSION = 1
 
@@ -154,7 +154,8 @@ class Run:
         self.model.eval()
         device = next(self.model.parameters()).device
         t = torch.as_tensor(np.asarray(a, dtype=np.float32) if not torch.is_tensor(a) else a)
-        outs = [fn(b.to(device)).float().cpu() for b in t.split(batch_size)]
+        fmt = memory_format(self.model) if t.ndim == 4 else torch.contiguous_format
+        outs = [fn(b.to(device, memory_format=fmt)).float().cpu() for b in t.split(batch_size)]
         return torch.cat(outs).numpy() if outs else np.zeros((0,), np.float32)
 
 
@@ -296,9 +297,8 @@ def load_run(path: str | os.PathLike, device: str = "cpu") -> Run:
         raise FileNotFoundError(f"run='{path}' is not a run directory (no config.json)")
     config = read_json(path / "config.json")
     model = model_from_config(config["model"]["family"], config["model"]["config"])
-    from .train import resolve_device
 
-    model.to(resolve_device(device))
+    model.to(resolve_device(device), memory_format=memory_format(model))
     load_weights(model, path / "model.safetensors")
     model.eval()
     history_path = path / "history.json"

@@ -6,6 +6,7 @@ builds ``metrics.json``, ``figures/`` and ``report.html`` with :mod:`aelab.repor
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import time
@@ -24,8 +25,9 @@ WORKSHOP_MODELS = ("shallow", "deep", "conv", "denoising", "vae")
 SEED = {name: dict(MODELS[name].train) for name in MODELS}
 
 # A schedule that finishes on a 2-core CPU in minutes: fewer images seen per model, larger
-# batches for the convolutional models. Epochs scale with the training set so that a larger
-# data set does not cost more time; see ``quick_schedule``.
+# batches for the convolutional models. Epochs scale with the training set and the image size
+# so that a larger data set does not cost more time; see ``quick_schedule``.
+_QUICK_PIXELS = 28 * 28  # the budgets below count images of this many values
 _QUICK_IMAGES = {  # images seen in training per model (epochs x n_train), and epoch bounds
     "shallow": (300_000, 20, 300),
     "deep": (300_000, 20, 300),
@@ -36,9 +38,16 @@ _QUICK_IMAGES = {  # images seen in training per model (epochs x n_train), and e
 }
 
 
-def quick_schedule(name: str, n_train: int) -> dict[str, Any]:
-    """The ``quick`` preset: the notebook's optimizers and noise, a bounded number of images."""
+def quick_schedule(
+    name: str, n_train: int, image_shape: tuple[int, ...] = (1, 28, 28)
+) -> dict[str, Any]:
+    """The ``quick`` preset: the notebook's optimizers and noise, a bounded amount of work.
+
+    Each model sees a fixed budget of 28x28-image equivalents (a 64x64 image counts 5.2), so the
+    epoch count falls as the data set or its images grow, within per-model bounds.
+    """
     images, lo, hi = _QUICK_IMAGES[name]
+    images *= _QUICK_PIXELS / math.prod(image_shape)
     schedule = dict(SEED[name])
     schedule["epochs"] = int(min(hi, max(lo, round(images / max(n_train, 1)))))
     if MODELS[name].family in ("conv", "conv-vae"):
@@ -46,9 +55,9 @@ def quick_schedule(name: str, n_train: int) -> dict[str, Any]:
     return schedule
 
 
-PRESETS: dict[str, Callable[[str, int], dict[str, Any]]] = {
+PRESETS: dict[str, Callable[..., dict[str, Any]]] = {
     "quick": quick_schedule,
-    "seed": lambda name, n_train: dict(SEED[name]),
+    "seed": lambda name, n_train, image_shape: dict(SEED[name]),
 }
 
 
@@ -104,7 +113,9 @@ def run_workshop(
         split = prepare_data(data)
     for note in split.train.notes:
         log(note)
-    schedules = {name: PRESETS[preset](name, len(split.train)) for name in models}
+    schedules = {
+        name: PRESETS[preset](name, len(split.train), split.train.image_shape) for name in models
+    }
     if epochs is not None:
         for schedule in schedules.values():
             schedule["epochs"] = epochs
