@@ -41,6 +41,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
 from .checkpoint import load_weights, read_json, save_weights, write_json
 from .data import parse_noise
 from .models import FAMILIES, MODELS, BaseAutoencoder, model_config, model_from_config
+from .runs import check_replaceable
 from .train import TrainConfig, Trainer, resolve_device
 
 SCALES = ("auto", "minmax", None)
@@ -570,19 +571,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         """
         check_is_fitted(self)
         out = Path(path)
-        if out.exists() and not out.is_dir():
-            raise ValueError(f"path='{out}' is a file; expected a folder for the run")
-        if out.is_dir() and any(out.iterdir()):
-            if not overwrite:
-                raise ValueError(
-                    f"path='{out}' already holds files; pass overwrite=True to replace an earlier "
-                    "run, or choose another folder"
-                )
-            if not (out / "config.json").is_file():
-                raise ValueError(
-                    f"path='{out}' is not an aelab run (no config.json); refusing to delete it "
-                    "even with overwrite=True"
-                )
+        check_replaceable(out, overwrite=overwrite, name="path", flag="overwrite=True")
         config = self._run_config()  # before touching the folder: it may refuse a parameter
         if out.is_dir() and overwrite:
             shutil.rmtree(out)

@@ -179,27 +179,47 @@ def make_config(
 def check_out_dir(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
     """Refuse to overwrite an earlier run unless asked; refuse what cannot be written."""
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"out='{out}' is a file; expected a folder for the run")
     if resume:
+        if out.exists() and not out.is_dir():
+            raise ValueError(f"out='{out}' is a file; expected a folder for the run")
         if not (out / "config.json").is_file():
             raise ValueError(f"out='{out}' holds no run to resume (no config.json)")
         if overwrite:
             raise ValueError("resume and overwrite exclude each other; pass one")
         return out
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise ValueError(
-                f"out='{out}' already holds files; pass --overwrite to replace an earlier run, "
-                "--resume to continue it, or choose another folder"
-            )
-        if not (out / "config.json").is_file():
-            raise ValueError(
-                f"out='{out}' is not an aelab run (no config.json); refusing to delete it even "
-                "with --overwrite"
-            )
+    check_replaceable(out, overwrite=overwrite, also="--resume to continue it, ")
     check_writable(out)
     return out
+
+
+def check_replaceable(
+    out: Path,
+    *,
+    overwrite: bool,
+    marker: str = "config.json",
+    name: str = "out",
+    flag: str = "--overwrite",
+    also: str = "",
+) -> None:
+    """Refuse a folder that holds files unless ``overwrite``, and never one without ``marker``.
+
+    An earlier run is only ever replaced when asked; a folder that is not an aelab run (it has
+    no ``marker`` file) is never deleted, even when asked.
+    """
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{name}='{out}' is a file; expected a folder for the run")
+    if not (out.is_dir() and any(out.iterdir())):
+        return
+    if not overwrite:
+        raise ValueError(
+            f"{name}='{out}' already holds files; pass {flag} to replace an earlier run, "
+            f"{also}or choose another folder"
+        )
+    if not (out / marker).is_file():
+        raise ValueError(
+            f"{name}='{out}' is not an aelab run (no {marker}); refusing to delete it even "
+            f"with {flag}"
+        )
 
 
 def check_writable(out: Path) -> None:

@@ -16,7 +16,7 @@ from typing import Any
 
 from .checkpoint import write_json
 from .models import MODELS
-from .runs import DataSpec, Split, check_writable, prepare_data, train_run
+from .runs import DataSpec, Split, check_replaceable, check_writable, prepare_data, train_run
 from .train import TrainConfig
 
 WORKSHOP_MODELS = ("shallow", "deep", "conv", "denoising", "vae")
@@ -97,17 +97,7 @@ def run_workshop(
         raise ValueError(f"preset={preset!r} is not valid; allowed: {', '.join(PRESETS)}")
     models = check_models(models)
     out = Path(out)
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise ValueError(
-                f"out='{out}' already holds files; pass --overwrite to replace an earlier run "
-                "or choose another folder"
-            )
-        if not (out / "workshop.json").is_file():
-            raise ValueError(
-                f"out='{out}' is not an aelab run (no workshop.json); refusing to delete it even "
-                "with --overwrite"
-            )
+    check_replaceable(out, overwrite=overwrite, marker="workshop.json")
     check_writable(out)
     if split is None:
         split = prepare_data(data)
