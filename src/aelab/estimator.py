@@ -42,7 +42,7 @@ from .checkpoint import load_weights, read_json, save_weights, write_json
 from .data import parse_noise
 from .models import FAMILIES, MODELS, BaseAutoencoder, model_config, model_from_config
 from .runs import check_replaceable
-from .train import TrainConfig, Trainer, resolve_device
+from .train import TrainConfig, Trainer, memory_format, resolve_device
 
 SCALES = ("auto", "minmax", None)
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -460,7 +460,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         else:
             t = t.float()
         model.eval()
-        outs = [fn(model, b.to(device)).cpu() for b in t.split(_INFER_BATCH)]
+        fmt = memory_format(model) if t.ndim == 4 else torch.contiguous_format  # as in training
+        outs = [fn(model, b.to(device, memory_format=fmt)).cpu() for b in t.split(_INFER_BATCH)]
         return torch.cat(outs) if outs else fn(model, t.to(device)).cpu()
 
     # ------------------------------------------------------------------ transforming
@@ -698,7 +699,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                 k: tuple(v) if isinstance(v, list) else v for k, v in params["model_params"].items()
             }
         est = cls(**params)
-        model.to(resolve_device(device if device is not None else est.device))
+        device = resolve_device(device if device is not None else est.device)
+        model.to(device, memory_format=memory_format(model))  # the layout fit trained in
         load_weights(model, path / "model.safetensors")
         est.model_ = model.eval()
         history = path / "history.json"
