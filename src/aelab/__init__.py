@@ -11,7 +11,7 @@ try:
 except PackageNotFoundError:  # running from a source tree without installing
     __version__ = "0.0.0+unknown"
 
-from .data import DATASETS, ImageSet, load_dataset
+from .data import DATASETS, ImageFolderDataset, ImageSet, load_dataset
 from .estimator import Autoencoder
 from .models import FAMILIES, MODELS, build_model
 from .runs import DataSpec, Run, load_run, train_run
@@ -23,6 +23,7 @@ __all__ = [
     "MODELS",
     "Autoencoder",
     "DataSpec",
+    "ImageFolderDataset",
     "ImageSet",
     "Run",
     "TrainConfig",
