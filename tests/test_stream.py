@@ -1,8 +1,10 @@
-"""Streaming a folder from disk: the lazy Dataset equals the in-memory loader."""
+"""Streaming a folder from disk: the lazy Dataset equals the in-memory loader, and training on it
+equals training on the loaded tensors."""
 
 from __future__ import annotations
 
 import re
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -15,9 +17,12 @@ from aelab.data import (
     ImageFolderDataset,
     load_image_folder,
     mirror,
+    parse_noise,
     split,
     write_image_folder,
 )
+from aelab.models import build_model
+from aelab.train import TrainConfig, Trainer
 
 # -- the Dataset -------------------------------------------------------------------------------
 
@@ -162,3 +167,133 @@ def test_write_image_folder(tmp_path):
     assert data.load().images.std() > 0.05
     with pytest.raises(ValueError, match=r"n=-1 is not valid; expected an integer >= 0"):
         write_image_folder(tmp_path / "x", -1)
+
+
+# -- training on a streamed folder -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def digits_folder(tmp_path_factory):
+    """60 small images in 3 classes and the same images loaded into memory."""
+    root = write_image_folder(tmp_path_factory.mktemp("synthetic"), 60, image_size=8, n_classes=3)
+    return root, load_image_folder(root)
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def _train(x_train, x_heldout, *, name="deep", epochs=2, **config):
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        kwargs = {"latent_dim": 4, "hidden": (16,)} if name == "deep" else {"latent_dim": 4}
+        model = build_model(name, (1, 8, 8), **kwargs)
+    cfg = TrainConfig(epochs=epochs, batch_size=16, device="cpu", **config)
+    trainer = Trainer(model, cfg, corrupt=parse_noise(cfg.noise))
+    trainer.fit(x_train, x_heldout, progress=False)
+    return trainer
+
+
+@pytest.mark.parametrize(
+    ("name", "config"),
+    [
+        ("deep", {"shuffle": False}),
+        ("deep", {"shuffle": True, "noise": "gaussian:0.1"}),
+        ("conv", {"shuffle": True, "noise": "mask:0.2"}),
+    ],
+)
+def test_streamed_training_equals_in_memory_training(digits_folder, name, config):
+    root, loaded = digits_folder
+    train, held = split(loaded, holdout=0.2)
+    stream_train, stream_held = split(ImageFolderDataset(root), holdout=0.2)
+    a = _train(torch.from_numpy(train.images), torch.from_numpy(held.images), name=name, **config)
+    b = _train(stream_train, stream_held, name=name, **config)
+    # bit for bit on the CPU: the same batches, shuffle and noise draws in the same order
+    wa, wb = _weights(a.model), _weights(b.model)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert a.history[-1]["loss"] == b.history[-1]["loss"]
+    assert a.history[-1]["heldout_loss"] == b.history[-1]["heldout_loss"]
+
+
+def test_worker_processes_train_like_the_training_process(digits_folder):
+    root, _ = digits_folder
+    train, held = split(ImageFolderDataset(root, mirror=True), holdout=0.2)
+    in_process = _train(train, held, epochs=2)
+    workers = _train(train, held, epochs=2, workers=2)
+    assert len(workers.history) == 2
+    assert all(np.isfinite([r["loss"], r["heldout_loss"]]).all() for r in workers.history)
+    wa, wb = _weights(in_process.model), _weights(workers.model)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)  # same items, same order
+    loader = workers._stream_loader(train)
+    assert loader.num_workers == 2 and loader.persistent_workers and not loader.pin_memory
+
+
+def test_distributed_sampler_under_torch_distributed(digits_folder, tmp_path, monkeypatch):
+    import torch.distributed as dist
+    from torch.utils.data import DistributedSampler
+
+    root, _ = digits_folder
+    data = ImageFolderDataset(root)
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
+                            world_size=1)  # fmt: skip
+    try:
+        epochs = []
+        real = DistributedSampler.set_epoch
+
+        def set_epoch(self, epoch):
+            epochs.append(epoch)
+            real(self, epoch)
+
+        monkeypatch.setattr(DistributedSampler, "set_epoch", set_epoch)
+        trainer = _train(data, None, epochs=2, seed=5)
+        assert epochs == [0, 1] and np.isfinite(trainer.history[-1]["loss"])
+        loader = trainer._stream_loader(data)
+        assert isinstance(loader.sampler, DistributedSampler) and loader.batch_size == 16
+        assert loader.sampler.seed == 5
+        monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 3)
+        with pytest.raises(ValueError, match=r"batch_size=16 is not valid with 3 processes"):
+            trainer._stream_loader(data)
+    finally:
+        dist.destroy_process_group()
+
+
+def test_fit_refuses_what_is_neither_a_tensor_nor_a_dataset():
+    model = build_model("deep", (1, 8, 8), latent_dim=2, hidden=(4,))
+    trainer = Trainer(model, TrainConfig(epochs=1, device="cpu"))
+    with pytest.raises(TypeError, match=r"x_train is a list; expected a tensor \(N, C, H, W\)"):
+        trainer.fit([torch.zeros(1, 8, 8)], progress=False)
+
+
+def test_workers_is_validated():
+    with pytest.raises(ValueError, match=r"workers=-1 is not valid; expected an integer >= 0"):
+        TrainConfig(workers=-1)
+
+
+# -- memory ------------------------------------------------------------------------------------
+
+
+def test_streaming_holds_paths_not_pixels(tmp_path, monkeypatch):
+    n, side = 300, 64
+    root = write_image_folder(tmp_path / "many", n, image_size=side, n_classes=3)
+    all_pixels = n * side * side * 4  # bytes of the whole set as float32
+    data = ImageFolderDataset(root, image_size=side)
+
+    def trainer():
+        model = build_model("deep", (1, side, side), latent_dim=4, hidden=(8,))
+        return Trainer(model, TrainConfig(epochs=1, batch_size=16, device="cpu"))
+
+    trainer().fit(data.subset(np.arange(2)), progress=False)  # lazy imports happen here
+    reads = []
+    real = aelab.data._read_image
+    monkeypatch.setattr(aelab.data, "_read_image", lambda p: (reads.append(p), real(p))[1])
+    streaming = trainer()
+    tracemalloc.start()  # numpy's buffers (decoded images) are traced; torch's are not
+    try:
+        streaming.fit(data, progress=False)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert len(reads) == n and len(set(reads)) == n  # every image read once, when needed
+    held = [v for v in vars(data).values() if isinstance(v, (np.ndarray, torch.Tensor))]
+    assert sum(v.nbytes for v in held) < all_pixels / 100  # paths, labels, flags
+    assert peak < all_pixels / 4  # about one batch of decoded images at a time

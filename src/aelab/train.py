@@ -3,6 +3,9 @@
 
 Small data sets live whole on the device and are batched by index (no DataLoader, no workers, no
 per-step host synchronisation: the running loss stays a device tensor until the epoch ends).
+Data sets larger than memory come as a ``torch.utils.data.Dataset`` and stream through a
+``DataLoader`` (worker processes, pinned memory, a ``DistributedSampler`` under
+``torch.distributed``), with the same loss, corruption and single synchronisation per epoch.
 Every epoch draws its shuffle, noise and sampling from a seed derived from ``(seed, epoch)``, so a
 run resumed from a checkpoint continues exactly as if it had never stopped.
 """
@@ -11,13 +14,16 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import math
 import time
 from collections.abc import Callable
 from typing import Any
 
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
 OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
@@ -28,6 +34,7 @@ OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     "sgd": (torch.optim.SGD, {"lr": 1e-2, "momentum": 0.9}),
 }
 DEVICES = ("auto", "cpu", "cuda", "mps")
+EVAL_BATCH_SIZE = 512  # held-out batches of a streamed Dataset, as Trainer.evaluate's default
 
 
 @dataclasses.dataclass
@@ -43,11 +50,13 @@ class TrainConfig:
     device: str = "auto"
     noise: str | None = None  # corruption of the inputs, e.g. "gaussian:0.05" (denoising)
     checkpoint_every: int = 0  # epochs between checkpoints; 0: only at the end
+    workers: int = 0  # DataLoader processes reading a streamed Dataset; 0: in this process
 
     def __post_init__(self) -> None:
         _positive_int("epochs", self.epochs, minimum=0)
         _positive_int("batch_size", self.batch_size)
         _positive_int("checkpoint_every", self.checkpoint_every, minimum=0)
+        _positive_int("workers", self.workers, minimum=0)
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(
                 f"optimizer={self.optimizer!r} is not valid; allowed: {', '.join(OPTIMIZERS)}"
@@ -128,6 +137,23 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
 
 
+def _distributed() -> bool:
+    return dist.is_available() and dist.is_initialized()
+
+
+class _EpochOrder(Sampler[int]):
+    """Indices in an order set before each epoch, so that persistent workers keep one sampler."""
+
+    def __init__(self, n: int) -> None:
+        self.order = torch.arange(n)
+
+    def __iter__(self):
+        return iter(self.order.tolist())
+
+    def __len__(self) -> int:
+        return len(self.order)
+
+
 class Trainer:
     """Fits a model that returns an object with a ``loss`` from ``model(x_in, target)``.
 
@@ -177,6 +203,102 @@ class Trainer:
             total += out.loss.detach() * len(idx)
         return total / len(x)
 
+    def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None) -> DataLoader:
+        workers = self.config.workers
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            sampler=sampler,
+            num_workers=workers,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=workers > 0,
+            # the loader draws a base seed per iterator: from its own generator, so the global
+            # RNG (shuffle, noise) draws the same numbers as in the in-memory path
+            generator=torch.Generator().manual_seed(self.config.seed),
+        )
+
+    def _stream_loader(self, dataset: Dataset) -> DataLoader:
+        """Training batches of ``dataset``: each process its own shard under torch.distributed."""
+        if not _distributed():
+            return self._loader(dataset, self.config.batch_size, _EpochOrder(len(dataset)))
+        world, batch_size = dist.get_world_size(), self.config.batch_size
+        if batch_size % world:
+            raise ValueError(
+                f"batch_size={batch_size} is not valid with {world} processes; expected a "
+                f"multiple of {world} (each process takes batch_size / {world} images a step)"
+            )
+        sampler = DistributedSampler(
+            dataset,
+            num_replicas=world,
+            rank=dist.get_rank(),
+            shuffle=self.config.shuffle,
+            seed=self.config.seed,
+        )
+        return self._loader(dataset, batch_size // world, sampler)
+
+    def _train_stream_epoch(self, loader: DataLoader) -> torch.Tensor:
+        """One pass over a streamed Dataset; returns the mean loss as a device scalar."""
+        sampler = loader.sampler
+        if isinstance(sampler, DistributedSampler):
+            sampler.set_epoch(self.epoch)
+        else:  # from the epoch's seed, as in train_epoch, so a resumed run continues exactly
+            n = len(sampler)
+            sampler.order = torch.randperm(n) if self.config.shuffle else torch.arange(n)
+        self.model.train()
+        total = torch.zeros((), device=self.device)
+        count = 0
+        for batch in loader:  # (B, C, H, W) on the host
+            target = batch.to(self.device, non_blocking=True, memory_format=self.memory_format)
+            x_in = self.corrupt(target) if self.corrupt is not None else target
+            out = self.model(x_in, target)
+            self.optimizer.zero_grad(set_to_none=True)
+            out.loss.backward()
+            self.optimizer.step()
+            total += out.loss.detach() * len(target)
+            count += len(target)
+        if _distributed():  # the mean over every process's shard
+            sums = torch.stack([total, torch.tensor(float(count), device=self.device)])
+            dist.all_reduce(sums)
+            return sums[0] / sums[1]
+        return total / max(count, 1)
+
+    @torch.no_grad()
+    def _evaluate_stream(self, loader: DataLoader) -> torch.Tensor:
+        """:meth:`evaluate` for a streamed Dataset, in the Dataset's order."""
+        self.model.eval()
+        total = torch.zeros((), device=self.device)
+        with torch.random.fork_rng(devices=_rng_devices(self.device)):
+            torch.manual_seed(self.config.seed)
+            for batch in loader:
+                batch = batch.to(self.device, non_blocking=True, memory_format=self.memory_format)
+                x_in = self.corrupt(batch) if self.corrupt is not None else batch
+                total += self.model(x_in, batch).loss * len(batch)
+        return total / max(len(loader.dataset), 1)
+
+    def _epoch_functions(self, x_train, x_heldout):
+        """``(train one epoch, held-out loss or None)`` for tensors or streamed Datasets."""
+        for name, x in (("x_train", x_train), ("x_heldout", x_heldout)):
+            allowed = (
+                torch.is_tensor(x) or isinstance(x, Dataset) or (x is None and name != "x_train")
+            )
+            if not allowed:
+                raise TypeError(
+                    f"{name} is a {type(x).__name__}; expected a tensor (N, C, H, W) or a "
+                    "torch.utils.data.Dataset of (C, H, W) tensors"
+                )
+        if torch.is_tensor(x_train):
+            x_train = x_train.to(self.device, memory_format=self.memory_format)
+            train = functools.partial(self.train_epoch, x_train)
+        else:
+            train = functools.partial(self._train_stream_epoch, self._stream_loader(x_train))
+        if x_heldout is None or len(x_heldout) == 0:
+            return train, None
+        if torch.is_tensor(x_heldout):
+            x_heldout = x_heldout.to(self.device, memory_format=self.memory_format)
+            return train, functools.partial(self.evaluate, x_heldout)
+        loader = self._loader(x_heldout, EVAL_BATCH_SIZE, sampler=None)
+        return train, functools.partial(self._evaluate_stream, loader)
+
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """Mean loss on ``x`` in eval mode; corrupted with a fixed seed when denoising."""
@@ -191,21 +313,19 @@ class Trainer:
 
     def fit(
         self,
-        x_train: torch.Tensor,
-        x_heldout: torch.Tensor | None = None,
+        x_train: torch.Tensor | Dataset,
+        x_heldout: torch.Tensor | Dataset | None = None,
         on_epoch_end: Callable[[Trainer], None] | None = None,
         progress: bool | None = None,
         desc: str | None = None,
     ) -> list[dict[str, Any]]:
         """Train from ``self.epoch`` up to ``config.epochs``; returns the history.
 
+        ``x_train`` and ``x_heldout`` are tensors ``(N, C, H, W)`` (moved whole to the device)
+        or Datasets of ``(C, H, W)`` tensors (streamed with ``config.workers`` processes).
         ``progress=None`` shows a bar only when the output is a terminal.
         """
-        x_train = x_train.to(self.device, memory_format=self.memory_format)
-        if x_heldout is not None and len(x_heldout) == 0:
-            x_heldout = None
-        if x_heldout is not None:
-            x_heldout = x_heldout.to(self.device, memory_format=self.memory_format)
+        train_one, heldout_loss = self._epoch_functions(x_train, x_heldout)
         bar = tqdm(
             total=self.config.epochs,
             initial=self.epoch,
@@ -219,8 +339,8 @@ class Trainer:
             while self.epoch < self.config.epochs:
                 torch.manual_seed(epoch_seed(self.config.seed, self.epoch))
                 start = time.perf_counter()
-                loss = self.train_epoch(x_train)
-                heldout = self.evaluate(x_heldout) if x_heldout is not None else None
+                loss = train_one()
+                heldout = heldout_loss() if heldout_loss is not None else None
                 loss_value = float(loss)  # the epoch's one host synchronisation
                 seconds = time.perf_counter() - start
                 if not math.isfinite(loss_value):
