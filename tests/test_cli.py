@@ -10,7 +10,8 @@ import sys
 import numpy as np
 import pytest
 
-from aelab.cli import main
+from aelab.cli import build_parser, main
+from aelab.data import write_image_folder
 from aelab.models import MODELS
 
 
@@ -70,6 +71,24 @@ def test_overwrite_replaces_an_earlier_run(small_npz, tmp_path, capsys):
     assert len(json.loads((out / "history.json").read_text())) == 1
 
 
+def test_stream_a_folder_with_workers_and_resume(tmp_path, capsys):
+    folder = write_image_folder(tmp_path / "faces", 40, image_size=12, n_classes=4)
+    out = tmp_path / "conv"
+    args = ["train", "conv", "--data", str(folder), "--stream", "--workers", "2", "--mirror",
+            "--image-size", "8", "--out", str(out), "--quiet", "--batch-size", "16"]  # fmt: skip
+    assert main([*args, "--epochs", "1"]) == 0, capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "72 training, 8 held-out images of 1x8x8" in err and "(streamed from disk)" in err
+    config = json.loads((out / "config.json").read_text())
+    assert config["data"]["stream"] is True and config["data"]["image_size"] == [8, 8]
+    assert config["train"]["workers"] == 2
+    assert main(["train", "conv", "--out", str(out), "--resume", "--epochs", "2", "--quiet"]) == 0
+    history = json.loads((out / "history.json").read_text())
+    assert len(history) == 2 and all(np.isfinite(r["loss"]) for r in history)
+    help_text = build_parser()._subparsers._group_actions[0].choices["train"].format_help()
+    assert "--stream" in help_text and "--workers N" in help_text
+
+
 def test_datasets_lists_every_set(capsys, olivetti_home):
     assert main(["datasets", "--data-home", str(olivetti_home)]) == 0
     out = capsys.readouterr().out
@@ -101,6 +120,7 @@ def _bad_inputs(tmp_path, small_npz):
     locked.mkdir()
     locked.chmod(0o500)
     d = ["--data", str(small_npz)]
+    folder = ["--data", str(write_image_folder(tmp_path / "folder", 4, image_size=8))]
     return [
         (["train", "resnet", *d], "model='resnet' is not a known model"),
         (["train", "deep", "--data", "cifar"], "data='cifar' is neither a known data set"),
@@ -115,7 +135,16 @@ def _bad_inputs(tmp_path, small_npz):
         (["train", "deep", *d, "--noise", "pink:3"], "noise='pink:3' is not valid"),
         (["train", "deep", *d, "--optimizer", "lbfgs"], "optimizer='lbfgs' is not valid"),
         (["train", "deep", *d, "--out", str(locked / "run")], "is not writable"),
-    ]
+        (["train", "deep", "--data", "mnist", "--stream"],
+         "stream=True (--stream) is not valid for data='mnist' (a registered data set); "
+         "allowed: a folder of images"),
+        (["train", "deep", *d, "--stream"], "stream=True (--stream) is not valid for data="),
+        (["train", "deep", *folder, "--stream", "--workers", "-1"],
+         "workers=-1 is not valid; expected an integer >= 0"),
+        (["train", "deep", *d, "--workers", "2"], "workers=2 is not valid without stream=True"),
+        (["train", "deep", *folder, "--stream", "--skip-bad"],
+         "skip_bad=True (--skip-bad) is not valid with stream=True (--stream)"),
+    ]  # fmt: skip
 
 
 def test_every_user_error_is_one_line_exit_2_nothing_written(small_npz, tmp_path, capsys):

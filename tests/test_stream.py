@@ -3,6 +3,7 @@ equals training on the loaded tensors."""
 
 from __future__ import annotations
 
+import json
 import re
 import tracemalloc
 
@@ -22,6 +23,7 @@ from aelab.data import (
     write_image_folder,
 )
 from aelab.models import build_model
+from aelab.runs import DataSpec, train_run
 from aelab.train import TrainConfig, Trainer
 
 # -- the Dataset -------------------------------------------------------------------------------
@@ -226,6 +228,24 @@ def test_worker_processes_train_like_the_training_process(digits_folder):
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # same items, same order
     loader = workers._stream_loader(train)
     assert loader.num_workers == 2 and loader.persistent_workers and not loader.pin_memory
+
+
+def test_streamed_run_resumes_exactly(digits_folder, tmp_path):
+    root, _ = digits_folder
+    spec = DataSpec(source=str(root), holdout=0.2, mirror=True, stream=True)
+    cfg = dict(batch_size=16, seed=1, device="cpu")
+    full = train_run("deep", spec, TrainConfig(epochs=3, **cfg), tmp_path / "full", progress=False)
+    part = tmp_path / "part"
+    train_run("deep", spec, TrainConfig(epochs=1, **cfg), part, progress=False)
+    config = json.loads((part / "config.json").read_text())
+    assert config["data"]["stream"] is True and config["train"]["workers"] == 0
+    assert config["split"] == {"n_train": 96, "n_heldout": 24, "image_shape": [1, 8, 8]}
+    resumed = train_run("deep", DataSpec(), TrainConfig(epochs=3, **cfg), part, resume=True,
+                        progress=False)  # fmt: skip
+    wa, wb = _weights(full.model), _weights(resumed.model)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert [r["loss"] for r in full.history] == [r["loss"] for r in resumed.history]
+    assert isinstance(resumed.data().train, ImageFolderDataset)
 
 
 def test_distributed_sampler_under_torch_distributed(digits_folder, tmp_path, monkeypatch):

@@ -31,7 +31,9 @@ def _image_size(text: str):
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-def _data_args(p: argparse.ArgumentParser, default: str | None = "mnist") -> None:
+def _data_args(
+    p: argparse.ArgumentParser, default: str | None = "mnist", stream: bool = False
+) -> None:
     g = p.add_argument_group("data")
     g.add_argument(
         "--data",
@@ -76,6 +78,13 @@ def _data_args(p: argparse.ArgumentParser, default: str | None = "mnist") -> Non
         metavar="FRACTION",
         help="hold out a stratified random fraction (default for other sets: 0.1)",
     )
+    if stream:
+        g.add_argument(
+            "--stream",
+            action="store_true",
+            help="folders only: read images from disk batch by batch instead of loading them "
+            "all into memory (for data sets larger than memory; see --workers)",
+        )
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
@@ -108,6 +117,14 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     g.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --stream: N processes read and decode images (default 0: in the training "
+        "process)",
+    )
+    g.add_argument(
         "--checkpoint-every",
         type=int,
         default=0,
@@ -139,7 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
-    _data_args(p)
+    _data_args(p, stream=True)
     _train_args(p)
     p.set_defaults(func=cmd_train)
 
@@ -220,6 +237,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         noise=args.noise if args.noise is not None else schedule.get("noise"),
         checkpoint_every=args.checkpoint_every,
+        workers=args.workers,
     )
     overrides = {
         "latent_dim": args.latent_dim,
@@ -231,16 +249,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     split = None
     if not args.resume:
         from .models import model_config
-        from .runs import check_out_dir
+        from .runs import check_out_dir, check_workers
 
         check_out_dir(out, resume=False, overwrite=args.overwrite)
+        check_workers(data, train)
         split = prepare_data(data)
         for note in split.train.notes:
             print(note, file=sys.stderr)
         model_config(args.model, split.train.image_shape, **overrides)  # validate before writing
         print(
             f"{args.model}: {len(split.train)} training, {len(split.heldout)} held-out images "
-            f"of {'x'.join(map(str, split.train.image_shape))} from {data.source}",
+            f"of {'x'.join(map(str, split.train.image_shape))} from {data.source}"
+            + (" (streamed from disk)" if data.stream else ""),
             file=sys.stderr,
         )
     start = time.perf_counter()
@@ -278,6 +298,7 @@ def _data_spec(args: argparse.Namespace):
         holdout_people=args.holdout_people,
         holdout=args.holdout,
         seed=args.seed,
+        stream=getattr(args, "stream", False),
     )
 
 

@@ -34,7 +34,16 @@ from .checkpoint import (
     save_weights,
     write_json,
 )
-from .data import ImageSet, default_split, load_dataset, mirror, parse_noise, split
+from .data import (
+    DATASETS,
+    ImageFolderDataset,
+    ImageSet,
+    default_split,
+    load_dataset,
+    mirror,
+    parse_noise,
+    split,
+)
 from .models import MODELS, BaseAutoencoder, build_model, model_from_config
 from .train import TrainConfig, Trainer, memory_format, resolve_device
 
@@ -54,11 +63,29 @@ class DataSpec:
     holdout_people: int | None = None
     holdout: float | None = None
     seed: int = 0
+    stream: bool = False  # read a folder one batch at a time instead of loading it whole
 
     def __post_init__(self) -> None:
         self.source = str(self.source)
         if self.image_size is not None:
             self.image_size = tuple(self.image_size)
+        if not isinstance(self.stream, bool):
+            raise ValueError(f"stream={self.stream!r} is not valid; expected True or False")
+        path = Path(self.source).expanduser()
+        if self.stream and (self.source in DATASETS or not path.is_dir()):
+            if self.source in DATASETS:
+                what = "a registered data set"
+            else:
+                what = "a file" if path.exists() else "no such folder"
+            raise ValueError(
+                f"stream=True (--stream) is not valid for data={self.source!r} ({what}); "
+                "allowed: a folder of images; drop --stream to load other data into memory"
+            )
+        if self.stream and self.skip_bad:
+            raise ValueError(
+                "skip_bad=True (--skip-bad) is not valid with stream=True (--stream): "
+                "unreadable images are found only by reading every image; drop one of the two"
+            )
 
     def split_kwargs(self) -> dict[str, Any]:
         if self.holdout_people is not None:
@@ -75,8 +102,10 @@ class DataSpec:
 
 @dataclasses.dataclass
 class Split:
-    train: ImageSet
-    heldout: ImageSet
+    """The training and held-out sets: in memory, or streamed folders (``DataSpec.stream``)."""
+
+    train: ImageSet | ImageFolderDataset
+    heldout: ImageSet | ImageFolderDataset
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -87,14 +116,22 @@ class Split:
 
 
 def prepare_data(spec: DataSpec) -> Split:
-    """Load, split (held-out images never reach training), then add mirrors to both parts."""
-    data = load_dataset(
-        spec.source,
-        data_home=spec.data_home,
-        image_size=spec.image_size,
-        channels=spec.channels,
-        skip_bad=spec.skip_bad,
-    )
+    """Load, split (held-out images never reach training), then add mirrors to both parts.
+
+    With ``spec.stream`` nothing is loaded: the folder is listed and split by its labels into
+    :class:`~aelab.data.ImageFolderDataset` parts that read images as they are used.
+    """
+    if spec.stream:
+        folder = Path(spec.source).expanduser()
+        data = ImageFolderDataset(folder, image_size=spec.image_size, channels=spec.channels)
+    else:
+        data = load_dataset(
+            spec.source,
+            data_home=spec.data_home,
+            image_size=spec.image_size,
+            channels=spec.channels,
+            skip_bad=spec.skip_bad,
+        )
     train, heldout = split(data, seed=spec.seed, **spec.split_kwargs())
     if spec.mirror:
         train, heldout = mirror(train), (mirror(heldout) if len(heldout) else heldout)
@@ -134,7 +171,10 @@ class Run:
         return TrainConfig(**self.config["train"])
 
     def data(self) -> Split:
-        """Rebuild the run's training and held-out sets."""
+        """Rebuild the run's training and held-out sets.
+
+        A streamed run gives streamed folders; ``.load()`` reads one into memory.
+        """
         return prepare_data(self.data_spec)
 
     @torch.no_grad()
@@ -174,6 +214,15 @@ def make_config(
             "python": platform.python_version(),
         },
     }
+
+
+def check_workers(data: DataSpec, train: TrainConfig) -> None:
+    """Worker processes read streamed folders only."""
+    if train.workers and not data.stream:
+        raise ValueError(
+            f"workers={train.workers} is not valid without stream=True (--stream): in-memory "
+            "data is batched on the device; allowed: workers=0, or stream a folder of images"
+        )
 
 
 def check_out_dir(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> Path:
@@ -259,6 +308,7 @@ def train_run(
         data = DataSpec(**saved["data"])
         train = TrainConfig(**{**saved["train"], "epochs": train.epochs, "device": train.device})
         model = model_from_config(saved["model"]["family"], saved["model"]["config"])
+    check_workers(data, train)
     if split_data is None:
         split_data = prepare_data(data)
     if not resume:
@@ -288,8 +338,10 @@ def train_run(
         if t.epoch == t.config.epochs or (every and t.epoch % every == 0):
             save_run_state(t, out)
 
-    x_train = torch.from_numpy(split_data.train.images)
-    x_heldout = torch.from_numpy(split_data.heldout.images)
+    x_train, x_heldout = (
+        torch.from_numpy(part.images) if isinstance(part, ImageSet) else part
+        for part in (split_data.train, split_data.heldout)
+    )
     trainer.fit(x_train, x_heldout, on_epoch_end=checkpoint, progress=progress, desc=name)
     if trainer.epoch == 0 or not (out / "model.safetensors").exists():
         save_run_state(trainer, out)
