@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -12,7 +13,7 @@ from aelab.checkpoint import load_optimizer, save_optimizer
 from aelab.data import parse_noise
 from aelab.models import build_model
 from aelab.runs import DataSpec, check_out_dir, load_run, train_run
-from aelab.train import TrainConfig, Trainer, resolve_device
+from aelab.train import FusedRMSprop, TrainConfig, Trainer, resolve_device
 
 
 @pytest.fixture(scope="module")
@@ -179,3 +180,41 @@ def test_resolve_device():
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match=r"device='cuda' is not available here"):
             resolve_device("cuda")
+
+
+def test_fused_rmsprop_equals_torch_rmsprop():
+    torch.manual_seed(0)
+    w_ref = torch.randn(64, 33, requires_grad=True)
+    w = w_ref.detach().clone().requires_grad_()
+    ref = torch.optim.RMSprop([w_ref], lr=1e-2, alpha=0.9, eps=1e-7)
+    ours = FusedRMSprop([w], lr=1e-2, alpha=0.9, eps=1e-7)
+    for _ in range(25):
+        g = torch.randn_like(w)
+        w_ref.grad, w.grad = g.clone(), g.clone()
+        ref.step()
+        ours.step()
+    torch.testing.assert_close(w, w_ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(ours.state[w]["square_avg"], ref.state[w_ref]["square_avg"])
+    assert float(ours.state[w]["step"]) == 25
+
+
+def test_trainer_uses_fused_kernels_and_keeps_precision():
+    model = build_model("vae", (1, 8, 8))
+    trainer = Trainer(model, TrainConfig(epochs=1, optimizer="rmsprop", device="cpu"))
+    assert isinstance(trainer.optimizer, FusedRMSprop) and trainer.precision == "fp32"
+    adam = Trainer(build_model("deep", (1, 8, 8)), TrainConfig(device="cpu")).optimizer
+    assert adam.defaults["fused"] is True
+    with pytest.raises(ValueError, match="precision='fp16' is not valid; allowed: auto, fp32"):
+        TrainConfig(precision="fp16")
+
+
+def test_bf16_autocast_trains():
+    x = torch.rand(32, 1, 8, 8)
+    trainer = Trainer(
+        build_model("deep", (1, 8, 8)), TrainConfig(epochs=2, device="cpu", precision="bf16")
+    )
+    with trainer.autocast():
+        assert trainer.model(x, x).x_hat.dtype == torch.bfloat16
+    history = trainer.fit(x, progress=False)
+    assert all(math.isfinite(h["loss"]) for h in history)
+    assert all(p.dtype == torch.float32 for p in trainer.model.parameters())

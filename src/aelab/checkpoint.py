@@ -115,3 +115,14 @@ def load_optimizer(optimizer: torch.optim.Optimizer, directory: str | os.PathLik
             if isinstance(v, list) and k != "params":
                 g[k] = tuple(v)
     optimizer.load_state_dict({"state": state, "param_groups": groups})
+    # safetensors stores tensors contiguous; give each state tensor its parameter's layout again
+    # (fused optimizers walk parameter and state memory in step, e.g. channels-last convolutions)
+    for group in optimizer.param_groups:
+        for p in group["params"]:
+            for name, value in optimizer.state.get(p, {}).items():
+                if (
+                    torch.is_tensor(value)
+                    and value.shape == p.shape
+                    and value.stride() != p.stride()
+                ):
+                    optimizer.state[p][name] = torch.empty_like(p).copy_(value)
