@@ -5,6 +5,12 @@ Small data sets live whole on the device and are batched by index (no DataLoader
 per-step host synchronisation: the running loss stays a device tensor until the epoch ends).
 Every epoch draws its shuffle, noise and sampling from a seed derived from ``(seed, epoch)``, so a
 run resumed from a checkpoint continues exactly as if it had never stopped.
+
+Under ``torchrun`` the model trains in ``DistributedDataParallel``: every process draws the same
+shuffle, takes its share of each global batch and weights its loss so that the averaged gradient
+is the one of the whole batch (:func:`aelab.distributed.shard`). One process computes what N do,
+up to the order of floating-point sums, for deterministic models; noise and a VAE's sampling
+differ per process (each rank draws from its own seed), so those match only in distribution.
 """
 
 from __future__ import annotations
@@ -18,7 +24,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
+
+from . import distributed
 
 OPTIMIZERS: dict[str, tuple[type[torch.optim.Optimizer], dict[str, Any]]] = {
     # Keras' defaults, which the notebook used: lr 1e-3, epsilon 1e-7, RMSprop rho 0.9.
@@ -35,7 +44,7 @@ class TrainConfig:
     """How to train; saved in ``config.json`` under ``"train"``."""
 
     epochs: int = 10
-    batch_size: int = 64
+    batch_size: int = 64  # the global batch: split among the processes under torchrun
     optimizer: str = "adam"
     learning_rate: float | None = None  # None: the optimizer's Keras default
     shuffle: bool = True
@@ -148,9 +157,10 @@ class Trainer:
         corrupt: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.config = config
-        self.device = resolve_device(config.device)
+        self.device = distributed.local_device(resolve_device(config.device))
         self.memory_format = memory_format(model)
-        self.model = model.to(self.device, memory_format=self.memory_format)
+        self.model = model.to(self.device, memory_format=self.memory_format)  # never wrapped
+        self._ddp: DistributedDataParallel | None = None
         self.corrupt = corrupt
         self.optimizer = make_optimizer(self.model, config)
         self.epoch = 0  # epochs completed
@@ -163,19 +173,36 @@ class Trainer:
             order = torch.arange(n, device=self.device)
         return list(order.split(self.config.batch_size))
 
+    def _training_module(self) -> nn.Module:
+        """The model, wrapped in DistributedDataParallel when several processes train it."""
+        world = distributed.world()
+        if world > 1 and self._ddp is None:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._ddp = DistributedDataParallel(self.model, device_ids=ids)
+        return self._ddp if world > 1 else self.model
+
     def train_epoch(self, x: torch.Tensor) -> torch.Tensor:
-        """One pass over ``x`` (on the device); returns the mean loss as a device scalar."""
-        self.model.train()
+        """One pass over ``x`` (on the device); returns the mean loss as a device scalar.
+
+        With several processes, ``x`` is the whole training set on each, batches are global and
+        the returned loss is the mean over all of them.
+        """
+        module, world, rank = self._training_module(), distributed.world(), distributed.rank()
+        module.train()
         total = torch.zeros((), device=self.device)
-        for idx in self._batches(len(x), self.config.shuffle):
+        batches = self._batches(len(x), self.config.shuffle)  # the same on every process
+        if rank:  # rank 0 keeps the epoch's stream, so one process trains as it always has
+            torch.manual_seed(epoch_seed(torch.initial_seed(), rank))
+        for idx in batches:
+            idx, weight, n = distributed.shard(idx, world, rank)
             target = x[idx].contiguous(memory_format=self.memory_format)  # (B, C, H, W)
             x_in = self.corrupt(target) if self.corrupt is not None else target
-            out = self.model(x_in, target)
+            out = module(x_in, target)
             self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            (out.loss * weight).backward()  # weight 1 in one process
             self.optimizer.step()
-            total += out.loss.detach() * len(idx)
-        return total / len(x)
+            total += out.loss.detach() * n
+        return distributed.all_reduce_sum(total) / len(x)
 
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
@@ -199,8 +226,10 @@ class Trainer:
     ) -> list[dict[str, Any]]:
         """Train from ``self.epoch`` up to ``config.epochs``; returns the history.
 
-        ``progress=None`` shows a bar only when the output is a terminal.
+        ``progress=None`` shows a bar only when the output is a terminal (and only on rank 0).
         """
+        if not distributed.is_main():
+            progress = False
         x_train = x_train.to(self.device, memory_format=self.memory_format)
         if x_heldout is not None and len(x_heldout) == 0:
             x_heldout = None
