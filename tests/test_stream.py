@@ -248,35 +248,6 @@ def test_streamed_run_resumes_exactly(digits_folder, tmp_path):
     assert isinstance(resumed.data().train, ImageFolderDataset)
 
 
-def test_distributed_sampler_under_torch_distributed(digits_folder, tmp_path, monkeypatch):
-    import torch.distributed as dist
-    from torch.utils.data import DistributedSampler
-
-    root, _ = digits_folder
-    data = ImageFolderDataset(root)
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0,
-                            world_size=1)  # fmt: skip
-    try:
-        epochs = []
-        real = DistributedSampler.set_epoch
-
-        def set_epoch(self, epoch):
-            epochs.append(epoch)
-            real(self, epoch)
-
-        monkeypatch.setattr(DistributedSampler, "set_epoch", set_epoch)
-        trainer = _train(data, None, epochs=2, seed=5)
-        assert epochs == [0, 1] and np.isfinite(trainer.history[-1]["loss"])
-        loader = trainer._stream_loader(data)
-        assert isinstance(loader.sampler, DistributedSampler) and loader.batch_size == 16
-        assert loader.sampler.seed == 5
-        monkeypatch.setattr(dist, "get_world_size", lambda *a, **k: 3)
-        with pytest.raises(ValueError, match=r"batch_size=16 is not valid with 3 processes"):
-            trainer._stream_loader(data)
-    finally:
-        dist.destroy_process_group()
-
-
 def test_fit_refuses_what_is_neither_a_tensor_nor_a_dataset():
     model = build_model("deep", (1, 8, 8), latent_dim=2, hidden=(4,))
     trainer = Trainer(model, TrainConfig(epochs=1, device="cpu"))

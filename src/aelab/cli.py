@@ -6,6 +6,11 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from .runs import DataSpec, Split
+    from .train import TrainConfig
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
@@ -219,9 +224,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from . import distributed
     from .models import MODELS
-    from .runs import prepare_data, train_run
-    from .train import TrainConfig
+    from .train import TrainConfig, resolve_device
 
     if args.model not in MODELS:
         raise ValueError(f"model={args.model!r} is not a known model; allowed: {', '.join(MODELS)}")
@@ -239,30 +244,50 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every,
         workers=args.workers,
     )
+    distributed.init_from_env(resolve_device(train.device))  # under torchrun: join the others
+    try:
+        return _train(args, data, train)
+    finally:
+        distributed.cleanup()
+
+
+def _train(args: argparse.Namespace, data: DataSpec, train: TrainConfig) -> int:
+    from . import distributed
+    from .runs import prepare_data, train_run
+
     overrides = {
         "latent_dim": args.latent_dim,
         "hidden": args.hidden,
         "channels": args.filters,
         "beta": args.beta,
     }
-    out = args.out or f"runs/{args.model}-{time.strftime('%Y%m%d-%H%M%S')}"
+    # one name for all processes, even when their clocks tick over between them
+    out = args.out or distributed.broadcast(f"runs/{args.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+    main = distributed.is_main()
     split = None
     if not args.resume:
         from .models import model_config
         from .runs import check_out_dir, check_workers
 
-        check_out_dir(out, resume=False, overwrite=args.overwrite)
-        check_workers(data, train)
-        split = prepare_data(data)
-        for note in split.train.notes:
-            print(note, file=sys.stderr)
-        model_config(args.model, split.train.image_shape, **overrides)  # validate before writing
-        print(
-            f"{args.model}: {len(split.train)} training, {len(split.heldout)} held-out images "
-            f"of {'x'.join(map(str, split.train.image_shape))} from {data.source}"
-            + (" (streamed from disk)" if data.stream else ""),
-            file=sys.stderr,
-        )
+        def validate() -> Split:
+            if main:  # only rank 0 writes
+                check_out_dir(out, resume=False, overwrite=args.overwrite)
+            check_workers(data, train)
+            data_split = prepare_data(data)
+            model_config(args.model, data_split.train.image_shape, **overrides)  # before writing
+            return data_split
+
+        split = distributed.agree(validate)  # a bad argument stops every process alike
+        if main:
+            for note in split.train.notes:
+                print(note, file=sys.stderr)
+            print(
+                f"{args.model}: {len(split.train)} training, {len(split.heldout)} held-out "
+                f"images of {'x'.join(map(str, split.train.image_shape))} from {data.source}"
+                + (" (streamed from disk)" if data.stream else "")
+                + (f", {distributed.world()} processes" if distributed.world() > 1 else ""),
+                file=sys.stderr,
+            )
     start = time.perf_counter()
     run = train_run(
         args.model,
@@ -275,13 +300,14 @@ def cmd_train(args: argparse.Namespace) -> int:
         progress=False if args.quiet else None,
         split_data=split,
     )
-    last = run.history[-1] if run.history else {}
-    held = last.get("heldout_loss")
-    print(
-        f"wrote {out}: {last.get('epoch', 0)} epochs in {time.perf_counter() - start:.1f} s, "
-        f"loss {last.get('loss', float('nan')):.5f}"
-        + (f", held-out loss {held:.5f}" if held is not None else "")
-    )
+    if main:
+        last = run.history[-1] if run.history else {}
+        held = last.get("heldout_loss")
+        print(
+            f"wrote {out}: {last.get('epoch', 0)} epochs in {time.perf_counter() - start:.1f} s, "
+            f"loss {last.get('loss', float('nan')):.5f}"
+            + (f", held-out loss {held:.5f}" if held is not None else "")
+        )
     return 0
 
 
@@ -340,6 +366,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command in ("run", "report"):
+            from .distributed import env_world_size
+
+            if env_world_size() > 1:
+                raise ValueError(
+                    f"aelab {args.command} runs in one process; start it without torchrun "
+                    "(only `aelab train` trains in several)"
+                )
         return args.func(args)
     except USER_ERRORS as e:
         print(f"aelab {args.command}: error: {e}", file=sys.stderr)

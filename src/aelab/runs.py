@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__
+from . import __version__, distributed
 from .checkpoint import (
     load_optimizer,
     load_weights,
@@ -297,8 +297,58 @@ def train_run(
 
     Everything is validated and the data loaded before anything is written. With ``resume``,
     the saved configuration is used (``train.epochs`` may be raised to train longer).
+
+    Under ``torchrun`` (a process group initialised, see :mod:`aelab.distributed`) every process
+    calls this with the same arguments: each validates and loads (a failure anywhere stops all
+    of them with the same error), only rank 0 writes ``out``, and every process reads it to
+    resume, so ``out`` must be on a file system they share.
     """
-    out = check_out_dir(out, resume=resume, overwrite=overwrite)
+
+    def prepare() -> tuple[Trainer, dict[str, Any], Split]:
+        return _prepare_run(
+            name, data, train, Path(out), model_overrides, resume, overwrite, split_data
+        )
+
+    trainer, config, split_data = distributed.agree(prepare)
+    out = Path(out)
+    if distributed.is_main():
+        if not resume:
+            if overwrite and out.is_dir():
+                shutil.rmtree(out)
+            out.mkdir(parents=True, exist_ok=True)
+        write_json(out / "config.json", config)
+
+    def checkpoint(t: Trainer) -> None:
+        every = t.config.checkpoint_every
+        if t.epoch == t.config.epochs or (every and t.epoch % every == 0):
+            if distributed.is_main():
+                save_run_state(t, out)
+            distributed.barrier()  # nobody goes on (or exits) before the checkpoint is whole
+
+    x_train, x_heldout = (
+        torch.from_numpy(part.images) if isinstance(part, ImageSet) else part
+        for part in (split_data.train, split_data.heldout)
+    )
+    trainer.fit(x_train, x_heldout, on_epoch_end=checkpoint, progress=progress, desc=name)
+    if distributed.is_main() and (trainer.epoch == 0 or not (out / "model.safetensors").exists()):
+        save_run_state(trainer, out)
+    distributed.barrier()
+    return Run(trainer.model, config, trainer.history, out)
+
+
+def _prepare_run(
+    name: str,
+    data: DataSpec,
+    train: TrainConfig,
+    out: Path,
+    model_overrides: dict[str, Any] | None,
+    resume: bool,
+    overwrite: bool,
+    split_data: Split | None,
+) -> tuple[Trainer, dict[str, Any], Split]:
+    """Everything :func:`train_run` does before it writes: check, read, load, build."""
+    if resume or distributed.is_main():  # only rank 0 writes; every rank reads to resume
+        check_out_dir(out, resume=resume, overwrite=overwrite)
     if resume:
         saved = read_json(out / "config.json")
         if saved["model"]["name"] != name:
@@ -317,35 +367,15 @@ def train_run(
         with torch.random.fork_rng():
             torch.manual_seed(train.seed)  # same seed, same initial weights
             model = build_model(name, split_data.train.image_shape, **(model_overrides or {}))
-    noise = parse_noise(train.noise)
-    trainer = Trainer(model, train, corrupt=noise)
+    trainer = Trainer(model, train, corrupt=parse_noise(train.noise))
     config = make_config(name, model, data, train, split_data.describe())
-
     if resume:
         load_weights(trainer.model, out / "model.safetensors")
         load_optimizer(trainer.optimizer, out)
         state = read_json(out / "trainer.json")
         trainer.epoch = int(state["epoch"])
         trainer.history = read_json(out / "history.json")[: trainer.epoch]
-    else:
-        if overwrite and out.is_dir():
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-    write_json(out / "config.json", config)
-
-    def checkpoint(t: Trainer) -> None:
-        every = t.config.checkpoint_every
-        if t.epoch == t.config.epochs or (every and t.epoch % every == 0):
-            save_run_state(t, out)
-
-    x_train, x_heldout = (
-        torch.from_numpy(part.images) if isinstance(part, ImageSet) else part
-        for part in (split_data.train, split_data.heldout)
-    )
-    trainer.fit(x_train, x_heldout, on_epoch_end=checkpoint, progress=progress, desc=name)
-    if trainer.epoch == 0 or not (out / "model.safetensors").exists():
-        save_run_state(trainer, out)
-    return Run(trainer.model, config, trainer.history, out)
+    return trainer, config, split_data
 
 
 def save_run_state(trainer: Trainer, out: Path) -> None:

@@ -8,6 +8,12 @@ Data sets larger than memory come as a ``torch.utils.data.Dataset`` and stream t
 ``torch.distributed``), with the same loss, corruption and single synchronisation per epoch.
 Every epoch draws its shuffle, noise and sampling from a seed derived from ``(seed, epoch)``, so a
 run resumed from a checkpoint continues exactly as if it had never stopped.
+
+Under ``torchrun`` the model trains in ``DistributedDataParallel``: every process draws the same
+shuffle, takes its share of each global batch and weights its loss so that the averaged gradient
+is the one of the whole batch (:func:`aelab.distributed.shard`). One process computes what N do,
+up to the order of floating-point sums, for deterministic models; noise and a VAE's sampling
+differ per process (each rank draws from its own seed), so those match only in distribution.
 """
 
 from __future__ import annotations
@@ -21,10 +27,12 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm.auto import tqdm
+
+from . import distributed
 
 
 class FusedRMSprop(torch.optim.Optimizer):
@@ -110,7 +118,7 @@ class TrainConfig:
     """How to train; saved in ``config.json`` under ``"train"``."""
 
     epochs: int = 10
-    batch_size: int = 64
+    batch_size: int = 64  # the global batch: split among the processes under torchrun
     optimizer: str = "adam"
     learning_rate: float | None = None  # None: the optimizer's Keras default
     shuffle: bool = True
@@ -229,10 +237,6 @@ def epoch_seed(seed: int, epoch: int) -> int:
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
 
 
-def _distributed() -> bool:
-    return dist.is_available() and dist.is_initialized()
-
-
 class _EpochOrder(Sampler[int]):
     """Indices in an order set before each epoch, so that persistent workers keep one sampler."""
 
@@ -266,9 +270,10 @@ class Trainer:
         corrupt: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> None:
         self.config = config
-        self.device = resolve_device(config.device)
+        self.device = distributed.local_device(resolve_device(config.device))
         self.memory_format = memory_format(model)
-        self.model = model.to(self.device, memory_format=self.memory_format)
+        self.model = model.to(self.device, memory_format=self.memory_format)  # never wrapped
+        self._ddp: DistributedDataParallel | None = None
         self.corrupt = corrupt
         self.optimizer = make_optimizer(self.model, config)
         self.precision = resolve_precision(config.precision, self.device)
@@ -288,20 +293,37 @@ class Trainer:
             order = torch.arange(n, device=self.device)
         return list(order.split(self.config.batch_size))
 
+    def _training_module(self) -> nn.Module:
+        """The model, wrapped in DistributedDataParallel when several processes train it."""
+        world = distributed.world()
+        if world > 1 and self._ddp is None:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._ddp = DistributedDataParallel(self.model, device_ids=ids)
+        return self._ddp if world > 1 else self.model
+
     def train_epoch(self, x: torch.Tensor) -> torch.Tensor:
-        """One pass over ``x`` (on the device); returns the mean loss as a device scalar."""
-        self.model.train()
+        """One pass over ``x`` (on the device); returns the mean loss as a device scalar.
+
+        With several processes, ``x`` is the whole training set on each, batches are global and
+        the returned loss is the mean over all of them.
+        """
+        module, world, rank = self._training_module(), distributed.world(), distributed.rank()
+        module.train()
         total = torch.zeros((), device=self.device)
-        for idx in self._batches(len(x), self.config.shuffle):
+        batches = self._batches(len(x), self.config.shuffle)  # the same on every process
+        if rank:  # rank 0 keeps the epoch's stream, so one process trains as it always has
+            torch.manual_seed(epoch_seed(torch.initial_seed(), rank))
+        for idx in batches:
+            idx, weight, n = distributed.shard(idx, world, rank)
             target = x[idx].contiguous(memory_format=self.memory_format)  # (B, C, H, W)
             x_in = self.corrupt(target) if self.corrupt is not None else target
             with self.autocast():
-                out = self.model(x_in, target)
+                out = module(x_in, target)
             self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
+            (out.loss * weight).backward()  # weight 1 in one process
             self.optimizer.step()
-            total += out.loss.detach() * len(idx)
-        return total / len(x)
+            total += out.loss.detach() * n
+        return distributed.all_reduce_sum(total) / len(x)
 
     def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None) -> DataLoader:
         workers = self.config.workers
@@ -319,9 +341,9 @@ class Trainer:
 
     def _stream_loader(self, dataset: Dataset) -> DataLoader:
         """Training batches of ``dataset``: each process its own shard under torch.distributed."""
-        if not _distributed():
+        if distributed.world() == 1:
             return self._loader(dataset, self.config.batch_size, _EpochOrder(len(dataset)))
-        world, batch_size = dist.get_world_size(), self.config.batch_size
+        world, batch_size = distributed.world(), self.config.batch_size
         if batch_size % world:
             raise ValueError(
                 f"batch_size={batch_size} is not valid with {world} processes; expected a "
@@ -330,7 +352,7 @@ class Trainer:
         sampler = DistributedSampler(
             dataset,
             num_replicas=world,
-            rank=dist.get_rank(),
+            rank=distributed.rank(),
             shuffle=self.config.shuffle,
             seed=self.config.seed,
         )
@@ -344,22 +366,25 @@ class Trainer:
         else:  # from the epoch's seed, as in train_epoch, so a resumed run continues exactly
             n = len(sampler)
             sampler.order = torch.randperm(n) if self.config.shuffle else torch.arange(n)
-        self.model.train()
+        module = self._training_module()  # DistributedDataParallel under torchrun
+        module.train()
+        if distributed.rank():  # each process its own noise and sampling, as in train_epoch
+            torch.manual_seed(epoch_seed(torch.initial_seed(), distributed.rank()))
         total = torch.zeros((), device=self.device)
         count = 0
         for batch in loader:  # (B, C, H, W) on the host
             target = batch.to(self.device, non_blocking=True, memory_format=self.memory_format)
             x_in = self.corrupt(target) if self.corrupt is not None else target
             with self.autocast():
-                out = self.model(x_in, target)
+                out = module(x_in, target)
             self.optimizer.zero_grad(set_to_none=True)
             out.loss.backward()
             self.optimizer.step()
             total += out.loss.detach() * len(target)
             count += len(target)
-        if _distributed():  # the mean over every process's shard
+        if distributed.world() > 1:  # the mean over every process's shard
             sums = torch.stack([total, torch.tensor(float(count), device=self.device)])
-            dist.all_reduce(sums)
+            distributed.all_reduce_sum(sums)
             return sums[0] / sums[1]
         return total / max(count, 1)
 
@@ -424,8 +449,10 @@ class Trainer:
 
         ``x_train`` and ``x_heldout`` are tensors ``(N, C, H, W)`` (moved whole to the device)
         or Datasets of ``(C, H, W)`` tensors (streamed with ``config.workers`` processes).
-        ``progress=None`` shows a bar only when the output is a terminal.
+        ``progress=None`` shows a bar only when the output is a terminal (and only on rank 0).
         """
+        if not distributed.is_main():
+            progress = False
         train_one, heldout_loss = self._epoch_functions(x_train, x_heldout)
         bar = tqdm(
             total=self.config.epochs,
