@@ -12,6 +12,10 @@ if TYPE_CHECKING:
     from .runs import DataSpec, Split
     from .train import TrainConfig
 
+PRECISION_HELP = (
+    "fp32, bf16 (bfloat16 autocast, float32 weights) or auto (default: fp32; see "
+    "benchmarks/README.md for where bf16 pays)"
+)
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
 
@@ -121,6 +125,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--no-shuffle", action="store_true", help="keep the sample order")
     g.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    g.add_argument("--precision", default="auto", help=PRECISION_HELP)
     g.add_argument(
         "--workers",
         type=int,
@@ -190,9 +195,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    p.add_argument("--precision", default="auto", help=PRECISION_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _data_args(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser(
+        "bench",
+        help="measure training speed: images/s, MFU, the Keras port side by side, scaling",
+        add_help=False,
+    )
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="see aelab bench --help")
 
     p = sub.add_parser("report", help="rebuild metrics, figures and report.html of a run")
     p.add_argument("run_dir", metavar="DIR")
@@ -242,6 +255,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         device=args.device,
         noise=args.noise if args.noise is not None else schedule.get("noise"),
         checkpoint_every=args.checkpoint_every,
+        precision=args.precision,
         workers=args.workers,
     )
     distributed.init_from_env(resolve_device(train.device))  # under torchrun: join the others
@@ -344,6 +358,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         models=[m.strip() for m in args.models.split(",") if m.strip()],
         seed=args.seed,
         device=args.device,
+        precision=args.precision,
         epochs=args.epochs,
         overwrite=args.overwrite,
         progress=False if args.quiet else None,
@@ -363,6 +378,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["bench"]:  # its own parser, options and help
+        from .bench import main as bench_main
+
+        return bench_main(argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
     try:

@@ -80,6 +80,7 @@ def run_workshop(
     models: list[str] | tuple[str, ...] = WORKSHOP_MODELS,
     seed: int = 0,
     device: str = "auto",
+    precision: str = "auto",
     epochs: int | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
@@ -110,7 +111,7 @@ def run_workshop(
         for schedule in schedules.values():
             schedule["epochs"] = epochs
     for name in models:  # validate every config before anything is written
-        TrainConfig(**schedules[name], seed=seed, device=device)
+        TrainConfig(**schedules[name], seed=seed, device=device, precision=precision)
     if overwrite and out.is_dir():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -126,7 +127,7 @@ def run_workshop(
     }
     write_json(out / "workshop.json", record)
     for name in models:
-        train = TrainConfig(**schedules[name], seed=seed, device=device)
+        train = TrainConfig(**schedules[name], seed=seed, device=device, precision=precision)
         start = time.perf_counter()
         train_run(name, data, train, out / name, progress=progress, split_data=split)
         seconds = time.perf_counter() - start

@@ -1,0 +1,1 @@
+"""``python -m benchmarks``: aelab's speed benchmark run from a checkout (see README.md here)."""

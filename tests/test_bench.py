@@ -1,0 +1,96 @@
+"""``aelab bench``: the FLOP count it divides by, its JSON, its comparisons and its errors.
+
+Speed itself is never asserted here (that is what the benchmark is for); these check that what it
+reports is computed right.
+"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from aelab.bench import _keras_seed_total, compare, main, matmul_peak, step_flops
+from aelab.cli import main as cli_main
+from aelab.models import build_model
+
+
+def test_step_flops_match_the_layers_arithmetic():
+    # shallow: 4096 -> 100 -> 4096. Forward 2*(4096*100)*2 per image; backward computes weight
+    # gradients of both layers but an input gradient only for the second (the image needs none).
+    model = build_model("shallow", (1, 64, 64))
+    x = torch.rand(8, 1, 64, 64)
+    mac = 4096 * 100
+    forward, backward = 2 * (2 * mac), 2 * (mac + 2 * mac)
+    assert step_flops(model, x) == 8 * (forward + backward)
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_matmul_peak_is_measured():
+    peak = matmul_peak("fp32", seconds=0.05)
+    assert peak["precision"] == "fp32" and peak["flops_per_s"] > 1e8 and peak["n"] >= 256
+
+
+def test_models_section_writes_json(olivetti_mat, tmp_path, capsys):
+    out = tmp_path / "bench.json"
+    code = main(["--sections", "models", "--models", "shallow", "--epochs-scale", "0.005",
+                 "--olivetti-mat", str(olivetti_mat), "--out", str(out)])  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert result["machine"]["cores"] >= 1 and result["machine"]["torch"] == torch.__version__
+    row = result["models"]["shallow"]
+    assert row["n_train"] == 720 and row["epochs"] == 2 and row["batch_size"] == 80
+    assert row["flops_per_image"] == 2 * (2 * 409600) + 2 * (3 * 409600)
+    assert 0 < row["mfu"] < 1 and row["images_per_s"] == pytest.approx(
+        720 / row["seconds_per_epoch"]
+    )
+    peak = result["peak"]["fp32"]["flops_per_s"]
+    assert row["mfu"] == pytest.approx(row["flops_per_image"] * row["images_per_s"] / peak)
+    # never overwrites an earlier result unless asked
+    assert main(["--sections", "models", "--out", str(out)]) == 2
+    assert "--out=" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--sections", "models,speed"], "--sections='models,speed' is not valid; allowed:"),
+        (["--models", "pca"], "--models='pca' is not valid; allowed: shallow"),
+        (["--epochs-scale", "0"], "--epochs-scale=0.0 is not valid; expected > 0"),
+        (["--sections", "keras"], "pass --keras-python and --keras-script"),
+        (["--scaling-sizes", "1k"], "--scaling-sizes='1k' is not valid"),
+        (["--precision", "fp8"], "precision='fp8' is not valid; allowed: auto, fp32, bf16"),
+    ],
+)
+def test_bad_arguments_exit_2_in_one_line(args, message, tmp_path, capsys):
+    assert cli_main(["bench", *args, "--out", str(tmp_path / "b.json")]) == 2
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert not (tmp_path / "b.json").exists()
+
+
+def test_scaling_streams_and_holds_in_memory(tmp_path):
+    out = tmp_path / "scaling.json"
+    code = main(["--sections", "scaling", "--scaling-sizes", "40,80", "--workers", "0",
+                 "--workdir", str(tmp_path / "work"), "--out", str(out)])  # fmt: skip
+    assert code == 0
+    rows = json.loads(out.read_text())["scaling"]["rows"]
+    assert [(r["mode"], r["n"]) for r in rows] == [
+        ("memory", 40), ("memory", 80), ("stream", 40), ("stream", 80)
+    ]  # fmt: skip
+    assert all(r["seconds_per_epoch"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
+    assert len(list((tmp_path / "work" / "images-80").glob("*.png"))) == 80
+
+
+def test_compare_with_keras():
+    ours = {"conv": {"epochs": 4, "seconds_per_epoch": 2.0, "final_loss": 0.0102}}
+    keras = {"epochs_scale": 0.02, "models": {
+        "conv": {"epochs": 4, "seconds_per_epoch": 5.0, "final_loss": 0.0100,
+                 "first_epoch_seconds": 6.0, "fit_seconds": 21.0}}}  # fmt: skip
+    row = compare(ours, keras)["conv"]
+    assert row["speedup"] == pytest.approx(2.5) and row["loss_ratio"] == pytest.approx(1.02)
+    # the full schedule (200 epochs) estimated from the first and the median epoch
+    assert _keras_seed_total(keras) == pytest.approx(6.0 + 5.0 * 199)
+    keras["epochs_scale"] = 1
+    assert _keras_seed_total(keras) == pytest.approx(21.0)
