@@ -412,19 +412,11 @@ def _portable(cmd: Sequence[str], *folders: str | os.PathLike | None) -> str:
     return " ".join(words)
 
 
-def _sections(text: str) -> list[str]:
+def _choices(flag: str, text: str, allowed: Sequence[str]) -> list[str]:
+    """A comma-separated ``--flag`` value: one or more of ``allowed``, else a one-line error."""
     chosen = [s.strip() for s in text.split(",") if s.strip()]
-    bad = [s for s in chosen if s not in SECTIONS]
-    if bad or not chosen:
-        raise ValueError(f"--sections={text!r} is not valid; allowed: {', '.join(SECTIONS)}")
-    return chosen
-
-
-def _models(text: str) -> list[str]:
-    chosen = [s.strip() for s in text.split(",") if s.strip()]
-    bad = [s for s in chosen if s not in BENCH_MODELS]
-    if bad or not chosen:
-        raise ValueError(f"--models={text!r} is not valid; allowed: {', '.join(BENCH_MODELS)}")
+    if not chosen or any(s not in allowed for s in chosen):
+        raise ValueError(f"--{flag}={text!r} is not valid; allowed: {', '.join(allowed)}")
     return chosen
 
 
@@ -492,12 +484,10 @@ def run(args: argparse.Namespace) -> int:
 
     from .train import resolve_device, resolve_precision
 
-    sections = _sections(args.sections)
-    models = _models(args.models)
+    sections = _choices("sections", args.sections, SECTIONS)
+    models = _choices("models", args.models, BENCH_MODELS)
     sizes = _sizes(args.scaling_sizes)
-    presets = [s.strip() for s in args.presets.split(",") if s.strip()]
-    if not presets or any(p not in END_TO_END for p in presets):
-        raise ValueError(f"--presets={args.presets!r} is not valid; allowed: quick, seed or both")
+    presets = _choices("presets", args.presets, tuple(END_TO_END))
     if not args.epochs_scale > 0:
         raise ValueError(f"--epochs-scale={args.epochs_scale} is not valid; expected > 0")
     if args.workers < 0:
