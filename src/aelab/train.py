@@ -397,9 +397,9 @@ class Trainer:
             with self.autocast():
                 out = module(x_in, target)
             self.optimizer.zero_grad(set_to_none=True)
-            (out.loss * weight).backward()  # weight 1 in one process
+            (out.loss if weight == 1 else out.loss * weight).backward()  # 1 in one process
             self.optimizer.step()
-            total += out.loss.detach() * n
+            total.add_(out.loss.detach(), alpha=n)
         return distributed.all_reduce_sum(total) / len(x)
 
     def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None) -> DataLoader:
