@@ -11,7 +11,7 @@ import json
 import pytest
 import torch
 
-from aelab.bench import _keras_seed_total, compare, main, matmul_peak, step_flops
+from aelab.bench import _keras_seed_total, compare, conv_layers, main, matmul_peak, step_flops
 from aelab.cli import main as cli_main
 from aelab.models import build_model
 
@@ -25,6 +25,30 @@ def test_step_flops_match_the_layers_arithmetic():
     forward, backward = 2 * (2 * mac), 2 * (mac + 2 * mac)
     assert step_flops(model, x) == 8 * (forward + backward)
     assert all(p.grad is None for p in model.parameters())
+
+
+def test_conv_layers_cover_the_models_convolutions():
+    """Every convolution of the conv model, in each backend; their FLOPs are the model's step
+    FLOPs but for its two small dense layers."""
+    result = conv_layers("conv", batch=2, device="cpu", repeats=1)
+    backends = list(result["step_ms_per_backend"])
+    assert backends == [
+        "onednn, channels-last",
+        "onednn, nchw",
+        "native, channels-last",
+        "native, nchw",
+    ]
+    assert len(result["rows"]) == 7 * len(backends)  # 3 convolutions, 4 transposed
+    first = [r for r in result["rows"] if r["backend"] == backends[0]]
+    assert [r["input_shape"][1:] for r in first][:3] == [[1, 64, 64], [32, 31, 31], [64, 14, 14]]
+    assert [r["needs_input_grad"] for r in first] == [False] + [True] * 6
+    assert all(r["forward_ms"] > 0 and r["backward_weight_ms"] > 0 for r in result["rows"])
+    # forward + weight gradient for every layer, input gradient for all but the first
+    step = sum(r["forward_gflop"] * (2 + r["needs_input_grad"]) for r in first) * 1e9
+    model = build_model("conv", (1, 64, 64))
+    total = step_flops(model, torch.rand(2, 1, 64, 64))
+    assert 0.98 * total < step <= total
+    assert result["step_ms_best_per_layer"] <= min(result["step_ms_per_backend"].values())
 
 
 def test_matmul_peak_is_measured():

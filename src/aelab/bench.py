@@ -13,6 +13,10 @@ Sections (``--sections``, all by default):
 ``keras``
     The Keras port (``--keras-script`` run by ``--keras-python``) at the same reduced epochs, and
     the ratios Keras/aelab per epoch and aelab/Keras final training loss.
+``layers``
+    Each convolution of the notebook's conv model (batch 80) timed alone: forward, backward to
+    its input, backward to its weights, in oneDNN (cuDNN on a GPU) and PyTorch's own kernels,
+    channels-last and NCHW; the sum per backend and with the best backend for each layer.
 ``end-to-end``
     Wall time of ``aelab run --preset quick`` (default data set) and of
     ``aelab run --preset seed --data olivetti --mirror`` (the notebook's full schedule).
@@ -38,7 +42,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-SECTIONS = ("models", "keras", "end-to-end", "scaling")
+SECTIONS = ("models", "keras", "layers", "end-to-end", "scaling")
 BENCH_MODELS = ("shallow", "deep", "conv", "denoising", "vae")
 PRECISIONS = ("fp32", "bf16")
 # The Keras port's schedule scaled by --epochs-scale: max(2, round(epochs * scale)).
@@ -393,6 +397,135 @@ def scaling(
     return {"model": model, "epochs": epochs, "workers": workers, "rows": rows, "summary": summary}
 
 
+# -- the conv model's layers -------------------------------------------------------------------
+
+
+def _conv_backends(device: str) -> list[tuple[str, Any, Any]]:
+    """``(name, flags, memory format)`` for each way ``device`` can run a convolution: the
+    vendor library (oneDNN on a CPU, cuDNN on a GPU) or PyTorch's own kernels, each with
+    channels-last or NCHW tensors."""
+    import torch
+
+    if device.startswith("cuda"):
+        lib = torch.backends.cudnn
+        engines = [
+            ("cudnn", lambda: lib.flags(enabled=True)),
+            ("native", lambda: lib.flags(enabled=False)),
+        ]
+    else:
+        lib = torch.backends.mkldnn
+        engines = [
+            ("onednn", lambda: lib.flags(enabled=True)),
+            ("native", lambda: lib.flags(enabled=False)),
+        ]
+    layouts = [("channels-last", torch.channels_last), ("nchw", torch.contiguous_format)]
+    return [(f"{e}, {name}", flags, fmt) for e, flags in engines for name, fmt in layouts]
+
+
+def _median_ms(fn, device: str, repeats: int) -> float:
+    for _ in range(2):  # warm-up: kernel choice, caches
+        fn()
+    _sync(device)
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times) * 1e3
+
+
+def conv_layers(
+    name: str = "conv", *, batch: int = 80, device: str = "cpu", repeats: int = 10
+) -> dict[str, Any]:
+    """Each convolution of preset ``name`` (on 64x64 images, batch ``batch``) timed alone:
+    forward, backward to its input and backward to its weight and bias, in every backend of
+    :func:`_conv_backends`. Shows where a conv model's step goes and what the best kernels
+    available here could reach."""
+    import warnings
+
+    import torch
+    from torch import nn
+
+    from .models import build_model
+    from .train import keep_freed_memory
+
+    model = build_model(name, (1, 64, 64))
+    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
+    seen: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
+    handles = [
+        m.register_forward_hook(lambda mod, args, out: seen.append((mod, args[0], out)))
+        for m in convs
+    ]
+    try:
+        with torch.no_grad():
+            model(torch.rand(batch, 1, 64, 64))
+    finally:
+        for h in handles:
+            h.remove()
+    rows = []
+    with keep_freed_memory(torch.device(device)), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # mkldnn.flags() warns about Intel GPUs
+        for backend, flags, fmt in _conv_backends(device):
+            for index, (mod, x, y) in enumerate(seen):
+                transposed = isinstance(mod, nn.ConvTranspose2d)
+                x = x.to(device, memory_format=fmt)
+                w = mod.weight.detach().to(device, memory_format=fmt)
+                b = mod.bias.detach().to(device) if mod.bias is not None else None
+                gy = torch.randn(y.shape, device=device).contiguous(memory_format=fmt)
+                pads = mod.output_padding if transposed else (0, 0)
+                geometry = (mod.stride, mod.padding, mod.dilation, transposed, pads, mod.groups)
+                bias_sizes = [w.shape[1] * mod.groups if transposed else w.shape[0]]
+
+                def forward(x=x, w=w, b=b, geometry=geometry):
+                    return torch.ops.aten.convolution(x, w, b, *geometry)
+
+                def backward(mask, gy=gy, x=x, w=w, geometry=geometry, bias_sizes=bias_sizes):
+                    return torch.ops.aten.convolution_backward(
+                        gy, x, w, bias_sizes, *geometry, mask
+                    )
+
+                with flags():
+                    fwd = _median_ms(forward, device, repeats)
+                    bwd_in = _median_ms(lambda: backward([True, False, False]), device, repeats)
+                    bwd_w = _median_ms(lambda: backward([False, True, True]), device, repeats)
+                flops = 2 * (x if transposed else y).numel() * w[0].numel()
+                needs_input_grad = index > 0  # the image needs no gradient
+                step = fwd + bwd_w + (bwd_in if needs_input_grad else 0.0)
+                rows.append(
+                    {
+                        "layer": index,
+                        "module": repr(mod),
+                        "input_shape": list(x.shape),
+                        "backend": backend,
+                        "forward_gflop": flops / 1e9,
+                        "forward_ms": fwd,
+                        "backward_input_ms": bwd_in,
+                        "backward_weight_ms": bwd_w,
+                        "needs_input_grad": needs_input_grad,
+                        "step_ms": step,
+                        "step_gflop_per_s": flops * (2 + needs_input_grad) / step / 1e6,
+                    }
+                )
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    per_backend = {k: sum(r["step_ms"] for r in rows if r["backend"] == k) for k in backends}
+    best = [
+        min((r for r in rows if r["layer"] == i), key=lambda r: r["step_ms"])
+        for i in range(len(seen))
+    ]
+    return {
+        "model": name,
+        "batch": batch,
+        "repeats": repeats,
+        "rows": rows,
+        "step_ms_per_backend": per_backend,
+        "best_per_layer": [
+            {"layer": r["layer"], "backend": r["backend"], "step_ms": r["step_ms"]} for r in best
+        ],
+        "step_ms_best_per_layer": sum(r["step_ms"] for r in best),
+    }
+
+
 # -- the command -------------------------------------------------------------------------------
 
 
@@ -561,6 +694,15 @@ def run(args: argparse.Namespace) -> int:
                     f"{name}: {row['speedup']:.2f}x faster per epoch than Keras, "
                     f"final loss {row['loss_ratio']:.3f}x Keras's"
                 )
+        if "layers" in sections:
+            from .workshop import SEED
+
+            _log("layers: each convolution of the conv model alone, in every backend")
+            layers = conv_layers("conv", batch=SEED["conv"]["batch_size"], device=device)
+            result["layers"] = layers
+            for backend, ms in layers["step_ms_per_backend"].items():
+                _log(f"  {backend}: {ms:.0f} ms per step in convolutions")
+            _log(f"  best backend per layer: {layers['step_ms_best_per_layer']:.0f} ms")
         if "end-to-end" in sections:
             result["end_to_end"] = end_to_end(data_home, device, workdir, presets)
             if "keras" in result:
