@@ -51,9 +51,10 @@ class RMSprop(torch.optim.Optimizer):
     Where PyTorch has a fused Adam kernel (CPU, CUDA) and ``alpha > 0``, a step is one fused pass
     over each parameter: the kernel with ``beta1 = 0`` and no bias correction makes this update
     with ``eps = 0`` when its second moment holds ``v + eps``, which adding the constant
-    ``eps (1 - alpha) / alpha`` before each step keeps true. On a 2-core x86 CPU that is 1.9 ms
-    per step for the VAE's 4.2M parameters, against 10.5 ms for the same update in ``foreach``
-    ops. The state is ``step`` and ``square_avg``, which holds ``v + eps``.
+    ``eps (1 - alpha) / alpha`` before each step keeps true. On a 2-core x86 CPU, for the VAE's
+    4.2M parameters, the kernel takes 1.6 ms per step and the add 0.2-1 ms, against 10.5 ms for
+    the same update in ``foreach`` ops. The state is ``step`` and ``square_avg``, which holds
+    ``v + eps``.
     """
 
     _NO_BIAS_CORRECTION = 1e12  # beta2 ** this == 0.0 in float32 for any beta2 < 1
