@@ -394,14 +394,21 @@ class Trainer:
         for idx in batches:
             idx, weight, n = distributed.shard(idx, world, rank)
             target = x[idx].contiguous(memory_format=self.memory_format)  # (B, C, H, W)
-            x_in = self.corrupt(target) if self.corrupt is not None else target
-            with self.autocast():
-                out = module(x_in, target)
-            self.optimizer.zero_grad(set_to_none=True)
-            (out.loss if weight == 1 else out.loss * weight).backward()  # 1 in one process
-            self.optimizer.step()
-            total.add_(out.loss.detach(), alpha=n)
+            total.add_(self._step(module, target, weight), alpha=n)
         return distributed.all_reduce_sum(total) / len(x)
+
+    def _step(self, module: nn.Module, target: torch.Tensor, weight: float = 1.0) -> torch.Tensor:
+        """One optimizer step on the batch ``target``; returns its mean loss (detached).
+
+        ``weight`` scales the loss this process contributes (see :func:`distributed.shard`).
+        """
+        x_in = self.corrupt(target) if self.corrupt is not None else target
+        with self.autocast():
+            loss = module(x_in, target).loss
+        self.optimizer.zero_grad(set_to_none=True)
+        (loss if weight == 1 else loss * weight).backward()  # 1 in one process
+        self.optimizer.step()
+        return loss.detach()
 
     def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None) -> DataLoader:
         workers = self.config.workers
@@ -452,13 +459,7 @@ class Trainer:
         count = 0
         for batch in loader:  # (B, C, H, W) on the host
             target = batch.to(self.device, non_blocking=True, memory_format=self.memory_format)
-            x_in = self.corrupt(target) if self.corrupt is not None else target
-            with self.autocast():
-                out = module(x_in, target)
-            self.optimizer.zero_grad(set_to_none=True)
-            out.loss.backward()
-            self.optimizer.step()
-            total += out.loss.detach() * len(target)
+            total.add_(self._step(module, target), alpha=len(target))
             count += len(target)
         if distributed.world() > 1:  # the mean over every process's shard
             sums = torch.stack([total, torch.tensor(float(count), device=self.device)])
@@ -466,18 +467,12 @@ class Trainer:
             return sums[0] / sums[1]
         return total / max(count, 1)
 
-    @torch.no_grad()
     def _evaluate_stream(self, loader: DataLoader) -> torch.Tensor:
         """:meth:`evaluate` for a streamed Dataset, in the Dataset's order."""
-        self.model.eval()
-        total = torch.zeros((), device=self.device)
-        with torch.random.fork_rng(devices=_rng_devices(self.device)):
-            torch.manual_seed(self.config.seed)
-            for batch in loader:
-                batch = batch.to(self.device, non_blocking=True, memory_format=self.memory_format)
-                x_in = self.corrupt(batch) if self.corrupt is not None else batch
-                total += self.model(x_in, batch).loss * len(batch)
-        return total / max(len(loader.dataset), 1)
+        batches = (
+            b.to(self.device, non_blocking=True, memory_format=self.memory_format) for b in loader
+        )
+        return self._mean_loss(batches, len(loader.dataset))
 
     def _epoch_functions(self, x_train, x_heldout):
         """``(train one epoch, held-out loss or None)`` for tensors or streamed Datasets."""
@@ -503,17 +498,21 @@ class Trainer:
         loader = self._loader(x_heldout, EVAL_BATCH_SIZE, sampler=None)
         return train, functools.partial(self._evaluate_stream, loader)
 
-    @torch.no_grad()
     def evaluate(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
         """Mean loss on ``x`` in eval mode; corrupted with a fixed seed when denoising."""
+        return self._mean_loss(x.split(batch_size), len(x))
+
+    @torch.no_grad()
+    def _mean_loss(self, batches, n: int) -> torch.Tensor:
+        """Mean loss over ``batches`` (``n`` images in all, on the device), in eval mode."""
         self.model.eval()
         total = torch.zeros((), device=self.device)
         with torch.random.fork_rng(devices=_rng_devices(self.device)):
             torch.manual_seed(self.config.seed)
-            for batch in x.split(batch_size):
+            for batch in batches:
                 x_in = self.corrupt(batch) if self.corrupt is not None else batch
                 total += self.model(x_in, batch).loss * len(batch)
-        return total / max(len(x), 1)
+        return total / max(n, 1)
 
     def fit(
         self,
