@@ -85,6 +85,11 @@ def machine_info(device: str) -> dict[str, Any]:
     return info
 
 
+def typical_epoch(seconds: Sequence[float]) -> float:
+    """Seconds per epoch: the median of all epochs but the first (start-up), or the only one."""
+    return statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
+
+
 def _sync(device: str) -> None:
     import torch
 
@@ -189,7 +194,7 @@ def bench_model(
         flops_per_image = step_flops(trainer.model, probe, trainer.corrupt) / len(probe)
     history = trainer.fit(x_train, progress=False)
     seconds = [h["seconds"] for h in history]
-    per_epoch = statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0]
+    per_epoch = typical_epoch(seconds)
     n = len(x_train)
     achieved = flops_per_image * n / per_epoch
     return {
@@ -334,6 +339,7 @@ def scaling_worker(spec: dict[str, Any]) -> dict[str, Any]:
     epochs on the images of ``spec['folder']``, read into memory or streamed from the disk."""
     import torch
 
+    from .data import ImageFolderDataset, load_image_folder
     from .models import build_model
     from .train import TrainConfig, Trainer
     from .workshop import SEED
@@ -341,7 +347,6 @@ def scaling_worker(spec: dict[str, Any]) -> dict[str, Any]:
     schedule = dict(SEED[spec["model"]])
     schedule.update(epochs=spec["epochs"], device=spec["device"], workers=spec["workers"])
     config = TrainConfig(**schedule)
-    from .data import ImageFolderDataset, load_image_folder
 
     if spec["mode"] == "memory":
         x = torch.from_numpy(load_image_folder(spec["folder"]).images)
@@ -354,7 +359,7 @@ def scaling_worker(spec: dict[str, Any]) -> dict[str, Any]:
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     return {
-        "seconds_per_epoch": statistics.median(seconds[1:]) if len(seconds) > 1 else seconds[0],
+        "seconds_per_epoch": typical_epoch(seconds),
         "epoch_seconds": seconds,
         "peak_rss_mib": own,
         "peak_worker_rss_mib": children,

@@ -110,8 +110,10 @@ def run_workshop(
     if epochs is not None:
         for schedule in schedules.values():
             schedule["epochs"] = epochs
-    for name in models:  # validate every config before anything is written
-        TrainConfig(**schedules[name], seed=seed, device=device, precision=precision)
+    configs = {  # every config validated before anything is written
+        name: TrainConfig(**schedules[name], seed=seed, device=device, precision=precision)
+        for name in models
+    }
     if overwrite and out.is_dir():
         shutil.rmtree(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -127,7 +129,7 @@ def run_workshop(
     }
     write_json(out / "workshop.json", record)
     for name in models:
-        train = TrainConfig(**schedules[name], seed=seed, device=device, precision=precision)
+        train = configs[name]
         start = time.perf_counter()
         train_run(name, data, train, out / name, progress=progress, split_data=split)
         seconds = time.perf_counter() - start
