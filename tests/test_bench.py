@@ -49,6 +49,8 @@ def test_conv_layers_cover_the_models_convolutions():
     total = step_flops(model, torch.rand(2, 1, 64, 64))
     assert 0.98 * total < step <= total
     assert result["step_ms_best_per_layer"] <= min(result["step_ms_per_backend"].values())
+    channels_last = [v for k, v in result["step_ms_per_backend"].items() if "channels-last" in k]
+    assert result["step_ms_best_per_pass_channels_last"] <= min(channels_last)
 
 
 def test_matmul_peak_is_measured():
@@ -65,6 +67,7 @@ def test_models_section_writes_json(olivetti_mat, tmp_path, capsys):
     assert result["machine"]["cores"] >= 1 and result["machine"]["torch"] == torch.__version__
     row = result["models"]["shallow"]
     assert row["n_train"] == 720 and row["epochs"] == 2 and row["batch_size"] == 80
+    assert row["conv_kernels"] == {} and row["tuning_seconds"] == 0.0  # a dense model
     assert row["flops_per_image"] == 2 * (2 * 409600) + 2 * (3 * 409600)
     assert 0 < row["mfu"] < 1 and row["images_per_s"] == pytest.approx(
         720 / row["seconds_per_epoch"]

@@ -134,6 +134,8 @@ def _bad_inputs(tmp_path, small_npz):
         (["train", "deep", *d, "--batch-size", "0"], "batch_size=0 is not valid"),
         (["train", "deep", *d, "--noise", "pink:3"], "noise='pink:3' is not valid"),
         (["train", "deep", *d, "--optimizer", "lbfgs"], "optimizer='lbfgs' is not valid"),
+        (["train", "conv", *d, "--conv-kernels", "fast"], "conv_kernels='fast' is not valid"),
+        (["run", *d, "--conv-kernels", "fast"], "conv_kernels='fast' is not valid"),
         (["train", "deep", *d, "--out", str(locked / "run")], "is not writable"),
         (["train", "deep", "--data", "mnist", "--stream"],
          "stream=True (--stream) is not valid for data='mnist' (a registered data set); "

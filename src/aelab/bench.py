@@ -210,6 +210,8 @@ def bench_model(
         "flops_per_image": flops_per_image,
         "flops_per_s": achieved,
         "mfu": achieved / peak,
+        "conv_kernels": {k: list(v) for k, v in (trainer.conv_kernels or {}).items()},
+        "tuning_seconds": trainer.tuning_seconds,
         "first_loss": history[0]["loss"],
         "final_loss": history[-1]["loss"],
     }
@@ -452,6 +454,7 @@ def conv_layers(
     import torch
     from torch import nn
 
+    from . import kernels
     from .models import build_model
     from .train import keep_freed_memory
 
@@ -473,28 +476,14 @@ def conv_layers(
         warnings.simplefilter("ignore")  # mkldnn.flags() warns about Intel GPUs
         for backend, flags, fmt in _conv_backends(device):
             for index, (mod, x, y) in enumerate(seen):
-                transposed = isinstance(mod, nn.ConvTranspose2d)
                 x = x.to(device, memory_format=fmt)
                 w = mod.weight.detach().to(device, memory_format=fmt)
                 b = mod.bias.detach().to(device) if mod.bias is not None else None
                 gy = torch.randn(y.shape, device=device).contiguous(memory_format=fmt)
-                pads = mod.output_padding if transposed else (0, 0)
-                geometry = (mod.stride, mod.padding, mod.dilation, transposed, pads, mod.groups)
-                bias_sizes = [w.shape[1] * mod.groups if transposed else w.shape[0]]
-
-                def forward(x=x, w=w, b=b, geometry=geometry):
-                    return torch.ops.aten.convolution(x, w, b, *geometry)
-
-                def backward(mask, gy=gy, x=x, w=w, geometry=geometry, bias_sizes=bias_sizes):
-                    return torch.ops.aten.convolution_backward(
-                        gy, x, w, bias_sizes, *geometry, mask
-                    )
-
+                fns = kernels.passes(x, w, b, kernels.geometry(mod), gy)
                 with flags():
-                    fwd = _median_ms(forward, device, repeats)
-                    bwd_in = _median_ms(lambda: backward([True, False, False]), device, repeats)
-                    bwd_w = _median_ms(lambda: backward([False, True, True]), device, repeats)
-                flops = 2 * (x if transposed else y).numel() * w[0].numel()
+                    fwd, bwd_in, bwd_w = (_median_ms(fn, device, repeats) for fn in fns)
+                flops = kernels.forward_flops(mod, x, y)
                 needs_input_grad = index > 0  # the image needs no gradient
                 step = fwd + bwd_w + (bwd_in if needs_input_grad else 0.0)
                 rows.append(
@@ -518,6 +507,13 @@ def conv_layers(
         min((r for r in rows if r["layer"] == i), key=lambda r: r["step_ms"])
         for i in range(len(seen))
     ]
+    # each pass in the fastest channels-last backend: what `--conv-kernels auto` can reach
+    per_pass = 0.0
+    for i in range(len(seen)):
+        mine = [r for r in rows if r["layer"] == i and r["backend"].endswith("channels-last")]
+        keys = ["forward_ms", "backward_weight_ms"]
+        keys += ["backward_input_ms"] if mine[0]["needs_input_grad"] else []
+        per_pass += sum(min(r[k] for r in mine) for k in keys)
     return {
         "model": name,
         "batch": batch,
@@ -528,6 +524,7 @@ def conv_layers(
             {"layer": r["layer"], "backend": r["backend"], "step_ms": r["step_ms"]} for r in best
         ],
         "step_ms_best_per_layer": sum(r["step_ms"] for r in best),
+        "step_ms_best_per_pass_channels_last": per_pass,
     }
 
 

@@ -16,6 +16,10 @@ PRECISION_HELP = (
     "fp32, bf16 (bfloat16 autocast, float32 weights) or auto (default: fp32; see "
     "benchmarks/README.md for where bf16 pays)"
 )
+CONV_KERNELS_HELP = (
+    "auto (default): on a CPU, time each convolution's passes in oneDNN and PyTorch's own "
+    "kernels and run each in the faster; default: PyTorch's choice, bit-reproducible runs"
+)
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
 
@@ -126,6 +130,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     g.add_argument("--precision", default="auto", help=PRECISION_HELP)
+    g.add_argument("--conv-kernels", default="auto", help=CONV_KERNELS_HELP)
     g.add_argument(
         "--workers",
         type=int,
@@ -196,6 +201,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--precision", default="auto", help=PRECISION_HELP)
+    p.add_argument("--conv-kernels", default="auto", help=CONV_KERNELS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     _data_args(p)
     p.set_defaults(func=cmd_run)
@@ -256,6 +262,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         noise=args.noise if args.noise is not None else schedule.get("noise"),
         checkpoint_every=args.checkpoint_every,
         precision=args.precision,
+        conv_kernels=args.conv_kernels,
         workers=args.workers,
     )
     distributed.init_from_env(resolve_device(train.device))  # under torchrun: join the others
@@ -359,6 +366,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         seed=args.seed,
         device=args.device,
         precision=args.precision,
+        conv_kernels=args.conv_kernels,
         epochs=args.epochs,
         overwrite=args.overwrite,
         progress=False if args.quiet else None,

@@ -7,7 +7,7 @@ A run directory holds::
     history.json         [{"epoch", "loss", "heldout_loss", "seconds"}, ...]
     optimizer.json       optimizer hyper-parameters and step counts   (for --resume)
     optimizer.safetensors  optimizer state tensors                    (for --resume)
-    trainer.json         epochs completed at the last checkpoint           (for --resume)
+    trainer.json         epochs completed, convolution kernels chosen  (for --resume)
 
 Nothing is unpickled: configuration is JSON, tensors are safetensors.
 """
@@ -44,6 +44,7 @@ from .data import (
     parse_noise,
     split,
 )
+from .kernels import ConvKernels
 from .models import MODELS, BaseAutoencoder, build_model, model_from_config
 from .train import TrainConfig, Trainer, memory_format, resolve_device
 
@@ -374,6 +375,8 @@ def _prepare_run(
         load_optimizer(trainer.optimizer, out)
         state = read_json(out / "trainer.json")
         trainer.epoch = int(state["epoch"])
+        if "conv_kernels" in state:  # the kernels the run chose: the same floats as before
+            trainer.conv_kernels = {k: ConvKernels(*v) for k, v in state["conv_kernels"].items()}
         trainer.history = read_json(out / "history.json")[: trainer.epoch]
     return trainer, config, split_data
 
@@ -383,7 +386,10 @@ def save_run_state(trainer: Trainer, out: Path) -> None:
     save_weights(trainer.model, out / "model.safetensors")
     save_optimizer(trainer.optimizer, out)
     write_json(out / "history.json", trainer.history)
-    write_json(out / "trainer.json", {"epoch": trainer.epoch})
+    state: dict[str, Any] = {"epoch": trainer.epoch}
+    if trainer.conv_kernels is not None:
+        state["conv_kernels"] = {k: list(v) for k, v in trainer.conv_kernels.items()}
+    write_json(out / "trainer.json", state)
 
 
 def load_run(path: str | os.PathLike, device: str = "cpu") -> Run:

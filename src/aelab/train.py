@@ -35,7 +35,7 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 from tqdm.auto import tqdm
 
-from . import distributed
+from . import distributed, kernels
 
 
 class RMSprop(torch.optim.Optimizer):
@@ -151,6 +151,12 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # losses on a device where it is fast (on CPUs without native bfloat16 it is orders of magnitude
 # slower; see benchmarks/README.md).
 PRECISIONS = ("auto", "fp32", "bf16")
+# "auto" times each large convolution's passes in oneDNN and PyTorch's own kernels on the CPU
+# and runs each in the faster (aelab.kernels); "default" leaves the choice to PyTorch.
+CONV_KERNELS = ("auto", "default")
+# Tuning costs about as much as 15 training steps (the conv model on a 2-core CPU): with fewer
+# steps left than this it cannot repay itself.
+TUNE_MIN_STEPS = 200
 EVAL_BATCH_SIZE = 512  # held-out batches of a streamed Dataset, as Trainer.evaluate's default
 
 
@@ -169,6 +175,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # epochs between checkpoints; 0: only at the end
     workers: int = 0  # DataLoader processes reading a streamed Dataset; 0: in this process
     precision: str = "auto"  # fp32, bf16 (autocast) or auto (fp32; see PRECISIONS)
+    conv_kernels: str = "auto"  # auto: each convolution's passes in their fastest CPU kernels
 
     def __post_init__(self) -> None:
         _positive_int("epochs", self.epochs, minimum=0)
@@ -186,6 +193,11 @@ class TrainConfig:
         if self.precision not in PRECISIONS:
             raise ValueError(
                 f"precision={self.precision!r} is not valid; allowed: {', '.join(PRECISIONS)}"
+            )
+        if self.conv_kernels not in CONV_KERNELS:
+            raise ValueError(
+                f"conv_kernels={self.conv_kernels!r} is not valid; allowed: "
+                f"{', '.join(CONV_KERNELS)}"
             )
         if self.device not in DEVICES and not str(self.device).startswith("cuda:"):
             raise ValueError(f"device={self.device!r} is not valid; allowed: {', '.join(DEVICES)}")
@@ -357,6 +369,10 @@ class Trainer:
         self.precision = resolve_precision(config.precision, self.device)
         self.epoch = 0  # epochs completed
         self.history: list[dict[str, Any]] = []
+        # module name -> kernels.ConvKernels, chosen at the first fit (or kept by a run
+        # directory); None until then
+        self.conv_kernels: dict[str, kernels.ConvKernels] | None = None
+        self.tuning_seconds = 0.0  # time spent choosing them
 
     def autocast(self) -> contextlib.AbstractContextManager:
         """bfloat16 autocast when the precision is ``bf16``; otherwise nothing changes."""
@@ -514,6 +530,27 @@ class Trainer:
                 total += self.model(x_in, batch).loss * len(batch)
         return total / max(n, 1)
 
+    def _choose_conv_kernels(self, x_train: torch.Tensor | Dataset) -> None:
+        """Set :attr:`conv_kernels` the first time: tuned on one training batch when the config
+        asks for it, the device is a CPU and enough steps are left to repay the tuning."""
+        if self.conv_kernels is not None:
+            return
+        self.conv_kernels = {}
+        batch = min(self.config.batch_size // distributed.world() or 1, len(x_train))
+        steps_left = (self.config.epochs - self.epoch) * math.ceil(len(x_train) / max(batch, 1))
+        worth_it = self.config.conv_kernels == "auto" and steps_left >= TUNE_MIN_STEPS
+        if not worth_it or self.device.type != "cpu" or not batch:
+            return
+        if torch.is_tensor(x_train):
+            probe = x_train[:batch]
+        else:
+            probe = torch.stack([x_train[i] for i in range(batch)]).to(self.device)
+        probe = probe.contiguous(memory_format=self.memory_format)  # (B, C, H, W)
+        start = time.perf_counter()
+        with self.autocast():
+            self.conv_kernels = kernels.tune(self.model, probe, probe)
+        self.tuning_seconds = time.perf_counter() - start
+
     def fit(
         self,
         x_train: torch.Tensor | Dataset,
@@ -545,7 +582,10 @@ class Trainer:
             flush_denormals(),
             keep_freed_memory(self.device),
             bar,
+            contextlib.ExitStack() as stack,
         ):
+            self._choose_conv_kernels(x_train)
+            stack.enter_context(kernels.use(self.model, self.conv_kernels))
             while self.epoch < self.config.epochs:
                 torch.manual_seed(epoch_seed(self.config.seed, self.epoch))
                 start = time.perf_counter()

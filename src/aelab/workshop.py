@@ -81,6 +81,7 @@ def run_workshop(
     seed: int = 0,
     device: str = "auto",
     precision: str = "auto",
+    conv_kernels: str = "auto",
     epochs: int | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
@@ -111,7 +112,13 @@ def run_workshop(
         for schedule in schedules.values():
             schedule["epochs"] = epochs
     configs = {  # every config validated before anything is written
-        name: TrainConfig(**schedules[name], seed=seed, device=device, precision=precision)
+        name: TrainConfig(
+            **schedules[name],
+            seed=seed,
+            device=device,
+            precision=precision,
+            conv_kernels=conv_kernels,
+        )
         for name in models
     }
     if overwrite and out.is_dir():
