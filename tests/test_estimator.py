@@ -182,6 +182,10 @@ def test_conv_model_on_images_and_conv_vae_samples():
     assert ae.inverse_transform(ae.transform(images)).shape == (200, 8, 8)
     vae = Autoencoder(model="conv-vae", random_state=0, **small).fit(images)
     assert vae.sample(5, random_state=0).shape == (5, 8, 8)
+    # a seeded estimator keeps PyTorch's kernels, whose floats do not depend on timing
+    assert ae._train_config["conv_kernels"] == "default"
+    unseeded = Autoencoder(model="conv", **small).fit(images)
+    assert unseeded._train_config["conv_kernels"] == "auto"
 
 
 def test_conv_model_refuses_a_table():

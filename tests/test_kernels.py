@@ -94,6 +94,17 @@ def test_use_restores_the_model_and_rejects_what_is_not_a_convolution():
     assert not any("forward" in vars(model.get_submodule(n)) for n in names)
 
 
+def test_a_transposed_convolution_told_its_output_size_keeps_it():
+    up = nn.ConvTranspose2d(2, 3, 3, stride=2)
+    model = nn.Sequential(up)
+    x = torch.rand(1, 2, 5, 5)
+    expected = up(x, output_size=(12, 12))  # (1, 3, 12, 12): one more than the default 11
+    with kernels.use(model, {"0": ("native",) * 3}):
+        got = up(x, output_size=(12, 12))
+        assert up(x).shape[-2:] == (11, 11)
+    torch.testing.assert_close(got, expected)
+
+
 def test_tune_times_the_large_layers_and_changes_nothing():
     model = _conv_model()
     x = torch.rand(16, 1, 24, 24)
@@ -135,10 +146,13 @@ def _refuse(*args, **kwargs):
 def test_trainer_tunes_only_when_asked_and_worth_it(monkeypatch):
     x = torch.rand(40, 1, 24, 24)
     monkeypatch.setattr(kernels, "tune", _refuse)
-    # "default" never tunes; "auto" does not when fewer steps are left than TUNE_MIN_STEPS
-    for mode, epochs, min_steps in (("default", 2, 1), ("auto", 2, 3)):
-        monkeypatch.setattr(train, "TUNE_MIN_STEPS", min_steps)  # 2 steps of 40 images
-        config = TrainConfig(epochs=epochs, batch_size=40, conv_kernels=mode, device="cpu")
+    # "default" never tunes; "auto" does not with fewer steps left than TUNE_MIN_STEPS (here
+    # 2 steps of 40 images), nor in bfloat16
+    cases = [("default", 1, "fp32"), ("auto", 3, "fp32"), ("auto", 1, "bf16")]
+    for mode, min_steps, precision in cases:
+        monkeypatch.setattr(train, "TUNE_MIN_STEPS", min_steps)
+        config = TrainConfig(epochs=2, batch_size=40, conv_kernels=mode, device="cpu",
+                             precision=precision)  # fmt: skip
         trainer = Trainer(_conv_model(), config)
         trainer.fit(x, progress=False)
         assert trainer.conv_kernels == {} and trainer.tuning_seconds == 0.0

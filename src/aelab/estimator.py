@@ -129,7 +129,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         ``"mps"``.
     random_state : int, RandomState instance or None, default=None
         Seeds the initial weights, the shuffling and any noise: the same integer gives the
-        same model. The global torch and numpy random states are left untouched.
+        same model. The global torch and numpy random states are left untouched. With
+        ``None``, convolutional models on a CPU also run each pass of each convolution in
+        the faster of oneDNN and PyTorch's own kernels, chosen by timing (``conv_kernels="auto"``
+        in :class:`aelab.TrainConfig`), which no integer could make reproducible.
     verbose : bool, default=False
         Show a progress bar while training.
     data_format : {"channels_last", "channels_first"}, default="channels_last"
@@ -281,6 +284,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             seed=_seed(self.random_state),
             device=self.device,
             noise=self._noise(preset),
+            # kernels chosen by timing differ from run to run in the last bits of the floats
+            conv_kernels="auto" if self.random_state is None else "default",
         )
         X = self._validate(X, reset=True)
         self.sample_shape_ = tuple(int(s) for s in X.shape[1:])

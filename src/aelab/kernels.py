@@ -2,9 +2,9 @@
 
 On a CPU PyTorch runs a convolution either with oneDNN or with its own kernels ("native"), and
 one global flag decides for the forward pass and both backward passes of every layer. The
-fastest kernel differs by layer and by pass: on a 2-core AVX2 CPU, the notebook's conv model runs
-the forward pass and the weight gradient of its transposed convolutions up to 2.8x faster in
-PyTorch's kernels, and everything else fastest in oneDNN (``benchmarks/README.md``).
+fastest kernel differs by layer and by pass: on a 2-core AVX2 CPU, the notebook's conv model
+computes the weight gradients of its transposed convolutions 1.35-2.9x faster in PyTorch's
+kernels, and everything else fastest in oneDNN (``benchmarks/README.md``).
 
 :func:`tune` times each pass of each large convolution in both, on the input the layer really
 gets, and keeps the faster; :func:`use` runs a model with those choices. This is cuDNN's benchmark
@@ -121,7 +121,9 @@ class _Convolution(torch.autograd.Function):
         return grad_x, grad_w, grad_b, None, None
 
 
-def _forward(module: nn.Module, x: torch.Tensor, *args, geom, kernels) -> torch.Tensor:
+def _forward(module: nn.Module, x: torch.Tensor, output_size=None, *, geom, kernels):
+    if output_size is not None:  # a transposed convolution told its output size: PyTorch's way
+        return type(module).forward(module, x, output_size)
     return _Convolution.apply(x, module.weight, module.bias, geom, kernels)
 
 
@@ -129,7 +131,7 @@ def _forward(module: nn.Module, x: torch.Tensor, *args, geom, kernels) -> torch.
 def use(model: nn.Module, choices: Mapping[str, ConvKernels | tuple]) -> Iterator[nn.Module]:
     """Inside the block, the convolutions named in ``choices`` (names from
     ``model.named_modules()``) run each pass in the backend chosen for it; the rest of the
-    model is unchanged. ``choices`` is what :func:`tune` returns (or a run directory kept)."""
+    model is unchanged. ``choices`` is what :func:`tune` returns, or what a run directory kept."""
     modules = dict(model.named_modules())
     patched = []
     try:
