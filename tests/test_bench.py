@@ -11,7 +11,15 @@ import json
 import pytest
 import torch
 
-from aelab.bench import _keras_seed_total, compare, conv_layers, main, matmul_peak, step_flops
+from aelab.bench import (
+    _keras_seed_total,
+    compare,
+    conv_layers,
+    main,
+    matmul_peak,
+    merge_keras,
+    step_flops,
+)
 from aelab.cli import main as cli_main
 from aelab.models import build_model
 
@@ -73,6 +81,7 @@ def test_models_section_writes_json(olivetti_mat, tmp_path, capsys):
         720 / row["seconds_per_epoch"]
     )
     peak = result["peak"]["fp32"]["flops_per_s"]
+    assert result["peak_end"]["fp32"]["flops_per_s"] > 0  # the drift during the run
     assert row["mfu"] == pytest.approx(row["flops_per_image"] * row["images_per_s"] / peak)
     # never overwrites an earlier result unless asked
     assert main(["--sections", "models", "--out", str(out)]) == 2
@@ -121,3 +130,13 @@ def test_compare_with_keras():
     assert _keras_seed_total(keras) == pytest.approx(6.0 + 5.0 * 199)
     keras["epochs_scale"] = 1
     assert _keras_seed_total(keras) == pytest.approx(21.0)
+
+
+def test_keras_runs_of_one_model_each_merge_into_one_result():
+    def keras_run(name, seconds):
+        row = {"epochs": 2, "seconds_per_epoch": seconds, "final_loss": 0.5}
+        return {"keras": "3", "epochs_scale": 0.05, "models": {name: row}, "wall_seconds": 10.0}
+
+    merged = merge_keras([keras_run("shallow", 0.2), keras_run("conv", 4.0)])
+    assert list(merged["models"]) == ["shallow", "conv"] and merged["wall_seconds"] == 20.0
+    assert merged["models"]["conv"]["seconds_per_epoch"] == 4.0 and merged["keras"] == "3"
