@@ -156,6 +156,8 @@ def test_trainer_tunes_only_when_asked_and_worth_it(monkeypatch):
         trainer = Trainer(_conv_model(), config)
         trainer.fit(x, progress=False)
         assert trainer.conv_kernels == {} and trainer.tuning_seconds == 0.0
+        if mode == "default" or precision == "bf16":  # not even when asked directly
+            assert trainer.tune_conv_kernels(x) == {}
     monkeypatch.undo()  # the real tune, with both thresholds lowered
     monkeypatch.setattr(train, "TUNE_MIN_STEPS", 1)
     monkeypatch.setattr(kernels, "MIN_FLOPS", 0)

@@ -189,6 +189,8 @@ def bench_model(
         torch.manual_seed(seed)
         model = build_model(name, tuple(x_train.shape[1:]))
     trainer = Trainer(model, config, corrupt=parse_noise(config.noise))
+    # as for the notebook's full schedule, however few epochs are measured here
+    trainer.tune_conv_kernels(x_train)
     probe = x_train[: config.batch_size].to(trainer.device, memory_format=trainer.memory_format)
     with trainer.autocast():
         flops_per_image = step_flops(trainer.model, probe, trainer.corrupt) / len(probe)

@@ -197,6 +197,8 @@ def _tune(model, inputs, repeats, min_flops) -> dict[str, ConvKernels]:
     if not inputs or inputs[0].device.type != "cpu" or not torch.backends.mkldnn.is_available():
         return {}
     names = {module: name for name, module in model.named_modules() if supported(module)}
+    if not names:
+        return {}
     seen: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def keep(module, args, out) -> None:  # a hook that returned a value would replace `out`

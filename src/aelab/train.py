@@ -530,26 +530,44 @@ class Trainer:
                 total += self.model(x_in, batch).loss * len(batch)
         return total / max(n, 1)
 
+    def _local_batch(self, n: int) -> int:
+        """Images per step in this process: its share of the global batch, at most ``n``."""
+        return min(self.config.batch_size // distributed.world() or 1, n)
+
     def _choose_conv_kernels(self, x_train: torch.Tensor | Dataset) -> None:
-        """Set :attr:`conv_kernels` the first time: tuned on one training batch when the config
-        asks for it, the device is a CPU and enough steps are left to repay the tuning."""
+        """Set :attr:`conv_kernels` the first time: tuned when enough steps are left to repay
+        the tuning (:data:`TUNE_MIN_STEPS`), PyTorch's choice otherwise."""
         if self.conv_kernels is not None:
             return
-        self.conv_kernels = {}
-        batch = min(self.config.batch_size // distributed.world() or 1, len(x_train))
-        steps_left = (self.config.epochs - self.epoch) * math.ceil(len(x_train) / max(batch, 1))
-        worth_it = self.config.conv_kernels == "auto" and steps_left >= TUNE_MIN_STEPS
-        # float32 only: the kernels are timed, and run, in the precision of the weights
-        if not worth_it or self.device.type != "cpu" or self.precision != "fp32" or not batch:
-            return
+        batch = max(self._local_batch(len(x_train)), 1)
+        steps_left = (self.config.epochs - self.epoch) * math.ceil(len(x_train) / batch)
+        if steps_left >= TUNE_MIN_STEPS:
+            self.tune_conv_kernels(x_train)
+        else:
+            self.conv_kernels = {}
+
+    def tune_conv_kernels(self, x_train: torch.Tensor | Dataset) -> dict[str, Any]:
+        """Choose :attr:`conv_kernels` now, by timing on the first training batch, however long
+        the run (:meth:`fit` does it itself when at least :data:`TUNE_MIN_STEPS` steps are left).
+
+        Only with ``conv_kernels="auto"``, on a CPU and in float32 (the kernels are timed, and
+        run, in the precision of the weights); otherwise the choice stays PyTorch's (``{}``).
+        """
+        self.conv_kernels, self.tuning_seconds = {}, 0.0
+        batch = self._local_batch(len(x_train))
+        wanted = self.config.conv_kernels == "auto" and self.precision == "fp32"
+        has_convs = any(kernels.supported(m) for m in self.model.modules())
+        if not (wanted and has_convs) or self.device.type != "cpu" or not batch:
+            return self.conv_kernels
         if torch.is_tensor(x_train):
             probe = x_train[:batch]
         else:
-            probe = torch.stack([x_train[i] for i in range(batch)]).to(self.device)
-        probe = probe.contiguous(memory_format=self.memory_format)  # (B, C, H, W)
+            probe = torch.stack([x_train[i] for i in range(batch)])
+        probe = probe.to(self.device, memory_format=self.memory_format)  # (B, C, H, W)
         start = time.perf_counter()
         self.conv_kernels = kernels.tune(self.model, probe, probe)
         self.tuning_seconds = time.perf_counter() - start
+        return self.conv_kernels
 
     def fit(
         self,
