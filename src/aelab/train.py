@@ -154,8 +154,8 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # "auto" times each large convolution's passes in oneDNN and PyTorch's own kernels on the CPU
 # and runs each in the faster (aelab.kernels); "default" leaves the choice to PyTorch.
 CONV_KERNELS = ("auto", "default")
-# Tuning the conv model on a 2-core CPU costs about as much as 15 training steps and saves about
-# 15% of each step after, so it pays for itself after about 100 steps: shorter runs are not tuned.
+# Tuning the conv model on a 2-core CPU costs about as much as 15 training steps and saves 7-15%
+# of each step after, so it pays for itself after 100-200 steps: shorter runs are not tuned.
 TUNE_MIN_STEPS = 200
 EVAL_BATCH_SIZE = 512  # held-out batches of a streamed Dataset, as Trainer.evaluate's default
 
