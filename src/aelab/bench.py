@@ -463,25 +463,13 @@ def conv_layers(
     import warnings
 
     import torch
-    from torch import nn
 
     from . import kernels
     from .models import build_model
     from .train import keep_freed_memory
 
     model = build_model(name, (1, 64, 64))
-    convs = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d))]
-    seen: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
-    handles = [
-        m.register_forward_hook(lambda mod, args, out: seen.append((mod, args[0], out)))
-        for m in convs
-    ]
-    try:
-        with torch.no_grad():
-            model(torch.rand(batch, 1, 64, 64))
-    finally:
-        for h in handles:
-            h.remove()
+    seen = kernels.layer_io(model, torch.rand(batch, 1, 64, 64))
     rows = []
     with keep_freed_memory(torch.device(device)), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # mkldnn.flags() warns about Intel GPUs

@@ -166,6 +166,24 @@ def forward_flops(module: nn.Module, x: torch.Tensor, y: torch.Tensor) -> int:
     return 2 * (x if transposed else y).numel() * module.weight[0].numel()
 
 
+def layer_io(model: nn.Module, *inputs: torch.Tensor) -> list[tuple[nn.Module, Any, Any]]:
+    """``(module, input, output)`` of each supported convolution as ``model(*inputs)`` runs it
+    (without gradients), in the order they run; each layer's first call only."""
+    seen: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def keep(module, args, out) -> None:  # a hook that returned a value would replace `out`
+        seen.setdefault(module, (args[0], out))
+
+    hooks = [m.register_forward_hook(keep) for m in model.modules() if supported(m)]
+    try:
+        with torch.no_grad():
+            model(*inputs)
+    finally:
+        for h in hooks:
+            h.remove()
+    return [(module, x, y) for module, (x, y) in seen.items()]
+
+
 def _best_ms(fn: Callable[[], Any], repeats: int) -> float:
     fn()  # warm-up: oneDNN builds its kernel on the first call
     best = float("inf")
@@ -199,19 +217,8 @@ def _tune(model, inputs, repeats, min_flops) -> dict[str, ConvKernels]:
     names = {module: name for name, module in model.named_modules() if supported(module)}
     if not names:
         return {}
-    seen: dict[nn.Module, tuple[torch.Tensor, torch.Tensor]] = {}
-
-    def keep(module, args, out) -> None:  # a hook that returned a value would replace `out`
-        seen.setdefault(module, (args[0], out))
-
-    hooks = [m.register_forward_hook(keep) for m in names]
-    try:
-        model(*inputs)
-    finally:
-        for h in hooks:
-            h.remove()
     choices = {}
-    for module, (x, y) in seen.items():
+    for module, x, y in layer_io(model, *inputs):
         if forward_flops(module, x, y) < min_flops:
             continue
         grad = torch.randn_like(y)  # same shape and memory format as the output
