@@ -1,4 +1,4 @@
-"""Shared fixtures: the original Olivetti file, kept beside the repository."""
+"""Shared fixtures: the original Olivetti file, shipped with the tests in ``tests/data/``."""
 
 from __future__ import annotations
 
@@ -8,14 +8,15 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+SHIPPED_MAT = DATA / "olivettifaces.mat"
 
 
 def _olivetti_mat_path() -> Path:
-    # The original file scikit-learn's fetcher downloads; CI keeps it in ../shared/data beside the
-    # repository. AELAB_OLIVETTI_MAT points elsewhere.
+    # The original file scikit-learn's fetcher downloads, shipped in tests/data/ (see its
+    # README.md); AELAB_OLIVETTI_MAT points at another copy.
     env = os.environ.get("AELAB_OLIVETTI_MAT")
-    return Path(env) if env else REPO.parent / "shared" / "data" / "olivettifaces.mat"
+    return Path(env) if env else SHIPPED_MAT
 
 
 @pytest.fixture(scope="session")
@@ -24,7 +25,7 @@ def olivetti_mat() -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing: the Olivetti tests need the original olivettifaces.mat "
-            "(set AELAB_OLIVETTI_MAT to its path)"
+            "(tests/data/ ships it; AELAB_OLIVETTI_MAT may point at another copy)"
         )
     return path
 

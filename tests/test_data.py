@@ -57,6 +57,22 @@ def expected_faces(olivetti_mat):
     return np.stack([faces[:, i].reshape(64, 64, order="F") for i in range(faces.shape[1])])
 
 
+def test_the_shipped_olivetti_file_is_the_original():
+    """tests/data/ ships olivettifaces.mat so that a fresh clone passes offline; its checksum is
+    the one SHA256SUMS records, and the loader reads the faces scikit-learn's fetcher gives."""
+    import hashlib
+
+    from conftest import DATA, SHIPPED_MAT
+
+    expected = dict(
+        reversed(line.split()) for line in (DATA / "SHA256SUMS").read_text().splitlines()
+    )
+    assert hashlib.sha256(SHIPPED_MAT.read_bytes()).hexdigest() == expected[SHIPPED_MAT.name]
+    assert "AT&T Laboratories Cambridge" in (DATA / "README.md").read_text()
+    faces = loadmat(SHIPPED_MAT)["faces"]
+    assert faces.shape == (4096, 400) and faces.dtype == np.uint8
+
+
 def test_olivetti_from_the_mat_matches_an_independent_reading(
     olivetti, olivetti_copy, olivetti_mat, expected_faces
 ):
