@@ -13,12 +13,11 @@ import torch
 from PIL import Image
 from skimage.io import imsave
 
-import aelab.data
+import aelab.data.folders
 from aelab.data import (
     ImageFolderDataset,
     load_image_folder,
     mirror,
-    parse_noise,
     split,
     write_image_folder,
 )
@@ -113,13 +112,13 @@ def test_unlabelled_folder_and_subset(tmp_path):
 
 def test_listing_reads_no_pixels(photos, monkeypatch):
     reads = []
-    real = aelab.data._read_image
+    real = aelab.data.folders._read_image
 
     def counting(path):
         reads.append(path)
         return real(path)
 
-    monkeypatch.setattr(aelab.data, "_read_image", counting)
+    monkeypatch.setattr(aelab.data.folders, "_read_image", counting)
     data = ImageFolderDataset(photos, image_size=8, mirror=True)
     train, _ = split(data, holdout_people=1)
     mirror(train).subset(np.arange(3))
@@ -191,7 +190,7 @@ def _train(x_train, x_heldout, *, name="deep", epochs=2, **config):
         kwargs = {"latent_dim": 4, "hidden": (16,)} if name == "deep" else {"latent_dim": 4}
         model = build_model(name, (1, 8, 8), **kwargs)
     cfg = TrainConfig(epochs=epochs, batch_size=16, device="cpu", **config)
-    trainer = Trainer(model, cfg, corrupt=parse_noise(cfg.noise))
+    trainer = Trainer(model, cfg)
     trainer.fit(x_train, x_heldout, progress=False)
     return trainer
 
@@ -226,7 +225,9 @@ def test_worker_processes_train_like_the_training_process(digits_folder):
     assert all(np.isfinite([r["loss"], r["heldout_loss"]]).all() for r in workers.history)
     wa, wb = _weights(in_process.model), _weights(workers.model)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # same items, same order
-    loader = workers._stream_loader(train)
+    from aelab.train import _Streamed
+
+    loader = _Streamed(workers, train).loader
     assert loader.num_workers == 2 and loader.persistent_workers and not loader.pin_memory
 
 
@@ -275,8 +276,8 @@ def test_streaming_holds_paths_not_pixels(tmp_path, monkeypatch):
 
     trainer().fit(data.subset(np.arange(2)), progress=False)  # lazy imports happen here
     reads = []
-    real = aelab.data._read_image
-    monkeypatch.setattr(aelab.data, "_read_image", lambda p: (reads.append(p), real(p))[1])
+    real = aelab.data.folders._read_image
+    monkeypatch.setattr(aelab.data.folders, "_read_image", lambda p: (reads.append(p), real(p))[1])
     streaming = trainer()
     tracemalloc.start()  # numpy's buffers (decoded images) are traced; torch's are not
     try:

@@ -10,10 +10,11 @@ import pytest
 import torch
 
 from aelab.checkpoint import load_optimizer, save_optimizer
-from aelab.data import parse_noise
+from aelab.device import resolve_device
 from aelab.models import build_model
+from aelab.optim import RMSprop
 from aelab.runs import DataSpec, check_out_dir, load_run, train_run
-from aelab.train import RMSprop, TrainConfig, Trainer, resolve_device
+from aelab.train import TrainConfig, Trainer
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +32,7 @@ def _fit(seed, epochs=2, noise=None):
         model = build_model("deep", (1, 8, 8), latent_dim=4, hidden=(16,))
     cfg = TrainConfig(epochs=epochs, batch_size=32, seed=seed, device="cpu", noise=noise)
     x = torch.rand(100, 1, 8, 8, generator=torch.Generator().manual_seed(0))
-    trainer = Trainer(model, cfg, corrupt=parse_noise(noise))
+    trainer = Trainer(model, cfg)
     trainer.fit(x, x[:20], progress=False)
     return trainer
 
@@ -78,9 +79,9 @@ def test_noise_is_applied_to_inputs_only():
 
 def test_optimizer_state_round_trip(tmp_path):
     trainer = _fit(0)
-    save_optimizer(trainer.optimizer, tmp_path)
+    save_optimizer(trainer.optimizer.state_dict(), tmp_path)
     fresh = _fit(5, epochs=0)
-    load_optimizer(fresh.optimizer, tmp_path)
+    fresh.optimizer.load_state_dict(load_optimizer(tmp_path))
     a, b = trainer.optimizer.state_dict(), fresh.optimizer.state_dict()
     assert a["param_groups"] == b["param_groups"]
     for pid, state in a["state"].items():
@@ -130,16 +131,16 @@ def test_run_directory_contents_and_load_run(digits_spec, tmp_path):
 
 
 def test_checkpoint_every(digits_spec, tmp_path, monkeypatch):
-    import aelab.runs as runs
+    import aelab.checkpoint as checkpoint
 
     saved_epochs = []
-    original = runs.save_run_state
+    original = checkpoint.save_state
 
-    def spy(trainer, path):
-        saved_epochs.append(trainer.epoch)
-        original(trainer, path)
+    def spy(path, state):
+        saved_epochs.append(state["epoch"])
+        original(path, state)
 
-    monkeypatch.setattr(runs, "save_run_state", spy)
+    monkeypatch.setattr(checkpoint, "save_state", spy)
     train_run("deep", digits_spec,
               TrainConfig(epochs=5, batch_size=256, checkpoint_every=2, device="cpu"),
               tmp_path / "ck", progress=False)  # fmt: skip

@@ -4,13 +4,7 @@ Train the workshop notebook's five autoencoders (and more) on any image set, loo
 and measure them against PCA on held-out data.
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("aelab")
-except PackageNotFoundError:  # running from a source tree without installing
-    __version__ = "0.0.0+unknown"
-
+from ._version import __version__
 from .data import DATASETS, ImageFolderDataset, ImageSet, load_dataset
 from .estimator import Autoencoder
 from .models import FAMILIES, MODELS, build_model

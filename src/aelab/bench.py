@@ -177,7 +177,6 @@ def bench_model(
     """Train preset ``name`` on ``x_train`` for ``epochs`` with its notebook schedule."""
     import torch
 
-    from .data import parse_noise
     from .models import build_model
     from .train import TrainConfig, Trainer
     from .workshop import SEED
@@ -188,7 +187,7 @@ def bench_model(
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = build_model(name, tuple(x_train.shape[1:]))
-    trainer = Trainer(model, config, corrupt=parse_noise(config.noise))
+    trainer = Trainer(model, config)
     # as for the notebook's full schedule, however few epochs are measured here
     trainer.tune_conv_kernels(x_train)
     probe = x_train[: config.batch_size].to(trainer.device, memory_format=trainer.memory_format)
@@ -465,8 +464,8 @@ def conv_layers(
     import torch
 
     from . import kernels
+    from .device import keep_freed_memory
     from .models import build_model
-    from .train import keep_freed_memory
 
     model = build_model(name, (1, 64, 64))
     seen = kernels.layer_io(model, torch.rand(batch, 1, 64, 64))
@@ -616,7 +615,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "aelab bench") -> int:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from .train import resolve_device, resolve_precision
+    from .device import resolve_device, resolve_precision
 
     sections = _choices("sections", args.sections, SECTIONS)
     models = _choices("models", args.models, BENCH_MODELS)

@@ -1,8 +1,8 @@
 """Files of a run directory: JSON for configuration, safetensors for tensors, atomic writes.
 
 Nothing here unpickles. An optimizer's state is split into its tensors (``optimizer.safetensors``)
-and everything else (``optimizer.json``); both are written to a temporary name and renamed, so a
-run interrupted mid-write keeps its previous checkpoint.
+and everything else (``optimizer.json``); every file is written to a temporary name and renamed,
+so a run interrupted mid-write keeps its previous copy of that file.
 """
 
 from __future__ import annotations
@@ -68,22 +68,35 @@ def save_weights(model: nn.Module, path: str | os.PathLike) -> None:
     save_tensors(path, model.state_dict())
 
 
-def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
-    """Load safetensors weights into ``model`` (every key must match)."""
-    device = next(model.parameters()).device
-    state = load_tensors(path, device)
-    missing, unexpected = model.load_state_dict(state, strict=False)
+def fit_weights(model: nn.Module, state: dict[str, torch.Tensor], source: str) -> nn.Module:
+    """Copy ``state`` into ``model``'s parameters and buffers; every key and shape must match."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         raise ValueError(
-            f"{path}: weights do not fit the model (missing {sorted(missing)[:3]}, "
-            f"unexpected {sorted(unexpected)[:3]})"
+            f"{source}: weights do not fit the model (missing {missing[:3]}, "
+            f"unexpected {unexpected[:3]})"
         )
+    for key, value in state.items():
+        if tuple(value.shape) != tuple(own[key].shape):
+            raise ValueError(
+                f"{source}: weights do not fit the model ({key} has shape "
+                f"{tuple(value.shape)}; the model's is {tuple(own[key].shape)})"
+            )
+    model.load_state_dict(state)
     return model
 
 
-def save_optimizer(optimizer: torch.optim.Optimizer, directory: str | os.PathLike) -> None:
-    """``optimizer.safetensors`` (its state tensors) and ``optimizer.json`` (all the rest)."""
-    state = optimizer.state_dict()
+def load_weights(model: nn.Module, path: str | os.PathLike) -> nn.Module:
+    """Load safetensors weights into ``model`` (every key must match)."""
+    device = next(model.parameters()).device
+    return fit_weights(model, load_tensors(path, device), str(path))
+
+
+def save_optimizer(state: dict[str, Any], directory: str | os.PathLike) -> None:
+    """An optimizer's ``state_dict()``: ``optimizer.safetensors`` (its state tensors) and
+    ``optimizer.json`` (all the rest)."""
     tensors: dict[str, torch.Tensor] = {}
     meta_state: dict[str, dict[str, Any]] = {}
     for pid, s in state["state"].items():
@@ -101,7 +114,8 @@ def save_optimizer(optimizer: torch.optim.Optimizer, directory: str | os.PathLik
     )
 
 
-def load_optimizer(optimizer: torch.optim.Optimizer, directory: str | os.PathLike) -> None:
+def load_optimizer(directory: str | os.PathLike) -> dict[str, Any]:
+    """The optimizer ``state_dict()`` that :func:`save_optimizer` wrote, for ``load_state_dict``."""
     directory = Path(directory)
     meta = read_json(directory / "optimizer.json")
     tensors = load_tensors(directory / "optimizer.safetensors")
@@ -114,15 +128,31 @@ def load_optimizer(optimizer: torch.optim.Optimizer, directory: str | os.PathLik
         for k, v in g.items():
             if isinstance(v, list) and k != "params":
                 g[k] = tuple(v)
-    optimizer.load_state_dict({"state": state, "param_groups": groups})
-    # safetensors stores tensors contiguous; give each state tensor its parameter's layout again
-    # (fused optimizers walk parameter and state memory in step, e.g. channels-last convolutions)
-    for group in optimizer.param_groups:
-        for p in group["params"]:
-            for name, value in optimizer.state.get(p, {}).items():
-                if (
-                    torch.is_tensor(value)
-                    and value.shape == p.shape
-                    and value.stride() != p.stride()
-                ):
-                    optimizer.state[p][name] = torch.empty_like(p).copy_(value)
+    return {"state": state, "param_groups": groups}
+
+
+def save_state(directory: str | os.PathLike, state: dict[str, Any]) -> None:
+    """A trainer's :meth:`~aelab.train.Trainer.state_dict` as a run directory's files:
+    ``model.safetensors``, ``optimizer.*``, ``history.json`` and ``trainer.json`` (the epoch and
+    the convolution kernels chosen)."""
+    directory = Path(directory)
+    save_tensors(directory / "model.safetensors", state["model"])
+    save_optimizer(state["optimizer"], directory)
+    write_json(directory / "history.json", state["history"])
+    trainer = {"epoch": state["epoch"]}
+    if state.get("conv_kernels") is not None:
+        trainer["conv_kernels"] = state["conv_kernels"]
+    write_json(directory / "trainer.json", trainer)
+
+
+def load_state(directory: str | os.PathLike) -> dict[str, Any]:
+    """What :func:`save_state` wrote, as the dict ``Trainer.load_state_dict`` takes."""
+    directory = Path(directory)
+    trainer = read_json(directory / "trainer.json")
+    return {
+        "epoch": int(trainer["epoch"]),
+        "history": read_json(directory / "history.json"),
+        "model": load_tensors(directory / "model.safetensors"),
+        "optimizer": load_optimizer(directory),
+        "conv_kernels": trainer.get("conv_kernels"),
+    }

@@ -150,7 +150,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from . import __version__
+    from ._version import __version__
 
     parser = argparse.ArgumentParser(
         prog="aelab", description="Autoencoder workbench: train, inspect, compare with PCA."
@@ -244,8 +244,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from . import distributed
+    from .device import resolve_device
     from .models import MODELS
-    from .train import TrainConfig, resolve_device
+    from .train import TrainConfig
 
     if args.model not in MODELS:
         raise ValueError(f"model={args.model!r} is not a known model; allowed: {', '.join(MODELS)}")

@@ -39,10 +39,10 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 
 from .checkpoint import load_weights, read_json, save_weights, write_json
-from .data import parse_noise
+from .device import memory_format, resolve_device
 from .models import FAMILIES, MODELS, BaseAutoencoder, model_config, model_from_config
 from .runs import check_replaceable
-from .train import TrainConfig, Trainer, memory_format, resolve_device
+from .train import TrainConfig, Trainer
 
 SCALES = ("auto", "minmax", None)
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -306,7 +306,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             torch.manual_seed(train_config.seed)  # same random_state, same initial weights
             model = FAMILIES[preset.family](config)
         self._fit_scaling(X, model)
-        trainer = Trainer(model, train_config, corrupt=parse_noise(train_config.noise))
+        trainer = Trainer(model, train_config)
         trainer.fit(self._to_tensor(X), progress=bool(self.verbose), desc=self.model)
         self.model_ = trainer.model.eval()
         self.history_ = trainer.history
@@ -588,7 +588,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         return out
 
     def _run_config(self) -> dict[str, Any]:
-        from . import __version__
+        from ._version import __version__
         from .runs import FORMAT_VERSION
 
         params = {}

@@ -26,6 +26,8 @@ from torch import nn
 from torch.autograd.function import once_differentiable
 
 BACKENDS = ("onednn", "native")
+# What TrainConfig.conv_kernels takes: "auto" tunes (below), "default" leaves PyTorch's choice.
+CONV_KERNELS = ("auto", "default")
 # Layers whose forward pass costs less than this at the training batch keep PyTorch's choice:
 # each of their passes takes about a millisecond, where timing noise outweighs any gain.
 MIN_FLOPS = 5e7

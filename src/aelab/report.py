@@ -19,9 +19,10 @@ import numpy as np
 import torch
 from jinja2 import Environment, PackageLoader, select_autoescape
 
-from . import __version__, generate, metrics, plots
+from . import generate, metrics, plots
+from ._version import __version__
 from .checkpoint import read_json, write_json
-from .data import parse_noise
+from .noise import parse_noise
 from .runs import Run, Split, load_run
 
 TSNE_MAX_POINTS = 1000  # t-SNE is quadratic; larger sets are subsampled (seeded)

@@ -25,15 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import __version__, distributed
-from .checkpoint import (
-    load_optimizer,
-    load_weights,
-    read_json,
-    save_optimizer,
-    save_weights,
-    write_json,
-)
+from . import distributed
+from ._version import __version__
+from .callbacks import Checkpoint
+from .checkpoint import load_state, load_weights, read_json, write_json
 from .data import (
     DATASETS,
     ImageFolderDataset,
@@ -41,12 +36,11 @@ from .data import (
     default_split,
     load_dataset,
     mirror,
-    parse_noise,
     split,
 )
-from .kernels import ConvKernels
+from .device import memory_format, resolve_device
 from .models import MODELS, BaseAutoencoder, build_model, model_from_config
-from .train import TrainConfig, Trainer, memory_format, resolve_device
+from .train import TrainConfig, Trainer
 
 FORMAT_VERSION = 1
 
@@ -319,21 +313,12 @@ def train_run(
             out.mkdir(parents=True, exist_ok=True)
         write_json(out / "config.json", config)
 
-    def checkpoint(t: Trainer) -> None:
-        every = t.config.checkpoint_every
-        if t.epoch == t.config.epochs or (every and t.epoch % every == 0):
-            if distributed.is_main():
-                save_run_state(t, out)
-            distributed.barrier()  # nobody goes on (or exits) before the checkpoint is whole
-
     x_train, x_heldout = (
         torch.from_numpy(part.images) if isinstance(part, ImageSet) else part
         for part in (split_data.train, split_data.heldout)
     )
-    trainer.fit(x_train, x_heldout, on_epoch_end=checkpoint, progress=progress, desc=name)
-    if distributed.is_main() and (trainer.epoch == 0 or not (out / "model.safetensors").exists()):
-        save_run_state(trainer, out)
-    distributed.barrier()
+    checkpoint = Checkpoint(out, every=trainer.config.checkpoint_every)
+    trainer.fit(x_train, x_heldout, callbacks=[checkpoint], progress=progress, desc=name)
     return Run(trainer.model, config, trainer.history, out)
 
 
@@ -368,28 +353,11 @@ def _prepare_run(
         with torch.random.fork_rng():
             torch.manual_seed(train.seed)  # same seed, same initial weights
             model = build_model(name, split_data.train.image_shape, **(model_overrides or {}))
-    trainer = Trainer(model, train, corrupt=parse_noise(train.noise))
+    trainer = Trainer(model, train)
     config = make_config(name, model, data, train, split_data.describe())
     if resume:
-        load_weights(trainer.model, out / "model.safetensors")
-        load_optimizer(trainer.optimizer, out)
-        state = read_json(out / "trainer.json")
-        trainer.epoch = int(state["epoch"])
-        if "conv_kernels" in state:  # the kernels the run chose: the same floats as before
-            trainer.conv_kernels = {k: ConvKernels(*v) for k, v in state["conv_kernels"].items()}
-        trainer.history = read_json(out / "history.json")[: trainer.epoch]
+        trainer.load_state_dict(load_state(out))
     return trainer, config, split_data
-
-
-def save_run_state(trainer: Trainer, out: Path) -> None:
-    """Weights, optimizer, history and epoch: everything ``--resume`` needs."""
-    save_weights(trainer.model, out / "model.safetensors")
-    save_optimizer(trainer.optimizer, out)
-    write_json(out / "history.json", trainer.history)
-    state: dict[str, Any] = {"epoch": trainer.epoch}
-    if trainer.conv_kernels is not None:
-        state["conv_kernels"] = {k: list(v) for k, v in trainer.conv_kernels.items()}
-    write_json(out / "trainer.json", state)
 
 
 def load_run(path: str | os.PathLike, device: str = "cpu") -> Run:

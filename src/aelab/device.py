@@ -1,0 +1,134 @@
+"""The machine a model runs on: device and precision choice, memory layout, and the CPU settings
+that make training fast (denormal flushing, keeping freed memory).
+
+Inference imports this module, never the training loop. Nothing happens at import: devices are
+probed only when :func:`resolve_device` is called.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import platform
+import sys
+
+import torch
+from torch import nn
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
+# "auto" is float32 everywhere: bfloat16 autocast has not been shown to keep the notebook's
+# losses on a device where it is fast (on CPUs without native bfloat16 it is orders of magnitude
+# slower; see benchmarks/README.md).
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def check_device(device: str) -> None:
+    """Raise unless ``device`` is one of :data:`DEVICES` or ``cuda:N``."""
+    if device not in DEVICES and not str(device).startswith("cuda:"):
+        raise ValueError(f"device={device!r} is not valid; allowed: {', '.join(DEVICES)}")
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; an unavailable choice is an error."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device={device!r} is not available here; allowed: auto, cpu")
+    if device == "mps" and not (torch.backends.mps.is_available()):
+        raise ValueError("device='mps' is not available here; allowed: auto, cpu")
+    return torch.device(device)
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``fp32`` or ``bf16`` for ``precision`` on ``device``; ``auto`` is ``fp32`` (PRECISIONS)."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision={precision!r} is not valid; allowed: {', '.join(PRECISIONS)}")
+    return "fp32" if precision == "auto" else precision
+
+
+def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:
+    """bfloat16 autocast when ``precision`` is ``bf16``; otherwise nothing changes."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
+def memory_format(model: nn.Module) -> torch.memory_format:
+    """Channels-last for convolutional models, the default layout otherwise.
+
+    The notebook's conv model at 64x64 trains faster per epoch in channels-last on a CPU
+    (benchmarks/README.md); dense models are unaffected. Training and inference use the same
+    layout so that a reloaded model gives bit-identical outputs.
+    """
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+def rng_devices(device: torch.device) -> list:
+    """The devices whose random state ``torch.random.fork_rng`` must save for ``device``."""
+    return [device] if device.type == "cuda" else []
+
+
+@contextlib.contextmanager
+def flush_denormals():
+    """Treat denormal floats as zero while training on a CPU.
+
+    Saturated sigmoids give tiny gradients whose squares (in Adam's and RMSprop's state) fall
+    below float32's normal range, and arithmetic on such denormals is many times slower on x86
+    CPUs (benchmarks/README.md). TensorFlow flushes them by default. The setting is restored (to
+    PyTorch's default, off) afterwards.
+    """
+    changed = torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if changed:
+            torch.set_flush_denormal(False)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_MAX = -1, -4  # glibc's mallopt parameters
+_GLIBC_DEFAULTS = {_M_TRIM_THRESHOLD: 128 * 1024, _M_MMAP_MAX: 65536}
+
+
+def _glibc():
+    if sys.platform != "linux" or platform.libc_ver()[0] != "glibc":
+        return None
+    try:
+        libc = ctypes.CDLL(None)
+        return libc if hasattr(libc, "mallopt") else None
+    except OSError:  # pragma: no cover - a Linux without a loadable C library
+        return None
+
+
+@contextlib.contextmanager
+def keep_freed_memory(device: torch.device):
+    """While training on a CPU with glibc, keep freed memory for the next step.
+
+    glibc gives every allocation above 32 MiB its own ``mmap`` and returns it to the system when
+    freed; the next step's activations then fault in fresh zeroed pages (for the notebook's conv
+    model at batch 80, about 100,000 page faults a step and a quarter of its time in the
+    system). With ``mmap`` off for large blocks and no trimming, freed blocks are reused, as
+    TensorFlow's allocator keeps its memory. glibc's defaults are restored afterwards (and the
+    kept memory is returned at the next free).
+    """
+    libc = _glibc() if device.type == "cpu" else None
+    if libc is None:
+        yield
+        return
+    libc.mallopt(_M_MMAP_MAX, 0)
+    libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # mallopt takes a C int: the largest one
+    try:
+        yield
+    finally:
+        for param, value in _GLIBC_DEFAULTS.items():
+            libc.mallopt(param, value)
+
+
+@contextlib.contextmanager
+def fast_cpu(device: torch.device):
+    """Both CPU settings training runs under: denormals flushed, freed memory kept."""
+    with flush_denormals(), keep_freed_memory(device):
+        yield
