@@ -36,3 +36,16 @@ def olivetti_home(olivetti_mat, tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("data_home")
     shutil.copy(olivetti_mat, home / "olivettifaces.mat")
     return home
+
+
+@pytest.fixture(scope="session")
+def workshop(tmp_path_factory) -> Path:
+    """``aelab run``, quick schedule, on scikit-learn's digits, digits 8 and 9 held out like
+    unseen people (3 epochs a model): what test_workshop.py and test_report.py look at."""
+    from aelab.cli import main
+
+    out = tmp_path_factory.mktemp("workshop") / "run"
+    code = main(["run", "--data", "digits", "--holdout-people", "2", "--mirror", "--schedule",
+                 "quick", "--epochs", "3", "--out", str(out), "--quiet"])  # fmt: skip
+    assert code == 0
+    return out

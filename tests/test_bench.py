@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from aelab.bench import (
-    _keras_seed_total,
     compare,
     conv_layers,
+    keras_seed_total,
     main,
     matmul_peak,
     merge_keras,
@@ -73,6 +73,7 @@ def test_models_section_writes_json(olivetti_mat, tmp_path, capsys):
     assert code == 0
     result = json.loads(out.read_text())
     assert result["machine"]["cores"] >= 1 and result["machine"]["torch"] == torch.__version__
+    assert isinstance(result["machine"]["cpu_flags"], list)  # e.g. avx2, avx512_bf16
     row = result["models"]["shallow"]
     assert row["n_train"] == 720 and row["epochs"] == 2 and row["batch_size"] == 80
     assert row["conv_kernels"] == {} and row["tuning_seconds"] == 0.0  # a dense model
@@ -127,9 +128,9 @@ def test_compare_with_keras():
     row = compare(ours, keras)["conv"]
     assert row["speedup"] == pytest.approx(2.5) and row["loss_ratio"] == pytest.approx(1.02)
     # the full schedule (200 epochs) estimated from the first and the median epoch
-    assert _keras_seed_total(keras) == pytest.approx(6.0 + 5.0 * 199)
+    assert keras_seed_total(keras) == pytest.approx(6.0 + 5.0 * 199)
     keras["epochs_scale"] = 1
-    assert _keras_seed_total(keras) == pytest.approx(21.0)
+    assert keras_seed_total(keras) == pytest.approx(21.0)
 
 
 def test_keras_runs_of_one_model_each_merge_into_one_result():

@@ -58,7 +58,7 @@ def test_olivetti_conv_run_with_mirrors_and_resume(olivetti_home, tmp_path, caps
     assert config["model"]["config"]["latent_dim"] == 8
     # refused without --resume, continued with it
     assert main([*args, "--epochs", "2"]) == 2
-    assert "already holds files; pass --overwrite" in _err(capsys)
+    assert "already holds files; pass overwrite=True (--overwrite)" in _err(capsys)
     assert main([*args, "--epochs", "2", "--resume"]) == 0
     assert len(json.loads((out / "history.json").read_text())) == 2
 
@@ -178,3 +178,25 @@ def test_real_entry_point_no_traceback(tmp_path):
     assert "Traceback" not in proc.stderr
     assert proc.stderr.strip().startswith("aelab train: error: data='cifar'")
     assert not any(tmp_path.iterdir())
+
+
+def test_models_lists_every_recipe_and_its_capabilities(capsys):
+    assert main(["models"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert set(rows) == set(MODELS)
+    assert "images" in rows["conv"] and "sample" in rows["vae"] and "weights" in rows["deep"]
+
+
+def test_library_errors_gain_the_flag_that_sets_each_parameter():
+    from aelab.cli import with_flags
+
+    assert with_flags("pass skip_bad=True to skip unreadable images") == (
+        "pass skip_bad=True (--skip-bad) to skip unreadable images"
+    )
+    assert with_flags("stream=True is not valid; set stream=False to load") == (
+        "stream=True (--stream) is not valid; set stream=False to load"
+    )  # the first mention only
+    # names inside paths and quotes are left alone
+    assert with_flags("data='/tmp/stream/x': no such file") == "data='/tmp/stream/x': no such file"
+    assert with_flags("pass --overwrite") == "pass --overwrite"

@@ -294,7 +294,9 @@ def test_folder_bad_image_is_named_or_skipped(folder):
     root, _ = folder
     bad = root / "dog" / "broken.png"
     bad.write_bytes(np.random.default_rng(0).bytes(200))
-    with pytest.raises(ValueError, match=rf"cannot read image {re.escape(str(bad))}.*--skip-bad"):
+    with pytest.raises(
+        ValueError, match=rf"cannot read image {re.escape(str(bad))}.*skip_bad=True"
+    ):
         load_image_folder(root)
     data = load_image_folder(root, skip_bad=True)
     assert len(data) == 6 and data.notes[-1] == "skipped 1 unreadable images (dog/broken.png)"
@@ -306,7 +308,7 @@ def test_folder_errors(tmp_path):
     imsave(mixed / "a.png", np.zeros((8, 8), np.uint8), check_contrast=False)
     imsave(mixed / "b.png", np.zeros((9, 7), np.uint8), check_contrast=False)
     with pytest.raises(
-        ValueError, match=r"a.png is 8x8, .*b.png is 9x7; pass image_size \(--image-size"
+        ValueError, match=r"a.png is 8x8, .*b.png is 9x7; pass image_size to resize"
     ):
         load_dataset(mixed)
     assert load_dataset(mixed, image_size=8).images.shape == (2, 1, 8, 8)

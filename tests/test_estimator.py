@@ -183,9 +183,9 @@ def test_conv_model_on_images_and_conv_vae_samples():
     vae = Autoencoder(model="conv-vae", random_state=0, **small).fit(images)
     assert vae.sample(5, random_state=0).shape == (5, 8, 8)
     # a seeded estimator keeps PyTorch's kernels, whose floats do not depend on timing
-    assert ae._train_config["conv_kernels"] == "default"
+    assert ae._train_config.conv_kernels == "default"
     unseeded = Autoencoder(model="conv", **small).fit(images)
-    assert unseeded._train_config["conv_kernels"] == "auto"
+    assert unseeded._train_config.conv_kernels == "auto"
 
 
 def test_conv_model_refuses_a_table():
@@ -197,7 +197,7 @@ def test_conv_model_refuses_a_table():
         ae.transform(X)
 
 
-def test_denoising_preset_keeps_its_noise_unless_switched_off(tmp_path):
+def test_denoising_recipe_keeps_its_noise_unless_switched_off(tmp_path):
     images = load_digits().images[:64] / 16.0
     small = {"model_params": {"channels": (4,)}, "latent_dim": 4, "epochs": 1, "device": "cpu"}
     noisy = Autoencoder(model="denoising", **small).fit(images).save(tmp_path / "noisy")

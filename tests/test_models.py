@@ -1,4 +1,4 @@
-"""Every model in the registry: shapes, loss, gradients, learning, saving; the notebook presets."""
+"""Every model in the registry: shapes, loss, gradients, learning, saving; the notebook recipes."""
 
 from __future__ import annotations
 
@@ -110,7 +110,7 @@ KERAS_CONV_SHAPES = [
 ]  # fmt: skip
 
 
-def test_conv_preset_matches_notebook_layers():
+def test_conv_recipe_matches_notebook_layers():
     model = build_model("conv", (1, 64, 64))
     assert layer_shapes(model, (1, 64, 64)) == KERAS_CONV_SHAPES
     assert model.num_parameters() == 884_257  # Keras' count_params() of createConvModel
@@ -121,7 +121,7 @@ def test_conv_preset_matches_notebook_layers():
     [("shallow", 823_396), ("deep", 2_112_020), ("conv", 884_257), ("denoising", 884_257),
      ("vae", 4_202_500)],
 )  # fmt: skip
-def test_presets_match_keras_parameter_counts(name, params):
+def test_recipes_match_keras_parameter_counts(name, params):
     assert build_model(name, (1, 64, 64)).num_parameters() == params
 
 
@@ -130,12 +130,12 @@ def test_shapes_are_derived_from_the_input():
     big = build_model("conv", (3, 96, 80))
     assert small.num_parameters() != big.num_parameters()
     assert big.decode(big.encode(_batch((3, 96, 80)))).shape == (4, 3, 96, 80)
-    # an 8x8 image only fits one (conv, pool) stage; the preset keeps what fits
+    # an 8x8 image only fits one (conv, pool) stage; the recipe keeps what fits
     tiny = build_model("conv", (1, 8, 8))
     assert tiny.config.channels == (32,)
 
 
-def test_overrides_replace_preset_defaults():
+def test_overrides_replace_recipe_defaults():
     model = build_model("deep", (1, 28, 28), latent_dim=5, hidden=(64, 32))
     assert model.latent_dim == 5
     assert model.encode(_batch((1, 28, 28))).shape == (4, 5)
@@ -188,3 +188,28 @@ def test_unknown_model_and_too_small_image():
         build_model("conv", (1, 8, 8), channels=(32, 64, 128))
     with pytest.raises(ValueError, match=r"beta=-1 is not valid; expected a number >= 0"):
         build_model("vae", (1, 28, 28), beta=-1)
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_capabilities_on_the_class_say_what_the_model_does(name):
+    model = build_model(name, (1, 28, 28))
+    cls = type(model)
+    assert cls is FAMILIES[MODELS[name].family] and cls.input_layout in ("any", "image")
+    x = _batch((1, 28, 28))
+    if cls.draws_weights:
+        w_in, w_out = model.weight_images()
+        assert w_in.shape[1:] == w_out.shape[1:] == (1, 28, 28)
+    else:
+        with pytest.raises(NotImplementedError, match=r"no weights to draw as images"):
+            model.weight_images()
+    if cls.variational:
+        mu, logvar = model.posterior(x)
+        assert mu.shape == logvar.shape == (4, model.latent_dim)
+    else:
+        assert not hasattr(model, "posterior")
+    if cls.input_layout == "image":
+        assert any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    else:  # a table of 28 values is a (1, 1, 28) image to these
+        table = build_model(name, (1, 1, 28))
+        assert table.decode(table.encode(torch.rand(3, 1, 1, 28))).shape == (3, 1, 1, 28)
+    assert model.extra_metrics(x) == {} and not cls.discrete_codes

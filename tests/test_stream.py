@@ -147,7 +147,8 @@ def test_folder_errors(tmp_path):
     imsave(tmp_path / "a.png", np.zeros((8, 8), np.uint8), check_contrast=False)
     data = ImageFolderDataset(tmp_path)
     bad = re.escape(str(tmp_path / "ok.png"))
-    with pytest.raises(ValueError, match=rf"cannot read image {bad}.*--skip-bad without --stream"):
+    hint = r"into memory \(stream=False\) with skip_bad=True"
+    with pytest.raises(ValueError, match=rf"cannot read image {bad}.*{hint}"):
         data[1]
     with pytest.raises(FileNotFoundError, match=r"path='.*nope' is not a folder"):
         ImageFolderDataset(tmp_path / "nope")
@@ -225,9 +226,9 @@ def test_worker_processes_train_like_the_training_process(digits_folder):
     assert all(np.isfinite([r["loss"], r["heldout_loss"]]).all() for r in workers.history)
     wa, wb = _weights(in_process.model), _weights(workers.model)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # same items, same order
-    from aelab.train import _Streamed
+    from aelab.batches import Streamed
 
-    loader = _Streamed(workers, train).loader
+    loader = Streamed(workers, train).loader
     assert loader.num_workers == 2 and loader.persistent_workers and not loader.pin_memory
 
 

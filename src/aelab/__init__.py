@@ -5,10 +5,13 @@ and measure them against PCA on held-out data.
 """
 
 from ._version import __version__
+from .callbacks import Callback, Checkpoint, EarlyStopping
 from .data import DATASETS, ImageFolderDataset, ImageSet, load_dataset
 from .estimator import Autoencoder
 from .models import FAMILIES, MODELS, build_model
-from .runs import DataSpec, Run, load_run, train_run
+from .recipes import resolve
+from .runconfig import DataSpec, RunConfig
+from .runs import Run, load_run, resume_run, train_run
 from .train import TrainConfig, Trainer
 
 __all__ = [
@@ -16,15 +19,21 @@ __all__ = [
     "FAMILIES",
     "MODELS",
     "Autoencoder",
+    "Callback",
+    "Checkpoint",
     "DataSpec",
+    "EarlyStopping",
     "ImageFolderDataset",
     "ImageSet",
     "Run",
+    "RunConfig",
     "TrainConfig",
     "Trainer",
     "__version__",
     "build_model",
     "load_dataset",
     "load_run",
+    "resolve",
+    "resume_run",
     "train_run",
 ]

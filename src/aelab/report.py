@@ -26,7 +26,6 @@ from .noise import parse_noise
 from .runs import Run, Split, load_run
 
 TSNE_MAX_POINTS = 1000  # t-SNE is quadratic; larger sets are subsampled (seeded)
-EMBEDDING_MODELS = ("deep", "conv")
 N_EXAMPLES = 5
 
 
@@ -115,6 +114,9 @@ def evaluate(
                 "denoised_psnr": metrics.psnr(x_te, denoised),
             }
             a.update(noisy=noisy, noisy_codes=run.encode(noisy), denoised=denoised)
+        extra = run.extra_metrics(x_te)  # the family's own (models.base.extra_metrics)
+        if extra:
+            entry["family"] = extra
         results[name] = entry
         arrays[name] = a
     data = {
@@ -174,7 +176,7 @@ def _figures(runs, split, results, arrays, seed) -> list[dict[str, Any]]:
         plots.learning_curves({n: r.history for n, r in runs.items()}),
     )
     for name, run in runs.items():
-        if hasattr(run.model, "weight_images"):
+        if run.model.draws_weights:
             w_in, w_out = run.model.weight_images()
             add(
                 f"weights_{name}.png",
@@ -206,7 +208,7 @@ def _figures(runs, split, results, arrays, seed) -> list[dict[str, Any]]:
                                   title=f"{name}: maximum activation per unit"),
         )  # fmt: skip
     for name, run in runs.items():
-        if run.model.variational:
+        if run.model.variational or run.model.discrete_codes:  # a prior, or a codebook, instead
             continue
         a = arrays[name]
         z1 = generate.random_codes(a["codes_tr"], 8, random_state=seed)
@@ -230,8 +232,8 @@ def _figures(runs, split, results, arrays, seed) -> list[dict[str, Any]]:
     sub = np.sort(rng.choice(len(x_all), size=min(TSNE_MAX_POINTS, len(x_all)), replace=False))
     if y_all is not None:
         pixels_tsne = None
-        for name in EMBEDDING_MODELS:
-            if name not in runs:
+        for name, run in runs.items():
+            if run.recipe is None or not run.recipe.report_embeddings:
                 continue
             codes = np.concatenate([arrays[name]["codes_tr"], arrays[name]["codes_te"]])[sub]
             if pixels_tsne is None:
@@ -329,7 +331,8 @@ def build_report(
     if split is None:
         split = next(iter(runs.values())).data()
     result, arrays = evaluate(runs, split, seed=seed)
-    result["preset"] = workshop.get("preset")
+    # the schedule's name; workshops written before 0.2 called it "preset"
+    result["schedule"] = workshop.get("schedule", workshop.get("preset"))
     figures = _figures(runs, split, result["models"], arrays, seed)
     (out / "figures").mkdir(exist_ok=True)
     for f in figures:

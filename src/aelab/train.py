@@ -26,15 +26,17 @@ import contextlib
 import dataclasses
 import math
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
+from torch.utils.data import Dataset
 
 from . import distributed, kernels
+from ._fields import from_fields
+from .batches import InMemory, Streamed, make_loader
 from .callbacks import Callback, FiniteLoss, ProgressBar
 from .device import (
     PRECISIONS,
@@ -105,11 +107,7 @@ class TrainConfig:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
         """The inverse of :meth:`to_dict`; unknown fields are an error naming them."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(f"TrainConfig got unknown fields {unknown}; allowed: {sorted(names)}")
-        return cls(**d)
+        return from_fields(cls, d)
 
 
 def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
@@ -120,100 +118,6 @@ def _positive_int(name: str, value: Any, minimum: int = 1) -> None:
 def epoch_seed(seed: int, epoch: int) -> int:
     """A seed for one epoch, independent of how the run got there."""
     return (seed * 1_000_003 + epoch * 7919 + 17) % (2**63 - 1)
-
-
-# One epoch's batches: (target (B, C, H, W) on the device, loss weight, samples counted).
-Batches = Iterator[tuple[torch.Tensor, float, int]]
-
-
-class _InMemory:
-    """A training tensor on the device, batched by index; each process its shard of a batch."""
-
-    def __init__(self, trainer: Trainer, x: torch.Tensor) -> None:
-        self.trainer = trainer
-        self.x = x.to(trainer.device, memory_format=trainer.memory_format)
-
-    def __len__(self) -> int:
-        return len(self.x)
-
-    def probe(self, n: int) -> torch.Tensor:
-        return self.x[:n]
-
-    def epoch(self, epoch: int) -> Batches:
-        t = self.trainer
-        n = len(self.x)
-        # drawn now, from the epoch's seed, the same on every process
-        if t.config.shuffle:
-            order = torch.randperm(n, device=t.device)
-        else:
-            order = torch.arange(n, device=t.device)
-        return self._batches(order.split(t.config.batch_size))
-
-    def _batches(self, index_batches: Sequence[torch.Tensor]) -> Batches:
-        world, rank = distributed.world(), distributed.rank()
-        for idx in index_batches:
-            idx, weight, n = distributed.shard(idx, world, rank)
-            yield self.x[idx].contiguous(memory_format=self.trainer.memory_format), weight, n
-
-
-class _Streamed:
-    """A Dataset read through a DataLoader; each process its own shard under torch.distributed."""
-
-    def __init__(self, trainer: Trainer, dataset: Dataset) -> None:
-        self.trainer, self.dataset = trainer, dataset
-        world, batch_size = distributed.world(), trainer.config.batch_size
-        if world == 1:
-            self.loader = trainer._loader(dataset, batch_size, _EpochOrder(len(dataset)))
-            return
-        if batch_size % world:
-            raise ValueError(
-                f"batch_size={batch_size} is not valid with {world} processes; expected a "
-                f"multiple of {world} (each process takes batch_size / {world} images a step)"
-            )
-        sampler = DistributedSampler(
-            dataset,
-            num_replicas=world,
-            rank=distributed.rank(),
-            shuffle=trainer.config.shuffle,
-            seed=trainer.config.seed,
-        )
-        self.loader = trainer._loader(dataset, batch_size // world, sampler)
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def probe(self, n: int) -> torch.Tensor:
-        t = self.trainer
-        x = torch.stack([self.dataset[i] for i in range(n)])
-        return x.to(t.device, memory_format=t.memory_format)
-
-    def epoch(self, epoch: int) -> Batches:
-        sampler = self.loader.sampler
-        if isinstance(sampler, DistributedSampler):
-            sampler.set_epoch(epoch)
-        else:  # drawn now, from the epoch's seed, as in memory
-            n = len(sampler)
-            sampler.order = torch.randperm(n) if self.trainer.config.shuffle else torch.arange(n)
-        return self._batches()
-
-    def _batches(self) -> Batches:
-        t = self.trainer
-        for batch in self.loader:  # (B, C, H, W) on the host
-            target = batch.to(t.device, non_blocking=True, memory_format=t.memory_format)
-            yield target, 1.0, len(batch)
-
-
-class _EpochOrder(Sampler[int]):
-    """Indices in an order set before each epoch, so that persistent workers keep one sampler."""
-
-    def __init__(self, n: int) -> None:
-        self.order = torch.arange(n)
-
-    def __iter__(self):
-        return iter(self.order.tolist())
-
-    def __len__(self) -> int:
-        return len(self.order)
 
 
 class Trainer:
@@ -324,7 +228,7 @@ class Trainer:
         self.optimizer.step()
         return loss.detach()
 
-    def _train_epoch(self, source: _InMemory | _Streamed) -> torch.Tensor:
+    def _train_epoch(self, source: InMemory | Streamed) -> torch.Tensor:
         """One pass over the training data; the mean loss over every process, on the device."""
         module = self._training_module()
         module.train()
@@ -359,20 +263,6 @@ class Trainer:
                 total += self.model(x_in, batch).loss * len(batch)
         return total / max(n, 1)
 
-    def _loader(self, dataset: Dataset, batch_size: int, sampler: Sampler | None) -> DataLoader:
-        workers = self.config.workers
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            sampler=sampler,
-            num_workers=workers,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=workers > 0,
-            # the loader draws a base seed per iterator: from its own generator, so the global
-            # RNG (shuffle, noise) draws the same numbers as in the in-memory path
-            generator=torch.Generator().manual_seed(self.config.seed),
-        )
-
     def _sources(self, x_train, x_heldout):
         """The training source and a function giving the held-out loss (or None)."""
         for name, x in (("x_train", x_train), ("x_heldout", x_heldout)):
@@ -384,13 +274,13 @@ class Trainer:
                     f"{name} is a {type(x).__name__}; expected a tensor (N, C, H, W) or a "
                     "torch.utils.data.Dataset of (C, H, W) tensors"
                 )
-        train = _InMemory(self, x_train) if torch.is_tensor(x_train) else _Streamed(self, x_train)
+        train = InMemory(self, x_train) if torch.is_tensor(x_train) else Streamed(self, x_train)
         if x_heldout is None or len(x_heldout) == 0:
             return train, None
         if torch.is_tensor(x_heldout):
             x_heldout = x_heldout.to(self.device, memory_format=self.memory_format)
             return train, lambda: self.evaluate(x_heldout)
-        loader = self._loader(x_heldout, EVAL_BATCH_SIZE, sampler=None)
+        loader = make_loader(self, x_heldout, EVAL_BATCH_SIZE, sampler=None)
 
         def heldout_loss() -> torch.Tensor:
             fmt = self.memory_format
@@ -405,7 +295,7 @@ class Trainer:
         """Images per step in this process: its share of the global batch, at most ``n``."""
         return min(self.config.batch_size // distributed.world() or 1, n)
 
-    def _choose_conv_kernels(self, source: _InMemory | _Streamed) -> None:
+    def _choose_conv_kernels(self, source: InMemory | Streamed) -> None:
         """Set :attr:`conv_kernels` the first time: tuned when enough steps are left to repay
         the tuning (:data:`TUNE_MIN_STEPS`), PyTorch's choice otherwise."""
         if self.conv_kernels is not None:
@@ -424,10 +314,10 @@ class Trainer:
         Only with ``conv_kernels="auto"``, on a CPU and in float32 (the kernels are timed, and
         run, in the precision of the weights); otherwise the choice stays PyTorch's (``{}``).
         """
-        source = _InMemory(self, x_train) if torch.is_tensor(x_train) else _Streamed(self, x_train)
+        source = InMemory(self, x_train) if torch.is_tensor(x_train) else Streamed(self, x_train)
         return self._tune(source)
 
-    def _tune(self, source: _InMemory | _Streamed) -> dict[str, Any]:
+    def _tune(self, source: InMemory | Streamed) -> dict[str, Any]:
         self.conv_kernels, self.tuning_seconds = {}, 0.0
         batch = self._local_batch(len(source))
         wanted = self.config.conv_kernels == "auto" and self.precision == "fp32"

@@ -118,7 +118,7 @@ def _image_file(
         (h0, w0), (h1, w1) = reference[1], img.shape[:2]
         raise ValueError(
             f"images differ in size: {reference[0]} is {h0}x{w0}, {path} is {h1}x{w1}; "
-            "pass image_size (--image-size) to resize them all"
+            "pass image_size to resize them all"
         )
     return _fit_image(img, size, channels)
 
@@ -166,7 +166,7 @@ def load_image_folder(
         except _UnreadableImage as e:
             if not skip_bad:
                 raise ValueError(
-                    f"{e}; pass skip_bad=True (--skip-bad) to skip unreadable images"
+                    f"{e}; pass skip_bad=True to skip unreadable images"
                 ) from e.__cause__
             bad.append(rel)
             continue
@@ -263,8 +263,8 @@ class ImageFolderDataset(Dataset):
             return _image_file(path, self._size, self.channels, self._reference)
         except _UnreadableImage as e:
             raise ValueError(
-                f"{e}; remove it, or load the folder into memory with skip_bad=True "
-                "(--skip-bad without --stream) to skip unreadable images"
+                f"{e}; remove it, or load the folder into memory (stream=False) with "
+                "skip_bad=True to skip unreadable images"
             ) from e.__cause__
 
     @property

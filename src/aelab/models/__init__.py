@@ -1,9 +1,10 @@
-"""Model families and the named presets that reproduce the workshop notebook's five models.
+"""Model families and the named recipes that reproduce the workshop notebook's five models.
 
 ``FAMILIES`` maps a family name to its class (what ``config.json`` records); ``MODELS`` maps the
-names used everywhere (``aelab train NAME``, ``--models``) to a :class:`Preset`: a family, model
-defaults and the notebook's training schedule. Presets only set defaults; every field can be
-overridden.
+names used everywhere (``aelab train NAME``, ``--models``, ``Autoencoder(model=NAME)``) to a
+:class:`Recipe`: a family, model defaults and a training schedule. Each family's file registers
+its class and its recipes (:mod:`aelab.models.registry`); importing it below is the one line a
+new family adds.
 """
 
 from __future__ import annotations
@@ -11,100 +12,48 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from . import conv, dense, variational  # noqa: F401  (each registers its family and recipes)
 from .base import BaseAutoencoder, ModelConfig, ModelOutput
 from .conv import ConvAutoencoder, ConvConfig, layer_shapes, max_stages
 from .dense import DenseAutoencoder, DenseConfig
-from .variational import NOTEBOOK_BETA, VAE, ConvVAE, ConvVAEConfig, VAEConfig
-
-FAMILIES: dict[str, type[BaseAutoencoder]] = {
-    cls.family: cls for cls in (DenseAutoencoder, ConvAutoencoder, VAE, ConvVAE)
-}
-
-
-@dataclasses.dataclass(frozen=True)
-class Preset:
-    """A named model: its family, model defaults and the notebook's training schedule."""
-
-    family: str
-    description: str
-    model: dict[str, Any]
-    train: dict[str, Any]
-
-
-_NOTEBOOK_CONV = {"channels": (32, 64, 128), "latent_dim": 32}
-
-MODELS: dict[str, Preset] = {
-    "shallow": Preset(
-        "dense",
-        "dense, one hidden code layer (notebook model 1: 100 sigmoid units)",
-        {"hidden": (), "latent_dim": 100, "latent_activation": "sigmoid"},
-        {"epochs": 400, "batch_size": 80, "optimizer": "adam"},
-    ),
-    "deep": Preset(
-        "dense",
-        "dense stack 256-20-256 relu (notebook model 2)",
-        {"hidden": (256,), "latent_dim": 20, "latent_activation": "relu"},
-        {"epochs": 400, "batch_size": 80, "optimizer": "adam"},
-    ),
-    "conv": Preset(
-        "conv",
-        "convolutional, 3 conv/pool stages, 32 relu code units (notebook model 3)",
-        _NOTEBOOK_CONV,
-        {"epochs": 200, "batch_size": 80, "optimizer": "adam"},
-    ),
-    "denoising": Preset(
-        "conv",
-        "the conv model trained on noisy inputs, clean targets (notebook model 4)",
-        _NOTEBOOK_CONV,
-        {"epochs": 100, "batch_size": 32, "optimizer": "adam", "noise": "gaussian:0.05"},
-    ),
-    "vae": Preset(
-        "vae",
-        "dense variational, 512 relu units, 2-D latent (notebook model 5)",
-        {"hidden": (512,), "latent_dim": 2, "beta": NOTEBOOK_BETA},
-        {"epochs": 200, "batch_size": 32, "optimizer": "rmsprop"},
-    ),
-    "conv-vae": Preset(
-        "conv-vae",
-        "convolutional variational, the conv model's layers around a 16-D Gaussian code",
-        {"channels": (32, 64, 128), "latent_dim": 16, "beta": NOTEBOOK_BETA},
-        {"epochs": 100, "batch_size": 32, "optimizer": "adam"},
-    ),
-}
-
-
-def _unknown(name: str) -> ValueError:
-    return ValueError(f"model={name!r} is not a known model; allowed: {', '.join(MODELS)}")
+from .registry import (
+    FAMILIES,
+    MODELS,
+    QuickBudget,
+    Recipe,
+    get_recipe,
+    register_family,
+    register_model,
+)
+from .variational import VAE, ConvVAE, ConvVAEConfig, VAEConfig
 
 
 def model_config(name: str, input_shape: tuple[int, ...], **overrides: Any) -> ModelConfig:
-    """The config of preset ``name`` for images of ``input_shape`` ``(C, H, W)``.
+    """The config of recipe ``name`` for images of ``input_shape`` ``(C, H, W)``.
 
-    ``overrides`` replace preset fields (``None`` values are ignored). A convolutional preset on
+    ``overrides`` replace recipe fields, taken as given (``None`` is a value, e.g. a linear
+    ``output_activation``; leave a field out to keep the recipe's). A convolutional recipe on
     images too small for all of its stages keeps as many stages as fit, unless ``channels`` is
-    given explicitly.
+    given.
     """
-    if name not in MODELS:
-        raise _unknown(name)
-    preset = MODELS[name]
-    cls = FAMILIES[preset.family].config_class
+    recipe = get_recipe(name)
+    cls = recipe.family_class.config_class
     fields = {f.name for f in dataclasses.fields(cls)}
-    given = {k: v for k, v in overrides.items() if v is not None}
-    unknown = sorted(set(given) - fields)
+    unknown = sorted(set(overrides) - fields)
     if unknown:
         raise ValueError(
             f"{unknown[0]} is not a parameter of model {name!r}; allowed: "
             f"{', '.join(sorted(fields - {'input_shape'}))}"
         )
-    kwargs = {**preset.model, **given, "input_shape": tuple(input_shape)}
-    if "channels" in kwargs and "channels" not in given:
+    kwargs = {**recipe.model, **overrides, "input_shape": tuple(input_shape)}
+    if "channels" in kwargs and "channels" not in overrides:
         n = max_stages(kwargs["input_shape"], kwargs.get("kernel_size", 3))
         kwargs["channels"] = tuple(kwargs["channels"])[: max(1, n)]
     return cls(**kwargs)
 
 
 def build_model(name: str, input_shape: tuple[int, ...], **overrides: Any) -> BaseAutoencoder:
-    """Build preset ``name`` (see ``MODELS``) for images of ``input_shape`` ``(C, H, W)``.
+    """Build recipe ``name`` (see ``MODELS``) for images of ``input_shape`` ``(C, H, W)``.
 
     Examples
     --------
@@ -112,16 +61,18 @@ def build_model(name: str, input_shape: tuple[int, ...], **overrides: Any) -> Ba
     >>> model.num_parameters()
     884257
     """
-    config = model_config(name, input_shape, **overrides)
-    return FAMILIES[MODELS[name].family](config)
+    return model_from_config(get_recipe(name).family, model_config(name, input_shape, **overrides))
 
 
-def model_from_config(family: str, config: dict[str, Any]) -> BaseAutoencoder:
-    """Rebuild a model from the family name and config dict that ``config.json`` records."""
+def model_from_config(family: str, config: ModelConfig | dict[str, Any]) -> BaseAutoencoder:
+    """The model of ``family`` for ``config``: a config object, or the dict ``config.json``
+    records."""
     if family not in FAMILIES:
         raise ValueError(f"family={family!r} is not known; allowed: {', '.join(FAMILIES)}")
     cls = FAMILIES[family]
-    return cls(cls.config_class.from_dict(config))
+    if isinstance(config, dict):
+        config = cls.config_class.from_dict(config)
+    return cls(config)
 
 
 __all__ = [
@@ -137,10 +88,14 @@ __all__ = [
     "DenseConfig",
     "ModelConfig",
     "ModelOutput",
-    "Preset",
+    "QuickBudget",
+    "Recipe",
     "VAEConfig",
     "build_model",
+    "get_recipe",
     "layer_shapes",
     "model_config",
     "model_from_config",
+    "register_family",
+    "register_model",
 ]

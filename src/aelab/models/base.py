@@ -12,9 +12,12 @@ import dataclasses
 import math
 from typing import Any, ClassVar, NamedTuple
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .._fields import from_fields
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -67,13 +70,8 @@ class ModelConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ModelConfig:
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names)
-        if unknown:
-            raise ValueError(
-                f"{cls.__name__} got unknown fields {unknown}; allowed: {sorted(names)}"
-            )
-        return cls(**d)
+        """The inverse of :meth:`to_dict`; unknown fields are an error naming them."""
+        return from_fields(cls, d)
 
 
 def _check_activation(name: str, value: str | None, allow_none: bool = False) -> None:
@@ -96,8 +94,15 @@ class BaseAutoencoder(nn.Module):
     """
 
     config_class: ClassVar[type[ModelConfig]] = ModelConfig
-    family: ClassVar[str] = ""
-    variational: ClassVar[bool] = False
+    family: ClassVar[str] = ""  # the name config.json records (models.registry.FAMILIES)
+
+    # Capabilities: what the CLI, the estimator and the report ask of a family (never its name).
+    input_layout: ClassVar[str] = "any"  # "any": any (C, H, W), a table as (1, 1, n); "image":
+    #   spatial grids only (convolutions): the estimator refuses 2-D tables for these
+    variational: ClassVar[bool] = False  # posterior(x) -> (mu, logvar); codes drawn from the
+    #   prior N(0, I) decode to new samples (the estimator's sample(), the report's manifold)
+    discrete_codes: ClassVar[bool] = False  # codes index a codebook: no random or PCA codes
+    draws_weights: ClassVar[bool] = False  # weight_images(): first and last layers as images
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -142,6 +147,19 @@ class BaseAutoencoder(nn.Module):
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
+
+    def weight_images(self) -> tuple[np.ndarray, np.ndarray]:
+        """First-layer encoder and last-layer decoder weights as images ``(units, C, H, W)``,
+        for families with ``draws_weights``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no weights to draw as images (draws_weights is False)"
+        )
+
+    @torch.no_grad()
+    def extra_metrics(self, x: torch.Tensor) -> dict[str, float]:
+        """Metrics of this family's own on held-out images ``x`` ``(B, C, H, W)``, which the
+        report adds to ``metrics.json`` (e.g. a sparse code's active units); none by default."""
+        return {}
 
 
 def flat_size(shape: tuple[int, ...]) -> int:

@@ -17,6 +17,7 @@ from torch import nn
 
 from .base import BaseAutoencoder, ModelConfig, _check_activation, activation, flat_size
 from .dense import _check_sizes
+from .registry import QuickBudget, Recipe, register_family, register_model
 
 _NOTEBOOK_DECODER_KERNELS = (5, 3, 2)
 
@@ -129,11 +130,13 @@ def conv_decoder(c: ConvConfig) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+@register_family
 class ConvAutoencoder(BaseAutoencoder):
     """Convolutional encoder, dense code, transposed-convolution decoder (notebook model 3)."""
 
     config_class = ConvConfig
     family = "conv"
+    input_layout = "image"
 
     def __init__(self, config: ConvConfig) -> None:
         super().__init__(config)
@@ -164,5 +167,31 @@ def layer_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[s
             h.remove()
     return shapes
 
+
+NOTEBOOK_CONV = {"channels": (32, 64, 128), "latent_dim": 32}
+# Convolutions cost more per image: the quick schedule sees 60,000 28x28 images (8-80 epochs), in
+# batches of at least 64.
+CONV_QUICK = QuickBudget(images=60_000, min_epochs=8, max_epochs=80, min_batch_size=64)
+register_model(
+    Recipe(
+        "conv",
+        "conv",
+        "convolutional, 3 conv/pool stages, 32 relu code units (notebook model 3)",
+        NOTEBOOK_CONV,
+        {"epochs": 200, "batch_size": 80, "optimizer": "adam"},
+        quick=CONV_QUICK,
+        report_embeddings=True,
+    )
+)
+register_model(
+    Recipe(
+        "denoising",
+        "conv",
+        "the conv model trained on noisy inputs, clean targets (notebook model 4)",
+        NOTEBOOK_CONV,
+        {"epochs": 100, "batch_size": 32, "optimizer": "adam", "noise": "gaussian:0.05"},
+        quick=CONV_QUICK,
+    )
+)
 
 __all__ = ["ConvAutoencoder", "ConvConfig", "flat_size", "layer_shapes", "max_stages"]

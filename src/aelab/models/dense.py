@@ -12,6 +12,7 @@ import itertools
 from torch import nn
 
 from .base import BaseAutoencoder, ModelConfig, _check_activation, activation, flat_size
+from .registry import QuickBudget, Recipe, register_family, register_model
 
 
 @dataclasses.dataclass
@@ -45,15 +46,17 @@ def mlp(sizes: tuple[int, ...], act: str, last_act: str | None) -> nn.Sequential
     return nn.Sequential(*layers)
 
 
+@register_family
 class DenseAutoencoder(BaseAutoencoder):
     """Flatten -> ``hidden`` -> code -> reversed ``hidden`` -> image.
 
-    Notebook presets: ``shallow`` (``hidden=()``, 100 sigmoid units) and ``deep``
+    Notebook recipes: ``shallow`` (``hidden=()``, 100 sigmoid units) and ``deep``
     (``hidden=(256,)``, 20 relu units), both with a sigmoid output.
     """
 
     config_class = DenseConfig
     family = "dense"
+    draws_weights = True
 
     def __init__(self, config: DenseConfig) -> None:
         super().__init__(config)
@@ -81,3 +84,29 @@ class DenseAutoencoder(BaseAutoencoder):
         w_out = linears_dec[-1].weight.detach().T  # (units, C*H*W)
         shape = self.config.input_shape
         return w_in.reshape(-1, *shape).cpu().numpy(), w_out.reshape(-1, *shape).cpu().numpy()
+
+
+# The notebook's dense schedule: 400 epochs of batch 80, Adam; the quick schedule sees 300,000
+# 28x28 images (20-300 epochs).
+_DENSE_QUICK = QuickBudget(images=300_000, min_epochs=20, max_epochs=300)
+register_model(
+    Recipe(
+        "shallow",
+        "dense",
+        "dense, one hidden code layer (notebook model 1: 100 sigmoid units)",
+        {"hidden": (), "latent_dim": 100, "latent_activation": "sigmoid"},
+        {"epochs": 400, "batch_size": 80, "optimizer": "adam"},
+        quick=_DENSE_QUICK,
+    )
+)
+register_model(
+    Recipe(
+        "deep",
+        "dense",
+        "dense stack 256-20-256 relu (notebook model 2)",
+        {"hidden": (256,), "latent_dim": 20, "latent_activation": "relu"},
+        {"epochs": 400, "batch_size": 80, "optimizer": "adam"},
+        quick=_DENSE_QUICK,
+        report_embeddings=True,
+    )
+)

@@ -16,8 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import BaseAutoencoder, ModelOutput, flat_size
-from .conv import ConvConfig, conv_decoder, conv_encoder_body
+from .conv import CONV_QUICK, ConvConfig, conv_decoder, conv_encoder_body
 from .dense import DenseConfig, mlp
+from .registry import QuickBudget, Recipe, register_family, register_model
 
 NOTEBOOK_BETA = 1 / 1600
 
@@ -85,6 +86,7 @@ class _Variational(BaseAutoencoder):
         return ModelOutput(recon + reg, recon, reg, x_hat, z)
 
 
+@register_family
 class VAE(_Variational):
     """Dense VAE (notebook model 5: 512 relu units, a 2-D latent, sigmoid output)."""
 
@@ -104,11 +106,13 @@ class VAE(_Variational):
         self.reset_parameters()
 
 
+@register_family
 class ConvVAE(_Variational):
     """The convolutional encoder and decoder of :class:`ConvAutoencoder` around a Gaussian code."""
 
     config_class = ConvVAEConfig
     family = "conv-vae"
+    input_layout = "image"
 
     def __init__(self, config: ConvVAEConfig) -> None:
         super().__init__(config)
@@ -116,3 +120,25 @@ class ConvVAE(_Variational):
         self.encoder = GaussianEncoder(body, width, config.latent_dim)
         self.decoder = conv_decoder(config)
         self.reset_parameters()
+
+
+register_model(
+    Recipe(
+        "vae",
+        "vae",
+        "dense variational, 512 relu units, 2-D latent (notebook model 5)",
+        {"hidden": (512,), "latent_dim": 2, "beta": NOTEBOOK_BETA},
+        {"epochs": 200, "batch_size": 32, "optimizer": "rmsprop"},
+        quick=QuickBudget(images=150_000, min_epochs=15, max_epochs=200),
+    )
+)
+register_model(
+    Recipe(
+        "conv-vae",
+        "conv-vae",
+        "convolutional variational, the conv model's layers around a 16-D Gaussian code",
+        {"channels": (32, 64, 128), "latent_dim": 16, "beta": NOTEBOOK_BETA},
+        {"epochs": 100, "batch_size": 32, "optimizer": "adam"},
+        quick=CONV_QUICK,
+    )
+)

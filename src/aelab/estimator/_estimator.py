@@ -1,30 +1,26 @@
 """``Autoencoder``: a scikit-learn transformer that stands wherever ``PCA`` stands.
 
-``fit`` trains one of aelab's presets (see :data:`aelab.models.MODELS`) with aelab's
+``fit`` trains one of aelab's recipes (see :data:`aelab.models.MODELS`), resolved as every
+entry point resolves it (:func:`aelab.recipes.resolve`), with aelab's
 :class:`~aelab.train.Trainer`; ``transform`` gives the codes, ``inverse_transform`` the
 reconstructions. Tabular data ``(n_samples, n_features)`` and images ``(n, H, W)`` /
 ``(n, H, W, C)`` are both accepted; data outside the range the model's output layer can produce
-(``[0, 1]`` for the presets' sigmoid) is min-max scaled at fit and unscaled on the way out.
+(``[0, 1]`` for the recipes' sigmoid) is min-max scaled at fit and unscaled on the way out.
 
-A fitted estimator saves to the run-directory format of ``aelab train`` (``config.json``,
-``model.safetensors``, ``history.json``) plus an ``"estimator"`` section in ``config.json``;
-nothing is pickled, and :func:`aelab.runs.load_run` opens the directory too.
+A fitted estimator saves to the run-directory contract of ``aelab train``
+(:mod:`aelab.runconfig`; ``config.json``, ``model.safetensors``, ``history.json``) with an
+``"estimator"`` section in ``config.json``; nothing is pickled, and :func:`aelab.runs.load_run`
+opens the directory too.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
-import json
-import numbers
 import os
-import platform
-import shutil
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import sklearn
 import torch
 from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
@@ -38,28 +34,18 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return estimator._validate_data(X, **kwargs)
 
 
-from .checkpoint import load_weights, read_json, save_weights, write_json
-from .device import memory_format, resolve_device
-from .models import FAMILIES, MODELS, BaseAutoencoder, model_config, model_from_config
-from .runs import check_replaceable
-from .train import TrainConfig, Trainer
-
-SCALES = ("auto", "minmax", None)
-DATA_FORMATS = ("channels_last", "channels_first")
-CONV_FAMILIES = ("conv", "conv-vae")
-VARIATIONAL_FAMILIES = ("vae", "conv-vae")
-
-# What each output activation can produce; ``scale`` keeps the training targets inside it.
-# The others (``None``: linear, ``leaky_relu``) are unbounded.
-OUTPUT_RANGES: dict[str, tuple[float, float]] = {
-    "sigmoid": (0.0, 1.0),
-    "tanh": (-1.0, 1.0),
-    "relu": (0.0, np.inf),
-    "elu": (-1.0, np.inf),
-    "gelu": (-0.1699, np.inf),  # x * Phi(x) has its minimum -0.16997 at x = -0.7518
-}
+from ..device import memory_format
+from ..models import MODELS, BaseAutoencoder, Recipe, get_recipe
+from ..recipes import given, resolve
+from ..train import Trainer
+from . import _layout as layout
+from ._layout import DATA_FORMATS, SCALES, as_int, output_range, plain, seed_of
 
 _INFER_BATCH = 512  # rows per forward pass in transform / inverse_transform / score
+
+
+def _variational_models() -> str:
+    return ", ".join(repr(n) for n, r in MODELS.items() if r.family_class.variational)
 
 
 class _VariationalOnly:
@@ -79,8 +65,7 @@ class _VariationalOnly:
         if not obj._is_variational():
             raise AttributeError(
                 f"{self.__name__}() is only available for variational models "
-                f"({', '.join(repr(f) for f in VARIATIONAL_FAMILIES)}); model={obj.model!r} "
-                "is not variational"
+                f"({_variational_models()}); model={obj.model!r} is not variational"
             )
         return self.fn.__get__(obj, owner)
 
@@ -96,28 +81,33 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     Parameters
     ----------
     model : str, default="deep"
-        An aelab preset: ``"shallow"``, ``"deep"``, ``"vae"`` (dense: any input) or ``"conv"``,
-        ``"denoising"``, ``"conv-vae"`` (convolutional: images only).
+        An aelab recipe (:data:`aelab.models.MODELS`): ``"shallow"``, ``"deep"``, ``"vae"``
+        (dense: any input) or ``"conv"``, ``"denoising"``, ``"conv-vae"`` (convolutional:
+        images only).
     latent_dim : int or None, default=20
-        Size of the code (PCA's ``n_components``). None: the preset's.
+        Size of the code (PCA's ``n_components``). None: the recipe's.
     hidden : tuple of int or None, default=None
         Layer sizes between input and code for the dense models, e.g. ``(128, 32)``; the
-        decoder mirrors them. None: the preset's (``(256,)`` for ``"deep"``, ``(512,)`` for
+        decoder mirrors them. None: the recipe's (``(256,)`` for ``"deep"``, ``(512,)`` for
         ``"vae"``). Not a parameter of the convolutional models (see ``model_params``).
     noise : str or None, default=None
         Corruption of the training inputs (a denoising autoencoder), e.g.
-        ``"gaussian:0.05"``, ``"saltpepper:0.1"``, ``"mask:0.25"``. None: the preset's (only
+        ``"gaussian:0.05"``, ``"saltpepper:0.1"``, ``"mask:0.25"``. None: the recipe's (only
         ``"denoising"`` has one); ``"none"``: no corruption.
-    epochs : int, default=100
-        Passes over the training data.
-    batch_size : int, default=64
+    epochs : int or None, default=100
+        Passes over the training data. None: the recipe's schedule (the notebook's, e.g. 400
+        for ``"deep"``).
+    batch_size : int or None, default=64
+        None: the recipe's.
     learning_rate : float or None, default=None
         None: the optimizer's default (1e-3 for ``"adam"``, ``"adamw"`` and ``"rmsprop"``,
         1e-2 for ``"sgd"``).
-    optimizer : {"adam", "adamw", "rmsprop", "sgd"}, default="adam"
+    optimizer : {"adam", "adamw", "rmsprop", "sgd"} or None, default=None
+        None: the recipe's (``"rmsprop"`` for ``"vae"``, as the notebook trained it;
+        ``"adam"`` for the others).
     scale : {"auto", "minmax"} or None, default="auto"
         How ``X`` is brought into the range the model's output layer produces (``[0, 1]`` for
-        the presets' sigmoid). ``"auto"``: unchanged when ``X`` at fit lies in that range,
+        the recipes' sigmoid). ``"auto"``: unchanged when ``X`` at fit lies in that range,
         otherwise a min-max scaling to ``[0, 1]`` learned at fit; ``"minmax"``: always that
         scaling; None: never scale, and refuse data outside the range. The scaling is
         per feature for 2-D ``X`` and per channel for images; constant features map to 0.5.
@@ -139,7 +129,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         Layout of 4-D image input: ``(n, H, W, C)`` (numpy, PIL, Keras) or ``(n, C, H, W)``
         (torch, ``aelab.ImageSet.images``).
     model_params : dict or None, default=None
-        Further preset overrides, e.g. ``{"channels": (16, 32)}`` for a convolutional model,
+        Further recipe overrides, e.g. ``{"channels": (16, 32)}`` for a convolutional model,
         ``{"beta": 0.01}`` for a VAE, ``{"output_activation": None}`` for a linear output.
 
     Attributes
@@ -203,10 +193,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         latent_dim: int | None = 20,
         hidden: tuple[int, ...] | None = None,
         noise: str | None = None,
-        epochs: int = 100,
-        batch_size: int = 64,
+        epochs: int | None = 100,
+        batch_size: int | None = 64,
         learning_rate: float | None = None,
-        optimizer: str = "adam",
+        optimizer: str | None = None,
         scale: str | None = "auto",
         device: str = "auto",
         random_state: int | np.random.RandomState | None = None,
@@ -275,50 +265,34 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self : Autoencoder
         """
         self.__dict__.pop("model_", None)  # a failed refit leaves the estimator unfitted
-        preset = self._check_params()
-        train_config = TrainConfig(
-            epochs=_as_int(self.epochs),
-            batch_size=_as_int(self.batch_size),
-            optimizer=self.optimizer,
-            learning_rate=self.learning_rate,
-            seed=_seed(self.random_state),
-            device=self.device,
-            noise=self._noise(preset),
-            # kernels chosen by timing differ from run to run in the last bits of the floats
-            conv_kernels="auto" if self.random_state is None else "default",
-        )
+        recipe = self._check_params()
         X = self._validate(X, reset=True)
         self.sample_shape_ = tuple(int(s) for s in X.shape[1:])
-        self.input_shape_ = self._input_shape(self.sample_shape_)
-        if preset.family in CONV_FAMILIES and X.ndim == 2:
+        self.input_shape_ = layout.input_shape(self.sample_shape_, self.data_format)
+        if recipe.family_class.input_layout == "image" and X.ndim == 2:
+            dense = [n for n, r in MODELS.items() if r.family_class.input_layout == "any"]
             raise ValueError(
                 f"model={self.model!r} is convolutional and needs images, but X is 2-D with "
-                f"shape {X.shape}; pass images shaped (n, H, W) or (n, H, W, C), or use a dense "
-                "model ('shallow', 'deep', 'vae')"
+                f"shape {X.shape}; pass images shaped (n, H, W) or (n, H, W, C), or use a model "
+                f"that takes tables ({', '.join(repr(n) for n in dense)})"
             )
-        overrides = self._overrides()
-        config = model_config(self.model, self.input_shape_, **overrides)
-        # model_config skips None overrides ("the preset's"); here None is a value, as in
-        # model_params={"output_activation": None} for a linear output.
-        nones = {k: None for k, v in overrides.items() if v is None}
-        config = dataclasses.replace(config, **nones) if nones else config
+        resolved = resolve(
+            self.model, self.input_shape_, model=self._overrides(), train=self._train_settings()
+        )
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(train_config.seed)  # same random_state, same initial weights
-            model = FAMILIES[preset.family](config)
+            torch.manual_seed(resolved.train.seed)  # same random_state, same initial weights
+            model = recipe.family_class(resolved.model)
         self._fit_scaling(X, model)
-        trainer = Trainer(model, train_config)
+        trainer = Trainer(model, resolved.train)
         trainer.fit(self._to_tensor(X), progress=bool(self.verbose), desc=self.model)
         self.model_ = trainer.model.eval()
         self.history_ = trainer.history
-        self._train_config = train_config.to_dict()
+        self._train_config = resolved.train
         self._n_samples_fit = len(X)
         return self
 
-    def _check_params(self):
-        if not isinstance(self.model, str) or self.model not in MODELS:
-            raise ValueError(
-                f"model={self.model!r} is not a known model; allowed: {', '.join(MODELS)}"
-            )
+    def _check_params(self) -> Recipe:
+        recipe = get_recipe(self.model)
         if self.scale not in SCALES:
             raise ValueError(f"scale={self.scale!r} is not valid; allowed: 'auto', 'minmax', None")
         if self.data_format not in DATA_FORMATS:
@@ -338,26 +312,40 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                 )
         if self.noise is not None and not isinstance(self.noise, str):
             raise ValueError(f"noise={self.noise!r} is not valid; expected a string or None")
-        return MODELS[self.model]
+        return recipe
 
-    def _noise(self, preset) -> str | None:
-        if self.noise is None:
-            return preset.train.get("noise")
-        return None if self.noise.strip().lower() in ("none", "") else self.noise
+    def _train_settings(self) -> dict[str, Any]:
+        """The training settings this estimator's parameters give (None: the recipe's)."""
+        settings = given(
+            epochs=as_int(self.epochs),
+            batch_size=as_int(self.batch_size),
+            optimizer=self.optimizer,
+            noise=self.noise,  # "none": no noise even where the recipe has some
+        )
+        return {
+            **settings,
+            "learning_rate": self.learning_rate,
+            "seed": seed_of(self.random_state),
+            "device": self.device,
+            # kernels chosen by timing differ from run to run in the last bits of the floats
+            "conv_kernels": "auto" if self.random_state is None else "default",
+        }
 
     def _overrides(self) -> dict[str, Any]:
-        overrides = {k: _plain(v) for k, v in (self.model_params or {}).items()}
+        """Model config overrides: ``model_params`` as given (None is a value there), then
+        ``latent_dim`` and ``hidden`` unless None (the recipe's)."""
+        overrides = {k: plain(v) for k, v in (self.model_params or {}).items()}
         if self.latent_dim is not None:
-            overrides["latent_dim"] = _as_int(self.latent_dim)
+            overrides["latent_dim"] = as_int(self.latent_dim)
         if self.hidden is not None:
             hidden = self.hidden
-            overrides["hidden"] = tuple(_as_int(h) for h in np.atleast_1d(hidden).tolist())
+            overrides["hidden"] = tuple(as_int(h) for h in np.atleast_1d(hidden).tolist())
         return overrides
 
     def _is_variational(self) -> bool:
         if hasattr(self, "model_"):
             return bool(self.model_.variational)
-        return self.model in MODELS and MODELS[self.model].family in VARIATIONAL_FAMILIES
+        return self.model in MODELS and MODELS[self.model].family_class.variational
 
     # ------------------------------------------------------------------ data in and out
 
@@ -382,72 +370,37 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             )
         return X
 
-    def _input_shape(self, sample_shape: tuple[int, ...]) -> tuple[int, int, int]:
-        if len(sample_shape) == 1:  # a table: one row of n_features "pixels"
-            return (1, 1, sample_shape[0])
-        if len(sample_shape) == 2:  # (H, W): grayscale
-            return (1, *sample_shape)
-        if self.data_format == "channels_last":
-            h, w, c = sample_shape
-            return (c, h, w)
-        return tuple(sample_shape)
-
-    def _channel_axes(self, ndim: int) -> tuple[int, ...]:
-        """Axes of a batch ``(n, *sample_shape)`` the scaling reduces over."""
-        if ndim == 2:
-            return (0,)  # per feature
-        if ndim == 4 and self.data_format == "channels_last":
-            return (0, 1, 2)  # per channel
-        if ndim == 4:
-            return (0, 2, 3)
-        return (0, 1, 2)  # (n, H, W): one channel
-
-    def _output_range(self, model: BaseAutoencoder) -> tuple[float, float]:
-        return OUTPUT_RANGES.get(model.config.output_activation, (-np.inf, np.inf))
-
     def _fit_scaling(self, X: np.ndarray, model: BaseAutoencoder) -> None:
-        lo, hi = self._output_range(model)
+        lo, hi = output_range(model.config.output_activation)
         x_min, x_max = float(X.min()), float(X.max())
         in_range = lo <= x_min and x_max <= hi
         if self.scale is None and not in_range:
             raise ValueError(_range_message(self, model, x_min, x_max, lo, hi))
         if self.scale == "minmax" or (self.scale == "auto" and not in_range):
-            axes = self._channel_axes(X.ndim)
-            data_min = X.min(axis=axes, keepdims=True).astype(np.float64)[0]
-            data_range = X.max(axis=axes, keepdims=True).astype(np.float64)[0] - data_min
-            constant = data_range == 0  # map to 0.5, the middle of [0, 1], restore exactly
-            data_range[constant] = 1.0
-            data_min[constant] -= 0.5
-            self.data_min_, self.data_range_ = data_min, data_range
+            axes = layout.channel_axes(X.ndim, self.data_format)
+            self.data_min_, self.data_range_ = layout.fit_minmax(X, axes)
         else:
             self.data_min_ = self.data_range_ = None
+
+    @property
+    def _scaling(self) -> tuple[np.ndarray, np.ndarray] | None:
+        return None if self.data_min_ is None else (self.data_min_, self.data_range_)
 
     def _check_range(self, X: np.ndarray) -> None:
         """``scale=None`` refuses out-of-range input at transform time as at fit."""
         if self.scale is None and X.size:
-            lo, hi = self._output_range(self.model_)
+            lo, hi = output_range(self.model_.config.output_activation)
             x_min, x_max = float(X.min()), float(X.max())
             if not (lo <= x_min and x_max <= hi):
                 raise ValueError(_range_message(self, self.model_, x_min, x_max, lo, hi))
 
     def _to_tensor(self, X: np.ndarray, dtype=np.float32) -> torch.Tensor:
         """Samples -> scaled ``(n, C, H, W)`` of ``dtype``."""
-        if self.data_min_ is not None:
-            X = (X - self.data_min_) / self.data_range_
-        X = np.asarray(X, dtype=dtype)
-        if X.ndim == 4 and self.data_format == "channels_last":
-            X = X.transpose(0, 3, 1, 2)
-        return torch.tensor(np.ascontiguousarray(X)).reshape(len(X), *self.input_shape_)
+        return layout.to_batch(X, self.input_shape_, self.data_format, self._scaling, dtype)
 
     def _from_tensor(self, x: torch.Tensor, dtype) -> np.ndarray:
         """Model output ``(n, C, H, W)`` -> unscaled samples of ``sample_shape_``."""
-        x = x.numpy()
-        if len(self.sample_shape_) == 3 and self.data_format == "channels_last":
-            x = x.transpose(0, 2, 3, 1)
-        x = x.reshape(len(x), *self.sample_shape_).astype(dtype)
-        if self.data_min_ is not None:
-            x = (x * self.data_range_ + self.data_min_).astype(dtype)
-        return x
+        return layout.from_batch(x, self.sample_shape_, self.data_format, self._scaling, dtype)
 
     @torch.no_grad()
     def _map(self, fn, t: torch.Tensor) -> torch.Tensor:
@@ -550,7 +503,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
             In the units of the data seen at fit (any scaling undone).
         """
         check_is_fitted(self)
-        n = _as_int(n_samples)
+        n = as_int(n_samples)
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"n_samples={n_samples!r} is not valid; expected an integer >= 0")
         z = check_random_state(random_state).standard_normal((n, self.model_.latent_dim))
@@ -561,9 +514,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write a run directory: ``config.json``, ``model.safetensors``, ``history.json``.
 
-        The format is ``aelab train``'s, so :func:`aelab.runs.load_run` opens it; the
-        ``"estimator"`` section of ``config.json`` adds the constructor parameters, the input
-        shape and the fitted scaling. Nothing is pickled.
+        The format is ``aelab train``'s (:class:`aelab.runconfig.RunConfig`), so
+        :func:`aelab.runs.load_run` opens it; the ``"estimator"`` section of ``config.json``
+        adds the constructor parameters, the input shape and the fitted scaling. Nothing is
+        pickled.
 
         Parameters
         ----------
@@ -575,76 +529,10 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         -------
         path : pathlib.Path
         """
+        from ._files import save
+
         check_is_fitted(self)
-        out = Path(path)
-        check_replaceable(out, overwrite=overwrite, name="path", flag="overwrite=True")
-        config = self._run_config()  # before touching the folder: it may refuse a parameter
-        if out.is_dir() and overwrite:
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-        write_json(out / "config.json", config)
-        save_weights(self.model_, out / "model.safetensors")
-        write_json(out / "history.json", self.history_)
-        return out
-
-    def _run_config(self) -> dict[str, Any]:
-        from ._version import __version__
-        from .runs import FORMAT_VERSION
-
-        params = {}
-        for name, value in self.get_params(deep=False).items():
-            if name == "random_state" and not (
-                value is None or isinstance(value, numbers.Integral)
-            ):
-                value = None  # a RandomState instance: "train.seed" records the seed it gave
-            value = _plain(value)
-            try:
-                json.dumps(value)
-            except TypeError:
-                raise ValueError(
-                    f"{name}={value!r} cannot be saved as JSON; save() stores parameters in "
-                    "config.json"
-                ) from None
-            params[name] = value
-        model = self.model_
-        scaling = None
-        if self.data_min_ is not None:
-            scaling = {
-                "kind": "minmax",
-                "shape": list(self.data_min_.shape),
-                "data_min": self.data_min_.ravel().tolist(),
-                "data_range": self.data_range_.ravel().tolist(),
-            }
-        names = getattr(self, "feature_names_in_", None)
-        return {
-            "format": FORMAT_VERSION,
-            "model": {"name": self.model, "family": model.family, "config": model.config.to_dict()},
-            "data": None,  # in-memory arrays: nothing to reload the data from
-            "split": {
-                "n_train": int(self._n_train()),
-                "n_heldout": 0,
-                "image_shape": list(self.input_shape_),
-            },
-            "train": dict(self._train_config),
-            "versions": {
-                "aelab": __version__,
-                "torch": torch.__version__,
-                "scikit-learn": sklearn.__version__,
-                "numpy": np.__version__,
-                "python": platform.python_version(),
-            },
-            "estimator": {
-                "class": f"{type(self).__module__}.{type(self).__qualname__}",
-                "params": params,
-                "n_features_in": int(self.n_features_in_),
-                "feature_names_in": None if names is None else [str(n) for n in names],
-                "sample_shape": list(self.sample_shape_),
-                "scaling": scaling,
-            },
-        }
-
-    def _n_train(self) -> int:
-        return getattr(self, "_n_samples_fit", 0)
+        return save(self, Path(path), overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None) -> Autoencoder:
@@ -666,71 +554,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         estimator : Autoencoder
             Fitted: ``transform``, ``inverse_transform``, ``score`` work at once.
         """
-        path = Path(path)
-        if not (path / "config.json").is_file():
-            raise FileNotFoundError(f"path='{path}' is not a run directory (no config.json)")
-        config = read_json(path / "config.json")
-        section = config.get("estimator")
-        model = model_from_config(config["model"]["family"], config["model"]["config"])
-        train = config.get("train", {})
-        if section is None:  # a run of `aelab train`: rebuild the parameters it implies
-            mc = config["model"]["config"]
-            params = {
-                "model": config["model"]["name"],
-                "latent_dim": mc["latent_dim"],
-                "epochs": train.get("epochs", 100),
-                "batch_size": train.get("batch_size", 64),
-                "optimizer": train.get("optimizer", "adam"),
-                "learning_rate": train.get("learning_rate"),
-                "noise": train.get("noise") or "none",
-                "random_state": train.get("seed"),
-                "scale": None,
-                "data_format": "channels_first",
-            }
-            if "hidden" in mc:
-                params["hidden"] = tuple(mc["hidden"])
-            section = {
-                "params": params,
-                "n_features_in": int(np.prod(mc["input_shape"])),
-                "feature_names_in": None,
-                "sample_shape": list(mc["input_shape"]),
-                "scaling": None,
-            }
-        params = dict(section["params"])
-        if params.get("hidden") is not None:
-            params["hidden"] = tuple(params["hidden"])
-        if params.get("model_params") is not None:
-            params["model_params"] = {
-                k: tuple(v) if isinstance(v, list) else v for k, v in params["model_params"].items()
-            }
-        est = cls(**params)
-        device = resolve_device(device if device is not None else est.device)
-        model.to(device, memory_format=memory_format(model))  # the layout fit trained in
-        load_weights(model, path / "model.safetensors")
-        est.model_ = model.eval()
-        history = path / "history.json"
-        est.history_ = read_json(history) if history.is_file() else []
-        est.n_features_in_ = int(section["n_features_in"])
-        if section.get("feature_names_in") is not None:
-            est.feature_names_in_ = np.asarray(section["feature_names_in"], dtype=object)
-        est.sample_shape_ = tuple(section["sample_shape"])
-        est.input_shape_ = tuple(model.input_shape)
-        scaling = section.get("scaling")
-        if scaling is None:
-            est.data_min_ = est.data_range_ = None
-        else:
-            shape = tuple(scaling["shape"])
-            est.data_min_ = np.asarray(scaling["data_min"], dtype=np.float64).reshape(shape)
-            est.data_range_ = np.asarray(scaling["data_range"], dtype=np.float64).reshape(shape)
-        est._train_config = {
-            **TrainConfig().to_dict(),
-            **{k: v for k, v in train.items() if k in _TRAIN_FIELDS},
-        }
-        est._n_samples_fit = int(config.get("split", {}).get("n_train", 0))
-        return est
+        from ._files import load
 
-
-_TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)}
+        return load(cls, Path(path), device)
 
 
 def _range_message(est, model, x_min, x_max, lo, hi) -> str:
@@ -756,32 +582,6 @@ def _reconstruct(model: BaseAutoencoder, x: torch.Tensor) -> torch.Tensor:
 
 def _device_of(model: torch.nn.Module) -> torch.device:
     return next(model.parameters()).device
-
-
-def _as_int(value: Any) -> Any:
-    """numpy integers (from ``np.arange`` grids) as Python ints; anything else unchanged."""
-    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
-        return int(value)
-    return value
-
-
-def _plain(value: Any) -> Any:
-    """JSON-friendly: tuples and arrays as lists, numpy scalars as Python numbers."""
-    if isinstance(value, dict):
-        return {str(k): _plain(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list, np.ndarray)):
-        return [_plain(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
-    if isinstance(value, np.generic):
-        return value.item()
-    return value
-
-
-def _seed(random_state: Any) -> int:
-    """An integer ``random_state`` is the seed itself (as ``aelab train --seed``)."""
-    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
-        check_random_state(int(random_state))  # the same range checks as scikit-learn
-        return int(random_state)
-    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
 
 
 __all__ = ["Autoencoder"]

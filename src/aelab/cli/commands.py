@@ -1,0 +1,216 @@
+"""What each sub-command of ``aelab`` does: call the library, print what a user needs."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..runconfig import DataSpec
+    from ..runs import Split
+    from ..train import TrainConfig
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ..models import MODELS
+
+    rows = [("name", "family", "code", "input", "can", "description")]
+    for recipe in MODELS.values():
+        cls = recipe.family_class
+        can = [c for c, has in (("sample", cls.variational), ("weights", cls.draws_weights)) if has]
+        rows.append(
+            (
+                recipe.name,
+                recipe.family,
+                str(recipe.model.get("latent_dim", cls.config_class.latent_dim)),
+                "images" if cls.input_layout == "image" else "any",
+                ",".join(can) or "-",
+                recipe.description,
+            )
+        )
+    _table(rows)
+    return 0
+
+
+def _table(rows: list[tuple[str, ...]]) -> None:
+    """Columns padded to their widest cell; the last one as it comes."""
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]) - 1)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)) + "  " + r[-1])
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from ..data import DATASETS, get_data_home
+
+    rows = [("name", "images", "shape (CxHxW)", "labels", "offline", "description")]
+    for info in DATASETS.values():
+        rows.append(
+            (
+                info.name,
+                f"{info.n_images:,}",
+                "x".join(map(str, info.image_shape)),
+                info.labels,
+                "yes" if info.available(args.data_home) else "no (downloads once)",
+                info.description,
+            )
+        )
+    _table(rows)
+    print(f"\ndata home: {get_data_home(args.data_home)}")
+    print("also: a folder of images (one subfolder per class) or a .npy/.npz array file")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from .. import distributed
+    from ..device import resolve_device
+    from ..models import get_recipe
+
+    get_recipe(args.model)  # an unknown name fails before anything is read
+    data = _data_spec(args)
+    distributed.init_from_env(resolve_device(args.device))  # under torchrun: join the others
+    try:
+        return _train(args, data)
+    finally:
+        distributed.cleanup()
+
+
+def _train(args: argparse.Namespace, data: DataSpec) -> int:
+    from .. import distributed
+    from ..recipes import given, resolve
+    from ..runs import prepare_data, resume_run, train_run
+
+    overrides = given(
+        latent_dim=args.latent_dim, hidden=args.hidden, channels=args.filters, beta=args.beta
+    )
+    # one name for all processes, even when their clocks tick over between them
+    out = args.out or distributed.broadcast(f"runs/{args.model}-{time.strftime('%Y%m%d-%H%M%S')}")
+    main = distributed.is_main()
+    progress = False if args.quiet else None
+    start = time.perf_counter()
+    if args.resume:
+        if args.overwrite:
+            raise ValueError("resume and overwrite exclude each other; pass one")
+        run = resume_run(
+            out, model=args.model, epochs=args.epochs, device=args.device, progress=progress
+        )
+    else:
+        from ..rundir import check_out_dir
+        from ..runs import check_workers
+
+        settings = given(
+            epochs=args.epochs,
+            batch_size=args.batch_size,
+            optimizer=args.optimizer,
+            learning_rate=args.learning_rate,
+            noise=args.noise,
+        )
+        settings |= {
+            "shuffle": not args.no_shuffle,
+            "seed": args.seed,
+            "device": args.device,
+            "checkpoint_every": args.checkpoint_every,
+            "precision": args.precision,
+            "conv_kernels": args.conv_kernels,
+            "workers": args.workers,
+        }
+
+        def validate() -> tuple[Split, TrainConfig]:
+            if main:  # only rank 0 writes
+                check_out_dir(out, resume=False, overwrite=args.overwrite)
+            data_split = prepare_data(data)
+            resolved = resolve(  # the model and the schedule, validated before writing
+                args.model,
+                data_split.train.image_shape,
+                schedule_name=args.schedule,
+                n_train=len(data_split.train),
+                model=overrides,
+                train=settings,
+            )
+            check_workers(data, resolved.train)
+            return data_split, resolved.train
+
+        split, train = distributed.agree(validate)  # a bad argument stops every process alike
+        if main:
+            for note in split.train.notes:
+                print(note, file=sys.stderr)
+            print(
+                f"{args.model}: {len(split.train)} training, {len(split.heldout)} held-out "
+                f"images of {'x'.join(map(str, split.train.image_shape))} from {data.source}"
+                + (" (streamed from disk)" if data.stream else "")
+                + (f", {distributed.world()} processes" if distributed.world() > 1 else ""),
+                file=sys.stderr,
+            )
+        run = train_run(
+            args.model,
+            data,
+            train,
+            out,
+            model_overrides=overrides,
+            overwrite=args.overwrite,
+            progress=progress,
+            split_data=split,
+        )
+    if main:
+        last = run.history[-1] if run.history else {}
+        held = last.get("heldout_loss")
+        print(
+            f"wrote {out}: {last.get('epoch', 0)} epochs in {time.perf_counter() - start:.1f} s, "
+            f"loss {last.get('loss', float('nan')):.5f}"
+            + (f", held-out loss {held:.5f}" if held is not None else "")
+        )
+    return 0
+
+
+def _data_spec(args: argparse.Namespace):
+    from ..runconfig import DataSpec
+
+    return DataSpec(
+        source=args.data,
+        data_home=args.data_home,
+        image_size=args.image_size,
+        channels=args.channels,
+        skip_bad=args.skip_bad,
+        mirror=args.mirror,
+        holdout_people=args.holdout_people,
+        holdout=args.holdout,
+        seed=args.seed,
+        stream=getattr(args, "stream", False),
+    )
+
+
+def _log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from ..workshop import run_workshop
+
+    out = args.out or f"runs/workshop-{time.strftime('%Y%m%d-%H%M%S')}"
+    start = time.perf_counter()
+    run_workshop(
+        _data_spec(args),
+        out,
+        schedule=args.schedule,
+        models=[m.strip() for m in args.models.split(",") if m.strip()],
+        seed=args.seed,
+        device=args.device,
+        precision=args.precision,
+        conv_kernels=args.conv_kernels,
+        epochs=args.epochs,
+        overwrite=args.overwrite,
+        progress=False if args.quiet else None,
+        log=_log,
+    )
+    print(f"wrote {out}/report.html in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from ..report import build_report
+
+    start = time.perf_counter()
+    build_report(args.run_dir)
+    print(f"wrote {args.run_dir}/report.html in {time.perf_counter() - start:.0f} s")
+    return 0

@@ -1,0 +1,232 @@
+"""The ``aelab`` command's arguments: one parser, its sub-commands and their option groups."""
+
+from __future__ import annotations
+
+import argparse
+
+from . import commands
+
+PRECISION_HELP = (
+    "fp32, bf16 (bfloat16 autocast, float32 weights) or auto (default: fp32; see "
+    "benchmarks/README.md for where bf16 pays)"
+)
+CONV_KERNELS_HELP = (
+    "auto (default): on a CPU, time each convolution's passes in oneDNN and PyTorch's own "
+    "kernels and run each in the faster; default: PyTorch's choice, bit-reproducible runs"
+)
+
+
+# The library's messages name its parameters (skip_bad=True); an error reported here also names
+# the flag that sets each, at its first mention.
+def _int_list(text: str) -> tuple[int, ...]:
+    text = text.strip()
+    if text in ("", "none"):
+        return ()
+    try:
+        return tuple(int(t) for t in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a comma-separated list of integers (e.g. 256,64)"
+        ) from None
+
+
+def _image_size(text: str):
+    from ..data import parse_image_size
+
+    try:
+        return parse_image_size(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _data_args(
+    p: argparse.ArgumentParser, default: str | None = "mnist", stream: bool = False
+) -> None:
+    g = p.add_argument_group("data")
+    g.add_argument(
+        "--data",
+        default=default,
+        metavar="NAME|PATH",
+        help="a data set name (see `aelab datasets`), a folder of images, or a .npy/.npz file "
+        f"(default: {default})",
+    )
+    g.add_argument(
+        "--data-home",
+        metavar="DIR",
+        help="where data sets are cached (default: $AELAB_DATA_HOME or scikit-learn's data home)",
+    )
+    g.add_argument(
+        "--image-size",
+        type=_image_size,
+        metavar="H[xW]",
+        help="resize images to this size (default: the first image's size)",
+    )
+    g.add_argument(
+        "--channels", type=int, choices=(1, 3), help="1: grayscale (default for folders), 3: colour"
+    )
+    g.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="skip unreadable images (reported) instead of stopping",
+    )
+    g.add_argument(
+        "--mirror",
+        action="store_true",
+        help="add left-right mirror images (to the training and the held-out set)",
+    )
+    g.add_argument(
+        "--holdout-people",
+        type=int,
+        metavar="K",
+        help="hold out the last K people/classes (default for face sets: 4)",
+    )
+    g.add_argument(
+        "--holdout",
+        type=float,
+        metavar="FRACTION",
+        help="hold out a stratified random fraction (default for other sets: 0.1)",
+    )
+    if stream:
+        g.add_argument(
+            "--stream",
+            action="store_true",
+            help="folders only: read images from disk batch by batch instead of loading them "
+            "all into memory (for data sets larger than memory; see --workers)",
+        )
+
+
+def _train_args(p: argparse.ArgumentParser) -> None:
+    from ..recipes import SCHEDULES
+
+    g = p.add_argument_group("model")
+    g.add_argument("--latent-dim", type=int, metavar="N", help="size of the code")
+    g.add_argument(
+        "--hidden",
+        type=_int_list,
+        metavar="N,N",
+        help="dense hidden layer sizes, encoder side (e.g. 512,256; 'none': no hidden)",
+    )
+    g.add_argument(
+        "--filters",
+        type=_int_list,
+        metavar="N,N",
+        help="convolution filters per stage (conv models; default 32,64,128)",
+    )
+    g.add_argument("--beta", type=float, help="KL weight of variational models")
+    g = p.add_argument_group("training")
+    g.add_argument(
+        "--noise",
+        metavar="KIND:LEVEL",
+        help="train on corrupted inputs: gaussian:0.05, saltpepper:0.1, mask:0.25",
+    )
+    g.add_argument(
+        "--schedule",
+        default="seed",
+        choices=SCHEDULES,
+        help="seed: the model's own schedule, the notebook's for its five (default); quick: a "
+        "bounded number of images seen, minutes on a laptop CPU",
+    )
+    g.add_argument("--epochs", type=int, help="default: the schedule's")
+    g.add_argument("--batch-size", type=int, help="default: the schedule's")
+    g.add_argument("--optimizer", help="adam, adamw, rmsprop or sgd (default: the model's)")
+    g.add_argument("--lr", type=float, dest="learning_rate", help="learning rate")
+    g.add_argument("--no-shuffle", action="store_true", help="keep the sample order")
+    g.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
+    g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    g.add_argument("--precision", default="auto", help=PRECISION_HELP)
+    g.add_argument("--conv-kernels", default="auto", help=CONV_KERNELS_HELP)
+    g.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        metavar="N",
+        help="with --stream: N processes read and decode images (default 0: in the training "
+        "process)",
+    )
+    g.add_argument(
+        "--checkpoint-every",
+        type=int,
+        default=0,
+        metavar="N",
+        help="also checkpoint every N epochs (always at the end)",
+    )
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .._version import __version__
+    from ..models import MODELS
+    from ..recipes import SCHEDULES
+
+    parser = argparse.ArgumentParser(
+        prog="aelab", description="Autoencoder workbench: train, inspect, compare with PCA."
+    )
+    parser.add_argument("--version", action="version", version=f"aelab {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("datasets", help="list the data sets and whether they work offline")
+    p.add_argument("--data-home", metavar="DIR")
+    p.set_defaults(func=commands.cmd_datasets)
+
+    p = sub.add_parser("models", help="list the models (recipes) and what each can do")
+    p.set_defaults(func=commands.cmd_models)
+
+    p = sub.add_parser("train", help="train one model and write its run directory")
+    p.add_argument("model", metavar="MODEL", help=f"one of {', '.join(MODELS)} (aelab models)")
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="run directory (default: runs/MODEL-DATE-TIME); never overwritten unless --overwrite",
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in --out")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    _data_args(p, stream=True)
+    _train_args(p)
+    p.set_defaults(func=commands.cmd_train)
+
+    p = sub.add_parser(
+        "run", help="the whole workshop: train the five models, compare with PCA, write a report"
+    )
+    p.add_argument(
+        "--schedule",
+        default="quick",
+        choices=SCHEDULES,
+        help="quick: minutes on a laptop CPU (default); seed: each model's own schedule, the "
+        "notebook's for its five",
+    )
+    p.add_argument(  # the name of --schedule before 0.2; kept so that older commands work
+        "--preset", dest="schedule", choices=SCHEDULES, help=argparse.SUPPRESS
+    )
+    p.add_argument(
+        "--models",
+        default="shallow,deep,conv,denoising,vae",
+        metavar="A,B",
+        help=f"comma-separated models of {', '.join(MODELS)} (default: the notebook's five)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=int,
+        metavar="N",
+        help="train every model N epochs instead of the schedule's (a quick look)",
+    )
+    p.add_argument("--out", metavar="DIR", help="run directory (default: runs/workshop-DATE-TIME)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    p.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
+    p.add_argument("--precision", default="auto", help=PRECISION_HELP)
+    p.add_argument("--conv-kernels", default="auto", help=CONV_KERNELS_HELP)
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    _data_args(p)
+    p.set_defaults(func=commands.cmd_run)
+
+    p = sub.add_parser(
+        "bench",
+        help="measure training speed: images/s, MFU, the Keras port side by side, scaling",
+        add_help=False,
+    )
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="see aelab bench --help")
+
+    p = sub.add_parser("report", help="rebuild metrics, figures and report.html of a run")
+    p.add_argument("run_dir", metavar="DIR")
+    p.set_defaults(func=commands.cmd_report)
+    return parser

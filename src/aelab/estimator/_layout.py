@@ -1,0 +1,122 @@
+"""How the estimator's samples become the model's ``(n, C, H, W)`` batches and back: layouts of
+tables and images, and the min-max scaling into the range the model's output layer produces."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.utils import check_random_state
+
+SCALES = ("auto", "minmax", None)
+DATA_FORMATS = ("channels_last", "channels_first")
+
+# What each output activation can produce; ``scale`` keeps the training targets inside it.
+# The others (``None``: linear, ``leaky_relu``) are unbounded.
+OUTPUT_RANGES: dict[str, tuple[float, float]] = {
+    "sigmoid": (0.0, 1.0),
+    "tanh": (-1.0, 1.0),
+    "relu": (0.0, np.inf),
+    "elu": (-1.0, np.inf),
+    "gelu": (-0.1699, np.inf),  # x * Phi(x) has its minimum -0.16997 at x = -0.7518
+}
+
+
+def output_range(activation: str | None) -> tuple[float, float]:
+    """The values an output layer ending in ``activation`` can produce."""
+    return OUTPUT_RANGES.get(activation, (-np.inf, np.inf))
+
+
+def input_shape(sample_shape: tuple[int, ...], data_format: str) -> tuple[int, int, int]:
+    """``(C, H, W)`` for samples of ``sample_shape``: a table row of n values is ``(1, 1, n)``."""
+    if len(sample_shape) == 1:
+        return (1, 1, sample_shape[0])
+    if len(sample_shape) == 2:  # (H, W): grayscale
+        return (1, *sample_shape)
+    if data_format == "channels_last":
+        h, w, c = sample_shape
+        return (c, h, w)
+    return tuple(sample_shape)
+
+
+def channel_axes(ndim: int, data_format: str) -> tuple[int, ...]:
+    """Axes of a batch ``(n, *sample_shape)`` that the scaling reduces over."""
+    if ndim == 2:
+        return (0,)  # per feature
+    if ndim == 4 and data_format == "channels_last":
+        return (0, 1, 2)  # per channel
+    if ndim == 4:
+        return (0, 2, 3)
+    return (0, 1, 2)  # (n, H, W): one channel
+
+
+def fit_minmax(X: np.ndarray, axes: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """``(data_min, data_range)`` that map ``X`` onto [0, 1] over ``axes``; a constant feature
+    maps to 0.5, the middle, and is restored exactly."""
+    data_min = X.min(axis=axes, keepdims=True).astype(np.float64)[0]
+    data_range = X.max(axis=axes, keepdims=True).astype(np.float64)[0] - data_min
+    constant = data_range == 0
+    data_range[constant] = 1.0
+    data_min[constant] -= 0.5
+    return data_min, data_range
+
+
+def to_batch(
+    X: np.ndarray,
+    input_shape: tuple[int, ...],
+    data_format: str,
+    scaling: tuple[np.ndarray, np.ndarray] | None,
+    dtype=np.float32,
+) -> torch.Tensor:
+    """Samples -> scaled ``(n, C, H, W)`` of ``dtype``."""
+    if scaling is not None:
+        X = (X - scaling[0]) / scaling[1]
+    X = np.asarray(X, dtype=dtype)
+    if X.ndim == 4 and data_format == "channels_last":
+        X = X.transpose(0, 3, 1, 2)
+    return torch.tensor(np.ascontiguousarray(X)).reshape(len(X), *input_shape)
+
+
+def from_batch(
+    x: torch.Tensor,
+    sample_shape: tuple[int, ...],
+    data_format: str,
+    scaling: tuple[np.ndarray, np.ndarray] | None,
+    dtype,
+) -> np.ndarray:
+    """Model output ``(n, C, H, W)`` -> unscaled samples of ``sample_shape``."""
+    x = x.numpy()
+    if len(sample_shape) == 3 and data_format == "channels_last":
+        x = x.transpose(0, 2, 3, 1)
+    x = x.reshape(len(x), *sample_shape).astype(dtype)
+    if scaling is not None:
+        x = (x * scaling[1] + scaling[0]).astype(dtype)
+    return x
+
+
+def as_int(value: Any) -> Any:
+    """numpy integers (from ``np.arange`` grids) as Python ints; anything else unchanged."""
+    if isinstance(value, numbers.Integral) and not isinstance(value, bool):
+        return int(value)
+    return value
+
+
+def plain(value: Any) -> Any:
+    """JSON-friendly: tuples and arrays as lists, numpy scalars as Python numbers."""
+    if isinstance(value, dict):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list, np.ndarray)):
+        return [plain(v) for v in (value.tolist() if isinstance(value, np.ndarray) else value)]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+def seed_of(random_state: Any) -> int:
+    """An integer ``random_state`` is the seed itself (as ``aelab train --seed``)."""
+    if isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool):
+        check_random_state(int(random_state))  # the same range checks as scikit-learn
+        return int(random_state)
+    return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))

@@ -1,0 +1,231 @@
+"""The one tile grid every picture of images goes through, its input checks, and saving a figure."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from numpy.typing import ArrayLike
+
+from ..generate import code_image_shape
+
+ValueRange = tuple[float, float] | None
+
+_ALIVE_COLOR = "tab:blue"
+_DEAD_COLOR = "tab:red"
+
+
+# --- validation ---------------------------------------------------------------------------------
+
+
+def _numeric(a: ArrayLike, name: str) -> np.ndarray:
+    arr = np.asarray(a)
+    if not (np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)):
+        raise ValueError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf; only finite values can be drawn")
+    return arr
+
+
+def _images(a: ArrayLike, name: str) -> np.ndarray:
+    """Check images (n, C, H, W) with C in {1, 3}, or (n, h, w); return them as float64."""
+    arr = _numeric(a, name).astype(np.float64)
+    if arr.ndim == 3 or (arr.ndim == 4 and arr.shape[1] in (1, 3)):
+        return arr
+    raise ValueError(
+        f"{name} must be images of shape (n, C, H, W) with C 1 or 3, or (n, h, w); "
+        f"got shape {arr.shape}"
+    )
+
+
+def _tiles(images: np.ndarray) -> np.ndarray:
+    """Checked images as drawable tiles: (n, H, W) grey or (n, H, W, 3) RGB."""
+    if images.ndim == 3:
+        return images
+    return images[:, 0] if images.shape[1] == 1 else images.transpose(0, 2, 3, 1)
+
+
+def _codes(a: ArrayLike, name: str = "codes") -> np.ndarray:
+    arr = _numeric(a, name)
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must have shape (N, latent_dim), got shape {arr.shape}")
+    return arr
+
+
+def _code_tiles(codes: np.ndarray) -> np.ndarray:
+    """Codes (n, D) as small images (n, h, w) (see :func:`aelab.generate.code_image_shape`)."""
+    return codes.reshape(codes.shape[0], *code_image_shape(codes.shape[1]))
+
+
+def _count(value: int, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{name} must be an int >= 1, got {value!r}")
+    return int(value)
+
+
+def _same_length(n: int, arrays: Mapping[str, np.ndarray]) -> int:
+    """Check that the arrays have equal first dimensions; return min(n, that length)."""
+    lengths = {name: arr.shape[0] for name, arr in arrays.items()}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"the arrays must have the same number of items, got lengths {lengths}")
+    return min(n, next(iter(lengths.values())))
+
+
+def _is_range(value: object) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, (str, bytes)) or not isinstance(value, Sequence | np.ndarray):
+        return False
+    return len(value) == 2 and all(isinstance(v, (int, float, np.number)) for v in value)
+
+
+def _per_row(value: object, n_rows: int, name: str, is_single) -> list:
+    """A single setting for all rows, or one per row, as a list of n_rows settings."""
+    if is_single(value):
+        return [value] * n_rows
+    if isinstance(value, Sequence) and len(value) == n_rows and all(map(is_single, value)):
+        return list(value)
+    raise ValueError(
+        f"{name}={value!r} is not allowed: give one setting for all rows or a list of "
+        f"{n_rows} (one per row)"
+    )
+
+
+def _check_range(value: ValueRange, name: str = "value_range") -> ValueRange:
+    if value is None:
+        return None
+    lo, hi = float(value[0]), float(value[1])
+    if not (np.isfinite(lo) and np.isfinite(hi) and lo < hi):
+        raise ValueError(f"{name}={value!r} is not allowed: it must be None or (lo, hi), lo < hi")
+    return lo, hi
+
+
+def _titles(titles: Sequence[str] | None, n: int, name: str) -> list[str] | None:
+    if titles is None:
+        return None
+    if isinstance(titles, str) or len(titles) != n:
+        raise ValueError(f"{name} must be a list of {n} strings, got {titles!r}")
+    return [str(t) for t in titles]
+
+
+# --- drawing ------------------------------------------------------------------------------------
+
+
+def _draw(ax: Axes, tile: np.ndarray, cmap: str, value_range: ValueRange) -> None:
+    """Show one tile: 2-D in ``cmap`` on ``value_range`` (None: its own), (H, W, 3) as RGB."""
+    lo, hi = value_range if value_range is not None else (float(tile.min()), float(tile.max()))
+    if tile.ndim == 3:
+        rgb = (tile - lo) / (hi - lo) if hi > lo else np.zeros_like(tile)
+        ax.imshow(np.clip(rgb, 0.0, 1.0), interpolation="nearest")
+    else:
+        ax.imshow(tile, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
+
+
+def _bare(ax: Axes) -> None:
+    """No ticks and no frame, but keep the axis labels (used for row titles)."""
+    ax.set_xticks([])
+    ax.set_yticks([])
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+
+
+def image_grid(
+    rows: Sequence[ArrayLike],
+    *,
+    row_titles: Sequence[str] | None = None,
+    col_titles: Sequence[str] | None = None,
+    title: str | None = None,
+    tile_size: float = 1.6,
+    cmap: str | Sequence[str] = "gray",
+    value_range: ValueRange | Sequence[ValueRange] = (0, 1),
+) -> Figure:
+    """A grid of image tiles, one row per array: the building block of every image figure.
+
+    Parameters
+    ----------
+    rows : list of array_like
+        Each ``(n, C, H, W)`` with C = 1 (grey) or 3 (RGB), or ``(n, h, w)``; rows may differ in
+        length and tile size. Cells right of a shorter row stay empty.
+    row_titles : list of str, optional
+        One per row, written at the left.
+    col_titles : list of str, optional
+        One per column, written above the first row.
+    title : str, optional
+        Figure title.
+    tile_size : float, default 1.6
+        Width and height of one cell in inches.
+    cmap : str or list of str, default "gray"
+        Colour map for grey tiles, for all rows or one per row (RGB tiles ignore it).
+    value_range : (lo, hi), None, or a list of those, default (0, 1)
+        The values mapped to black and white, for all rows or one per row; None draws every tile
+        on its own range (for weights and codes).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        One axes per cell; the axes of drawn tiles each hold one image.
+    """
+    if isinstance(rows, np.ndarray) or not isinstance(rows, Sequence) or len(rows) == 0:
+        shape = f"an array of shape {rows.shape}" if isinstance(rows, np.ndarray) else repr(rows)
+        raise ValueError(f"rows must be a non-empty list of image arrays, got {shape}")
+    tiles = [_tiles(_images(row, f"rows[{i}]")) for i, row in enumerate(rows)]
+    n_rows, n_cols = len(tiles), max(len(t) for t in tiles)
+    row_titles = _titles(row_titles, n_rows, "row_titles")
+    col_titles = _titles(col_titles, n_cols, "col_titles")
+    cmaps = _per_row(cmap, n_rows, "cmap", lambda v: isinstance(v, str))
+    ranges = [_check_range(r) for r in _per_row(value_range, n_rows, "value_range", _is_range)]
+    size = float(tile_size)
+    if not np.isfinite(size) or size <= 0:
+        raise ValueError(f"tile_size must be a finite number > 0, got {tile_size!r}")
+
+    width = n_cols * size + (0.3 if row_titles else 0.0)
+    height = n_rows * size + (0.4 if title else 0.0) + (0.3 if col_titles else 0.0)
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False)
+    for i, (row, row_cmap, row_range) in enumerate(zip(tiles, cmaps, ranges, strict=True)):
+        for j, ax in enumerate(axes[i]):
+            if j >= len(row):
+                ax.set_axis_off()
+                continue
+            _draw(ax, row[j], row_cmap, row_range)
+            _bare(ax)
+        if row_titles:
+            axes[i, 0].set_ylabel(row_titles[i], fontsize=9)
+    if col_titles:
+        for j, ax in enumerate(axes[0]):
+            ax.set_title(col_titles[j], fontsize=9)
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def save(fig: Figure, path: str | PathLike, dpi: int = 100) -> Path:
+    """Write a figure as PNG (creating missing parent folders) and return the path.
+
+    Parameters
+    ----------
+    fig : matplotlib.figure.Figure
+        The figure.
+    path : str or path-like
+        Where to write; the format is PNG whatever the suffix.
+    dpi : int, default 100
+        Resolution; the image is ``figsize * dpi`` pixels.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    if not isinstance(fig, Figure):
+        raise ValueError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    dpi = _count(dpi, "dpi")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=dpi, format="png")
+    return path

@@ -1,0 +1,93 @@
+"""Run directories: what train_run writes, checkpoints, resuming exactly, loading back."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from aelab.runconfig import DataSpec, RunConfig
+from aelab.runs import load_run, resume_run, train_run
+from aelab.train import TrainConfig
+
+
+@pytest.fixture(scope="module")
+def digits_spec():
+    return DataSpec(source="digits", holdout=0.2, seed=0)
+
+
+def _weights(model):
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", ["deep", "vae", "denoising"])
+def test_resume_equals_uninterrupted(name, digits_spec, tmp_path):
+    cfg = dict(batch_size=64, seed=3, device="cpu", optimizer="adam")
+    noise = "gaussian:0.05" if name == "denoising" else None
+    full = train_run(name, digits_spec, TrainConfig(epochs=4, noise=noise, **cfg),
+                     tmp_path / "full", progress=False)  # fmt: skip
+    part = tmp_path / "part"
+    train_run(name, digits_spec, TrainConfig(epochs=2, noise=noise, **cfg), part, progress=False)
+    resumed = train_run(name, digits_spec, TrainConfig(epochs=4, **cfg), part, resume=True,
+                        progress=False)  # fmt: skip
+    wa, wb = _weights(full.model), _weights(resumed.model)
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert [r["loss"] for r in full.history] == [r["loss"] for r in resumed.history]
+    assert len(json.loads((part / "history.json").read_text())) == 4
+
+
+def test_run_directory_contents_and_load_run(digits_spec, tmp_path):
+    out = tmp_path / "run"
+    run = train_run("conv", digits_spec, TrainConfig(epochs=2, batch_size=128, device="cpu"),
+                    out, progress=False)  # fmt: skip
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "history.json"} <= names
+    assert not any(p.suffix in (".pt", ".pth", ".pkl") for p in out.iterdir())
+    config = json.loads((out / "config.json").read_text())
+    assert config["model"]["name"] == "conv"
+    assert config["versions"]["torch"] == torch.__version__
+    assert config["data"]["source"] == "digits"
+    assert config["split"]["image_shape"] == [1, 8, 8]
+    history = json.loads((out / "history.json").read_text())
+    assert [set(r) for r in history] == [{"epoch", "loss", "heldout_loss", "seconds"}] * 2
+
+    loaded = load_run(out)
+    split = loaded.data()
+    x = split.heldout.images[:10]
+    np.testing.assert_array_equal(loaded.encode(x), run.encode(x))
+    z = loaded.encode(x)
+    assert z.shape == (10, 32)
+    np.testing.assert_array_equal(loaded.decode(z), run.decode(z))
+    assert loaded.decode(z).shape == x.shape
+
+
+def test_checkpoint_every(digits_spec, tmp_path, monkeypatch):
+    import aelab.checkpoint as checkpoint
+
+    saved_epochs = []
+    original = checkpoint.save_state
+
+    def spy(path, state):
+        saved_epochs.append(state["epoch"])
+        original(path, state)
+
+    monkeypatch.setattr(checkpoint, "save_state", spy)
+    train_run("deep", digits_spec,
+              TrainConfig(epochs=5, batch_size=256, checkpoint_every=2, device="cpu"),
+              tmp_path / "ck", progress=False)  # fmt: skip
+    assert saved_epochs == [2, 4, 5]
+
+
+def test_resume_keeps_the_runs_own_schedule_unless_told(digits_spec, tmp_path):
+    out = tmp_path / "run"
+    train_run("deep", digits_spec, TrainConfig(epochs=3, batch_size=256, device="cpu"), out,
+              progress=False)  # fmt: skip
+    (out / "trainer.json").write_text(json.dumps({"epoch": 1}))  # as if killed after epoch 1
+    run = resume_run(out, progress=False)
+    assert [r["epoch"] for r in run.history] == [1, 2, 3]
+    run = resume_run(out, epochs=5, progress=False)
+    assert len(run.history) == 5 and RunConfig.load(out).train.epochs == 5
+    with pytest.raises(ValueError, match=r"model='conv' does not match the run in"):
+        resume_run(out, model="conv")

@@ -1,0 +1,70 @@
+"""``aelab run`` end to end: every sub-run written, one shared split with held-out people kept
+out, the workshop record, and its user errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from aelab.cli import main
+from aelab.runconfig import DataSpec
+from aelab.runs import prepare_data
+from aelab.workshop import WORKSHOP_MODELS
+
+FIVE = list(WORKSHOP_MODELS)
+
+
+def test_run_writes_every_sub_run_metrics_figures_report(workshop):
+    for name in FIVE:
+        assert (workshop / name / "model.safetensors").is_file()
+        assert (workshop / name / "config.json").is_file()
+    m = json.loads((workshop / "metrics.json").read_text())
+    assert set(m["data"]) >= {"name", "n_train", "n_heldout", "image_shape", "split"}
+    assert m["data"]["name"] == "digits"
+    assert m["data"]["image_shape"] == [1, 8, 8]
+    assert set(m["models"]) == set(FIVE)
+    for name, entry in m["models"].items():
+        keys = {"code_size", "epochs", "train_seconds", "dead_units", "heldout", "pca"}
+        assert keys <= set(entry)
+        for part in ("heldout", "pca"):
+            assert {"mse", "psnr", "ssim", "knn_accuracy"} <= set(entry[part]), (name, part)
+            assert 0 <= entry[part]["mse"] < 1 and -1 <= entry[part]["ssim"] <= 1
+        assert entry["epochs"] == 3
+    assert set(m["models"]["denoising"]["denoising"]) >= {"noisy_psnr", "denoised_psnr"}
+    assert "denoising" not in m["models"]["deep"]
+
+
+def test_heldout_people_never_in_training_and_counts(workshop):
+    m = json.loads((workshop / "metrics.json").read_text())
+    split = prepare_data(DataSpec(source="digits", holdout_people=2, mirror=True))
+    assert set(np.unique(split.heldout.labels)) == {8, 9}
+    assert not set(np.unique(split.train.labels)) & {8, 9}
+    assert m["data"]["n_train"] == len(split.train) and m["data"]["n_heldout"] == len(split.heldout)
+    assert "leave-one-out" in m["data"]["split"]["knn"]
+
+
+def test_run_user_errors(workshop, tmp_path, capsys):
+    bad = ["run", "--data", "digits", "--models", "conv,foo", "--out", str(tmp_path / "x")]
+    assert main(bad) == 2
+    assert "models='conv,foo' is not valid" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+    assert main(["run", "--data", "digits", "--out", str(workshop)]) == 2
+    assert "already holds files; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+    assert main(["report", str(tmp_path)]) == 2
+    assert "no workshop.json" in capsys.readouterr().err
+
+
+def test_the_workshop_record(workshop):
+    record = json.loads((workshop / "workshop.json").read_text())
+    assert record["schedule"] == "quick, 3 epochs" and record["models"] == FIVE
+    assert set(record["seconds"]) == set(FIVE) and record["data"]["source"] == "digits"
+    metrics = json.loads((workshop / "metrics.json").read_text())
+    assert metrics["schedule"] == "quick, 3 epochs"
+
+
+def test_the_old_preset_flag_still_names_the_schedule():
+    from aelab.cli import build_parser
+
+    args = build_parser().parse_args(["run", "--preset", "seed"])
+    assert args.schedule == "seed"
