@@ -1,43 +1,52 @@
 """The workshop notebook's faces: Olivetti (AT&T Laboratories Cambridge), 400 images 64x64 of 40
-people, through scikit-learn's fetcher, prepared offline from the original ``olivettifaces.mat``."""
+people, read from the original MATLAB file ``olivettifaces.mat`` in the data home.
+
+The file is read with :func:`scipy.io.loadmat`, which reads arrays and nothing else: nothing is
+ever unpickled, and scikit-learn's fetcher (which caches the faces as a joblib pickle,
+``olivetti_py3.pkz``) is never called, so a pickle planted in a data home named by a run's
+``config.json`` is never opened. The pixels, orientation and labels are exactly those
+:func:`sklearn.datasets.fetch_olivetti_faces` gives. Reading writes nothing (a read-only data home
+is fine); a missing file is downloaded once from the address scikit-learn uses and kept only if
+its SHA-256 is the one scikit-learn records for it.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import io
+import hashlib
+import http.client
 import os
-import warnings
+import tempfile
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 
-from .home import get_data_home
+from .home import _data_home_path, get_data_home
 from .images import ImageSet
 
 OLIVETTI_MAT = "olivettifaces.mat"
 N_IMAGES, IMAGE_SHAPE = 400, (1, 64, 64)
-
-
-def _olivetti_cache(home: Path) -> Path:
-    try:  # the exact file name scikit-learn's fetcher uses
-        from sklearn.datasets._base import _pkl_filepath
-
-        return Path(_pkl_filepath(str(home), "olivetti.pkz"))
-    except ImportError:  # pragma: no cover - a future scikit-learn without the helper
-        return home / "olivetti_py3.pkz"
+# scikit-learn's record of the file (sklearn.datasets._olivetti_faces.FACES)
+OLIVETTI_URL = "https://ndownloader.figshare.com/files/5976027"
+OLIVETTI_SHA256 = "b612fb967f2dc77c9c62d3e1266e0c73d5fca46a4b8906c18e454d41af987794"
+_ORIGINAL_URL = f"https://cs.nyu.edu/~roweis/data/{OLIVETTI_MAT}"  # where it first came from
+DOWNLOAD_TIMEOUT_S = 60.0  # for connecting and for each read
+_CHUNK = 1 << 16
 
 
 def olivetti_available(home: Path) -> bool:
-    """Whether the faces load from ``home`` without a network (creates nothing)."""
-    return _olivetti_cache(home).is_file() or (home / OLIVETTI_MAT).is_file()
+    """Whether ``home`` holds ``olivettifaces.mat``, so that the faces load without a network
+    (creates nothing)."""
+    return (Path(home) / OLIVETTI_MAT).is_file()
 
 
 def _read_olivetti_mat(mat: Path) -> np.ndarray:
     """``faces.T`` as scikit-learn's fetcher takes it from the .mat: (n_images, H * W) uint8."""
-    from scipy.io import loadmat
+    from scipy.io import loadmat  # reads MATLAB arrays; never unpickles
 
     try:
-        faces = loadmat(mat)["faces"].T.copy()
+        faces = loadmat(mat, variable_names=["faces"])["faces"].T.copy()
     except Exception as e:
         raise ValueError(f"cannot read {mat}: {e}; expected the original olivettifaces.mat") from e
     expected = (N_IMAGES, int(np.prod(IMAGE_SHAPE)))
@@ -46,64 +55,103 @@ def _read_olivetti_mat(mat: Path) -> np.ndarray:
     return faces
 
 
+def _download_mat(home: Path, where: str) -> Path:
+    """Download ``olivettifaces.mat`` into ``home``: into a temporary file there, kept (renamed
+    atomically) only when its SHA-256 is scikit-learn's; nothing is left behind otherwise."""
+    target = home / OLIVETTI_MAT
+    tmp: Path | None = None
+    try:
+        try:
+            fd, name = tempfile.mkstemp(prefix=f".{OLIVETTI_MAT}.", suffix=".part", dir=home)
+            tmp = Path(name)
+            digest = hashlib.sha256()
+            with (
+                os.fdopen(fd, "wb") as out,
+                urllib.request.urlopen(OLIVETTI_URL, timeout=DOWNLOAD_TIMEOUT_S) as response,
+            ):
+                while chunk := response.read(_CHUNK):
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+        except (OSError, http.client.HTTPException) as e:  # URLError, timeouts, EROFS, ...
+            reason = " ".join(str(e).split()) or type(e).__name__
+            raise FileNotFoundError(
+                f"olivetti: could not download {OLIVETTI_URL} into data home {home} ({reason}); "
+                f"{where}"
+            ) from e
+        if digest.hexdigest() != OLIVETTI_SHA256:
+            raise ValueError(
+                f"olivetti: the file downloaded from {OLIVETTI_URL} has SHA-256 "
+                f"{digest.hexdigest()}, expected {OLIVETTI_SHA256}; it was not kept; {where}"
+            )
+        try:
+            os.replace(tmp, target)
+        except OSError as e:
+            raise FileNotFoundError(
+                f"olivetti: could not save {target} in data home {home} ({e}); {where}"
+            ) from e
+        tmp = None
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+    return target
+
+
 def load_olivetti(data_home: str | os.PathLike | None = None, download: bool = True) -> ImageSet:
     """The Olivetti faces: 400 images 64x64 of 40 people, label ``i // 10`` for image ``i``.
 
-    Loaded through :func:`sklearn.datasets.fetch_olivetti_faces` (``shuffle=False``), which
-    downloads once into the data home. Offline, put the original ``olivettifaces.mat`` in the data
-    home: scikit-learn's cache is prepared from it exactly as the fetcher does (same pixels,
-    orientation and labels).
+    Reads ``<data_home>/olivettifaces.mat``, the original MATLAB file, with
+    :func:`scipy.io.loadmat`, and nothing else: nothing is unpickled, and scikit-learn's cache
+    ``olivetti_py3.pkz`` is ignored (never opened). The images are exactly those of
+    :func:`sklearn.datasets.fetch_olivetti_faces` (``shuffle=False``): float32, min-max scaled to
+    [0, 1], same orientation and labels. Reading writes nothing, so the data home may be read-only.
+
+    When the file is missing and ``download`` is true, it is downloaded from the address
+    scikit-learn uses (:data:`OLIVETTI_URL`) into a temporary file in the data home, and kept,
+    renamed atomically to ``olivettifaces.mat``, only if its SHA-256 is scikit-learn's record
+    (:data:`OLIVETTI_SHA256`). Offline, put the original ``olivettifaces.mat`` in the data home.
 
     Parameters
     ----------
     data_home : str or path-like, optional
-        See :func:`get_data_home`.
+        See :func:`get_data_home`. Created only to download into.
     download : bool, default=True
-        Whether to download when neither the cache nor ``olivettifaces.mat`` is there.
+        Whether to download ``olivettifaces.mat`` when it is not in the data home.
 
     Returns
     -------
     ImageSet
-    """
-    import joblib
-    from sklearn.datasets import fetch_olivetti_faces
+        ``notes`` says when the file was downloaded.
 
-    home = get_data_home(data_home)
-    cache, mat = _olivetti_cache(home), home / OLIVETTI_MAT
+    Raises
+    ------
+    FileNotFoundError
+        The file is missing and ``download`` is false, or the download failed (network, or a
+        data home that cannot be written).
+    ValueError
+        The downloaded file's SHA-256 is not scikit-learn's (nothing is kept), or the file is not
+        the original ``olivettifaces.mat``.
+    """
+    home = _data_home_path(data_home)
+    if home.exists() and not home.is_dir():
+        get_data_home(home)  # raises NotADirectoryError naming it
+    mat = home / OLIVETTI_MAT
     notes: list[str] = []
-    if not cache.is_file() and mat.is_file():
-        faces = _read_olivetti_mat(mat)
-        tmp = cache.with_name(f".{cache.name}.{os.getpid()}.tmp")
-        try:  # what the fetcher does after its download; written atomically
-            joblib.dump(faces, tmp, compress=6)
-            os.replace(tmp, cache)
-            notes.append(f"prepared scikit-learn's Olivetti cache {cache} from {mat}")
-        except OSError as e:  # a read-only data home: the fetcher's own steps, in memory
-            tmp.unlink(missing_ok=True)
-            images = np.float32(faces)
-            images -= images.min()
-            images /= images.max()
-            _, h, w = IMAGE_SHAPE
-            images = images.reshape(-1, h, w).transpose(0, 2, 1)[:, None]
-            labels = np.arange(len(images), dtype=np.int64) // 10  # 10 images per person
-            notes.append(f"could not write the Olivetti cache ({e}); read {mat} directly")
-            return ImageSet(np.ascontiguousarray(images), labels, "olivetti", notes=notes)
-    where = f"put {OLIVETTI_MAT} there (https://cs.nyu.edu/~roweis/data/{OLIVETTI_MAT})"
-    if not cache.is_file() and not download:
-        raise FileNotFoundError(f"olivetti is not in data home {home} and download=False; {where}")
-    printed = io.StringIO()
-    try:
-        # the fetcher prints and warns on retries; the library does neither
-        with contextlib.redirect_stdout(printed), warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Retry downloading")
-            bunch = fetch_olivetti_faces(
-                data_home=str(home), shuffle=False, download_if_missing=download
+    where = f"put {OLIVETTI_MAT} there ({OLIVETTI_URL} or {_ORIGINAL_URL})"
+    if not mat.is_file():
+        if not download:
+            raise FileNotFoundError(
+                f"olivetti is not in data home {home} and download=False; {where}"
             )
-    except OSError as e:
-        reason = " ".join(str(e).split())
-        raise FileNotFoundError(
-            f"olivetti: could not download into data home {home} ({reason}); {where}"
-        ) from e
-    notes += [line for line in printed.getvalue().splitlines() if line.strip()]
-    images = np.ascontiguousarray(bunch.images[:, None], dtype=np.float32)
-    return ImageSet(images, bunch.target.astype(np.int64), "olivetti", notes=notes)
+        mat = _download_mat(get_data_home(home), where)
+        notes.append(f"downloaded {OLIVETTI_MAT} from {OLIVETTI_URL} into {home}")
+    # scikit-learn's fetcher's own steps after reading the file
+    images = np.float32(_read_olivetti_mat(mat))
+    images -= images.min()
+    images /= images.max()
+    _, h, w = IMAGE_SHAPE
+    images = images.reshape(-1, h, w).transpose(0, 2, 1)[:, None]
+    labels = np.arange(len(images), dtype=np.int64) // 10  # 10 images per person
+    return ImageSet(np.ascontiguousarray(images), labels, "olivetti", notes=notes)
