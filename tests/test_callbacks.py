@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from aelab.callbacks import Callback, Checkpoint, EarlyStopping
-from aelab.checkpoint import load_state
 from aelab.models import build_model
+from aelab.rundir import RunDir
+from aelab.runs import read_state
 from aelab.train import TrainConfig, Trainer
 
 
@@ -63,7 +64,9 @@ def test_the_nan_guard_stops_before_any_other_callback_and_close_still_runs():
     log = []
     cfg = TrainConfig(epochs=3, device="cpu")
     trainer = Trainer(_model(), cfg, corrupt=lambda x: x * float("nan"))
-    with pytest.raises(FloatingPointError, match=r"training loss became nan at epoch 1; lower"):
+    with pytest.raises(
+        FloatingPointError, match=r"diverged at epoch 1: the loss became nan; lower learning_rate"
+    ):
         trainer.fit(_data(), callbacks=[Recorder(log, "a")], progress=False)
     assert log == [("a", "start", 0), ("a", "close", 1)]
 
@@ -133,14 +136,30 @@ def test_checkpoint_every_and_at_the_end(tmp_path):
             super().save(trainer)
 
     trainer = Trainer(_model(), TrainConfig(epochs=5, device="cpu"))
-    trainer.fit(_data(), callbacks=[Spy(tmp_path, every=2)], progress=False)
+    with RunDir.create(tmp_path / "run", kind="train") as rundir:
+        trainer.fit(_data(), callbacks=[Spy(rundir, every=2)], progress=False)
     assert saved == [2, 4, 5]
-    state = load_state(tmp_path)
+    state = read_state(tmp_path / "run")
     assert state["epoch"] == 5 and len(state["history"]) == 5
     weights = _weights(trainer.model)
     assert all(torch.equal(state["model"][k], weights[k]) for k in weights)
     # stopped early: the stopping epoch is checkpointed at the end
     early = Trainer(_model(), TrainConfig(epochs=9, device="cpu"))
     stop = EarlyStopping(monitor="loss", patience=1, min_delta=10.0)
-    early.fit(_data(), callbacks=[stop, Spy(tmp_path / "early")], progress=False)
-    assert saved[-1] == 2 and load_state(tmp_path / "early")["epoch"] == 2
+    with RunDir.create(tmp_path / "early", kind="train") as rundir:
+        early.fit(_data(), callbacks=[stop, Spy(rundir)], progress=False)
+    assert saved[-1] == 2 and read_state(tmp_path / "early")["epoch"] == 2
+
+
+def test_the_nan_guard_checks_the_weights_and_the_heldout_loss():
+    from aelab.callbacks import FiniteLoss
+
+    trainer = Trainer(_model(), TrainConfig(epochs=1, device="cpu"))
+    record = {"epoch": 3, "loss": 0.1, "heldout_loss": 0.2, "seconds": 1.0}
+    FiniteLoss().on_epoch_end(trainer, record)  # all finite: nothing happens
+    with pytest.raises(FloatingPointError, match=r"epoch 3: the held-out loss became inf"):
+        FiniteLoss().on_epoch_end(trainer, {**record, "heldout_loss": float("inf")})
+    with torch.no_grad():
+        next(trainer.model.parameters())[0, :5] = float("nan")
+    with pytest.raises(FloatingPointError, match=r"epoch 3: 5 weights became NaN or infinite"):
+        FiniteLoss().on_epoch_end(trainer, record)

@@ -20,12 +20,15 @@ from aelab.train import TrainConfig, Trainer
 
 
 def _fit(seed, epochs=2):
+    """A trainer after ``epochs`` epochs (0: untrained)."""
     with torch.random.fork_rng():
         torch.manual_seed(seed)
         model = build_model("conv", (1, 16, 16), latent_dim=4)
-    trainer = Trainer(model, TrainConfig(epochs=epochs, batch_size=16, seed=seed, device="cpu"))
-    trainer.fit(torch.rand(40, 1, 16, 16, generator=torch.Generator().manual_seed(0)),
-                progress=False)  # fmt: skip
+    config = TrainConfig(epochs=max(epochs, 1), batch_size=16, seed=seed, device="cpu")
+    trainer = Trainer(model, config)
+    if epochs:
+        x = torch.rand(40, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+        trainer.fit(x, progress=False)
     return trainer
 
 

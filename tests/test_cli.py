@@ -44,7 +44,11 @@ def test_one_epoch_run_of_every_model(name, small_npz, tmp_path, capsys):
     assert len(history) == 1 and np.isfinite(history[0]["loss"])
     config = json.loads((out / "config.json").read_text())
     assert config["model"]["name"] == name
-    assert config["split"] == {"n_train": 180, "n_heldout": 20, "image_shape": [1, 28, 28]}
+    split = config["split"]
+    assert {k: split[k] for k in ("n_train", "n_heldout", "image_shape")} == {
+        "n_train": 180, "n_heldout": 20, "image_shape": [1, 28, 28]
+    }  # fmt: skip
+    assert set(split["fingerprint"]) == {"train", "heldout"}
     assert f"wrote {out}: 1 epochs" in capsys.readouterr().out
 
 
@@ -54,7 +58,7 @@ def test_olivetti_conv_run_with_mirrors_and_resume(olivetti_home, tmp_path, caps
             "--out", str(out), "--quiet", "--latent-dim", "8"]  # fmt: skip
     assert main([*args, "--epochs", "1"]) == 0, capsys.readouterr().err
     config = json.loads((out / "config.json").read_text())
-    assert config["split"] == {"n_train": 720, "n_heldout": 80, "image_shape": [1, 64, 64]}
+    assert (config["split"]["n_train"], config["split"]["n_heldout"]) == (720, 80)
     assert config["model"]["config"]["latent_dim"] == 8
     # refused without --resume, continued with it
     assert main([*args, "--epochs", "2"]) == 2
@@ -200,3 +204,33 @@ def test_library_errors_gain_the_flag_that_sets_each_parameter():
     # names inside paths and quotes are left alone
     assert with_flags("data='/tmp/stream/x': no such file") == "data='/tmp/stream/x': no such file"
     assert with_flags("pass --overwrite") == "pass --overwrite"
+
+
+def test_sizes_that_cannot_fit_are_refused_before_allocating(small_npz, tmp_path, capsys):
+    import time
+
+    out = tmp_path / "out"
+    for args, fragment in (
+        (["--latent-dim", "1000000000"], "latent_dim=1000000000"),
+        (["--image-size", "100000"], "100000x100000"),
+    ):
+        start = time.perf_counter()
+        code = main(["train", "shallow", "--data", str(small_npz), "--out", str(out), "--quiet",
+                     "--epochs", "1", *args])  # fmt: skip
+        lines = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(lines) == 1 and fragment in lines[0], lines
+        assert "GiB" in lines[0] and "available" in lines[0]
+        assert time.perf_counter() - start < 30 and not out.exists()
+
+
+def test_an_unreadable_image_under_stream_workers_is_one_line(tmp_path, capsys):
+    """Once 78 lines: torch wraps a worker's traceback into the error's message."""
+    folder = write_image_folder(tmp_path / "faces", 40, image_size=8, n_classes=2)
+    (folder / "class_0" / "000000.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    out = tmp_path / "run"
+    code = main(["train", "deep", "--data", str(folder), "--stream", "--workers", "2",
+                 "--image-size", "8", "--epochs", "1", "--out", str(out), "--quiet"])  # fmt: skip
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and "Traceback" not in "".join(lines)
+    assert len(lines) == 2 and "cannot read image" in lines[-1] and "000000.png" in lines[-1]
+    assert not out.exists()

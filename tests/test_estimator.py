@@ -347,6 +347,8 @@ def test_save_and_load_give_the_same_estimator(digits_ae, digits, tmp_path):
     X_test = digits[1]
     path = digits_ae.save(tmp_path / "ae")
     assert sorted(p.name for p in path.iterdir()) == [
+        ".lock",
+        "aelab-run.json",
         "config.json",
         "history.json",
         "model.safetensors",
@@ -438,3 +440,33 @@ def test_only_variational_models_sample():
     assert hasattr(Autoencoder(model="vae"), "sample")
     with pytest.raises(AttributeError, match="only available for variational models"):
         ae.sample(3)
+
+
+# ---------------------------------------------------------------------------- fuzz
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+_ARRAYS = hnp.arrays(
+    dtype=st.sampled_from([np.float32, np.float64, np.int64, np.uint8, np.bool_, np.float16]),
+    shape=hnp.array_shapes(min_dims=1, max_dims=5, min_side=0, max_side=6),
+    elements=None,
+)
+
+
+@settings(max_examples=40, deadline=5000, derandomize=True, database=None)
+@given(_ARRAYS, st.sampled_from(["deep", "vae", "conv"]))
+def test_fit_and_transform_take_anything_or_raise_one_clear_error(X, model):
+    """Any array: fitted (then transform gives finite codes of the right shape) or refused with
+    a ValueError (or scikit-learn's TypeError) of one line."""
+    params = {"channels": (2,)} if model == "conv" else None
+    ae = Autoencoder(model=model, latent_dim=2, epochs=1, batch_size=8, device="cpu",
+                     random_state=0, model_params=params)  # fmt: skip
+    try:
+        ae.fit(X)
+    except (ValueError, TypeError) as e:
+        assert str(e) and "Traceback" not in str(e)
+        return
+    Z = ae.transform(X)
+    assert Z.shape == (len(X), 2) and np.isfinite(Z).all()

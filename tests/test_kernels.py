@@ -175,7 +175,7 @@ def test_a_resumed_run_keeps_the_kernels_it_chose(monkeypatch, tmp_path):
     full = train_run("conv", spec, TrainConfig(epochs=3, **cfg), tmp_path / "full", progress=False)
     part = tmp_path / "part"
     train_run("conv", spec, TrainConfig(epochs=1, **cfg), part, progress=False)
-    saved = json.loads((part / "trainer.json").read_text())
+    saved = json.loads((part / "checkpoint-000001" / "trainer.json").read_text())
     assert saved["conv_kernels"] == {"decoder.3": ["onednn", "native", "native"]}
     monkeypatch.setattr(kernels, "tune", _refuse)  # resuming must not choose again
     resumed = train_run("conv", spec, TrainConfig(epochs=3, **cfg), part, resume=True,

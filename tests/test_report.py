@@ -108,3 +108,38 @@ def test_report_in_a_real_browser(workshop):
         finally:
             browser.close()
     assert errors == []
+
+
+def test_report_writes_only_regular_files_inside_its_folder(workshop, tmp_path, capsys):
+    copy = tmp_path / "w"
+    shutil.copytree(workshop, copy)
+    outside = tmp_path / "precious.html"
+    outside.write_text("mine")
+    (copy / "report.html").unlink()
+    (copy / "report.html").symlink_to(outside)
+    assert main(["report", str(copy)]) == 0
+    assert outside.read_text() == "mine"  # the link was replaced, not written through
+    assert not (copy / "report.html").is_symlink() and (copy / "report.html").stat().st_size
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    shutil.rmtree(copy / "figures")
+    (copy / "figures").symlink_to(elsewhere)
+    capsys.readouterr()
+    assert main(["report", str(copy)]) == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and "is a symbolic link or a file" in lines[0]
+    assert list(elsewhere.iterdir()) == []
+
+
+def test_model_names_that_leave_the_folder_are_refused(workshop, tmp_path, capsys):
+    copy = tmp_path / "w"
+    shutil.copytree(workshop, copy)
+    record = json.loads((copy / "workshop.json").read_text())
+    record["models"] = ["deep", "../../elsewhere/deep"]
+    (copy / "workshop.json").write_text(json.dumps(record))
+    assert main(["report", str(copy)]) == 2  # the manifest no longer matches the file
+    assert "workshop.json: its SHA-256 differs" in capsys.readouterr().err
+    (copy / "aelab-run.json").unlink()  # as a workshop of aelab 0.1, with no manifest
+    assert main(["report", str(copy)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "model='../../elsewhere/deep' is not valid" in err[0]

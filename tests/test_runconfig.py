@@ -55,7 +55,7 @@ def test_every_writer_opens_with_every_reader(three_writers, writer):
 
 
 def test_an_estimator_run_cannot_be_resumed(three_writers):
-    with pytest.raises(ValueError, match=r"fitted on in-memory arrays .* no data set to resume"):
+    with pytest.raises(ValueError, match=r"holds a run of kind 'estimator', not 'train'"):
         resume_run(three_writers["estimator"])
 
 
@@ -96,3 +96,50 @@ def test_a_config_that_is_not_json(tmp_path):
         load_run(tmp_path)
     with pytest.raises(FileNotFoundError, match=r"is not a run directory \(no config.json\)"):
         load_run(tmp_path / "nothing")
+
+
+# -- fuzz: any JSON where a config, a history or a manifest belongs ---------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from aelab.checkpoint import check_history  # noqa: E402
+from aelab.manifest import Manifest  # noqa: E402
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner,
+                                                               max_size=4),
+    max_leaves=12,
+)  # fmt: skip
+FUZZ = settings(max_examples=150, deadline=2000, derandomize=True, database=None,
+                suppress_health_check=[HealthCheck.function_scoped_fixture])  # fmt: skip
+
+
+def _one_line_error(fn, *args):
+    try:
+        fn(*args)
+    except ValueError as e:
+        assert str(e) and "\n" not in str(e)
+
+
+@FUZZ
+@given(JSON)
+def test_any_json_is_a_config_or_one_line(value):
+    _one_line_error(RunConfig.from_dict, value, "config.json")
+    _one_line_error(check_history, value, "history.json")
+    _one_line_error(Manifest.from_dict, value, "aelab-run.json")
+
+
+@FUZZ
+@given(st.data())
+def test_a_valid_config_with_any_field_replaced_is_read_or_one_line(three_writers, data):
+    good = json.loads((three_writers["train"] / "config.json").read_text())
+    section = data.draw(st.sampled_from(["model", "train", "data", "split", "format"]))
+    edited = json.loads(json.dumps(good))
+    if isinstance(edited[section], dict) and edited[section] and data.draw(st.booleans()):
+        key = data.draw(st.sampled_from(sorted(edited[section])))
+        edited[section][key] = data.draw(JSON)
+    else:
+        edited[section] = data.draw(JSON)
+    _one_line_error(RunConfig.from_dict, edited, "config.json")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from aelab.cli import main
 from aelab.runconfig import DataSpec, RunConfig
 from aelab.runs import load_run, resume_run, train_run
 from aelab.train import TrainConfig
@@ -64,30 +65,66 @@ def test_run_directory_contents_and_load_run(digits_spec, tmp_path):
 
 
 def test_checkpoint_every(digits_spec, tmp_path, monkeypatch):
-    import aelab.checkpoint as checkpoint
+    from aelab.rundir import RunDir
 
     saved_epochs = []
-    original = checkpoint.save_state
+    original = RunDir.commit_checkpoint
 
-    def spy(path, state):
+    def spy(self, state):
         saved_epochs.append(state["epoch"])
-        original(path, state)
+        original(self, state)
 
-    monkeypatch.setattr(checkpoint, "save_state", spy)
+    monkeypatch.setattr(RunDir, "commit_checkpoint", spy)
+    out = tmp_path / "ck"
     train_run("deep", digits_spec,
               TrainConfig(epochs=5, batch_size=256, checkpoint_every=2, device="cpu"),
-              tmp_path / "ck", progress=False)  # fmt: skip
+              out, progress=False)  # fmt: skip
     assert saved_epochs == [2, 4, 5]
+    # one checkpoint in force, the final files published beside it, all recorded
+    manifest = json.loads((out / "aelab-run.json").read_text())
+    assert manifest["checkpoint"] == "checkpoint-000005" and manifest["complete"]
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".lock", "aelab-run.json", "checkpoint-000005", "config.json", "history.json",
+        "model.safetensors",
+    ]  # fmt: skip
+    assert set(manifest["files"]) == {"config.json", "model.safetensors", "history.json"} | {
+        f"checkpoint-000005/{n}"
+        for n in ("model.safetensors", "optimizer.safetensors", "optimizer.json",
+                  "history.json", "trainer.json")
+    }  # fmt: skip
 
 
 def test_resume_keeps_the_runs_own_schedule_unless_told(digits_spec, tmp_path):
     out = tmp_path / "run"
     train_run("deep", digits_spec, TrainConfig(epochs=3, batch_size=256, device="cpu"), out,
               progress=False)  # fmt: skip
-    (out / "trainer.json").write_text(json.dumps({"epoch": 1}))  # as if killed after epoch 1
-    run = resume_run(out, progress=False)
+    run = resume_run(out, progress=False)  # finished: nothing more to train
     assert [r["epoch"] for r in run.history] == [1, 2, 3]
     run = resume_run(out, epochs=5, progress=False)
     assert len(run.history) == 5 and RunConfig.load(out).train.epochs == 5
+    assert len(load_run(out).history) == 5
+    with pytest.raises(ValueError, match=r"epochs=4 is not valid: the run in .* has trained 5"):
+        resume_run(out, epochs=4)
+    assert RunConfig.load(out).train.epochs == 5  # the refusal changed nothing
     with pytest.raises(ValueError, match=r"model='conv' does not match the run in"):
         resume_run(out, model="conv")
+
+
+def test_a_changed_data_set_is_refused(tmp_path, capsys):
+    """Once 33 of 41 "held-out" images had been trained on after a folder changed."""
+    from aelab.data import write_image_folder
+
+    folder = write_image_folder(tmp_path / "faces", 40, image_size=8, n_classes=4)
+    out = tmp_path / "run"
+    base = ["train", "deep", "--data", str(folder), "--out", str(out), "--quiet"]
+    assert main([*base, "--epochs", "1"]) == 0
+    write_image_folder(tmp_path / "more", 8, image_size=8, n_classes=4, seed=9)
+    for f in (tmp_path / "more").rglob("*.png"):  # new images join the classes
+        f.rename(folder / f.parent.name / f"new-{f.name}")
+    capsys.readouterr()
+    assert main(["train", "deep", "--out", str(out), "--resume", "--epochs", "2", "--quiet"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "is not the data the run in" in line and "train and heldout images differ" in line
+    with pytest.raises(ValueError, match=r"is not the data the run in"):
+        load_run(out).data()
+    assert len(load_run(out).history) == 1  # nothing trained on the changed data

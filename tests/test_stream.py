@@ -12,8 +12,10 @@ import pytest
 import torch
 from PIL import Image
 from skimage.io import imsave
+from torch.utils.data import DataLoader
 
 import aelab.data.folders
+import aelab.data.listing
 from aelab.data import (
     ImageFolderDataset,
     load_image_folder,
@@ -21,6 +23,7 @@ from aelab.data import (
     split,
     write_image_folder,
 )
+from aelab.data.folders import worker_error_message
 from aelab.models import build_model
 from aelab.runs import DataSpec, train_run
 from aelab.train import TrainConfig, Trainer
@@ -114,9 +117,9 @@ def test_listing_reads_no_pixels(photos, monkeypatch):
     reads = []
     real = aelab.data.folders._read_image
 
-    def counting(path):
+    def counting(path, *args):
         reads.append(path)
-        return real(path)
+        return real(path, *args)
 
     monkeypatch.setattr(aelab.data.folders, "_read_image", counting)
     data = ImageFolderDataset(photos, image_size=8, mirror=True)
@@ -241,7 +244,8 @@ def test_streamed_run_resumes_exactly(digits_folder, tmp_path):
     train_run("deep", spec, TrainConfig(epochs=1, **cfg), part, progress=False)
     config = json.loads((part / "config.json").read_text())
     assert config["data"]["stream"] is True and config["train"]["workers"] == 0
-    assert config["split"] == {"n_train": 96, "n_heldout": 24, "image_shape": [1, 8, 8]}
+    split_record = {k: v for k, v in config["split"].items() if k != "fingerprint"}
+    assert split_record == {"n_train": 96, "n_heldout": 24, "image_shape": [1, 8, 8]}
     resumed = train_run("deep", DataSpec(), TrainConfig(epochs=3, **cfg), part, resume=True,
                         progress=False)  # fmt: skip
     wa, wb = _weights(full.model), _weights(resumed.model)
@@ -278,7 +282,9 @@ def test_streaming_holds_paths_not_pixels(tmp_path, monkeypatch):
     trainer().fit(data.subset(np.arange(2)), progress=False)  # lazy imports happen here
     reads = []
     real = aelab.data.folders._read_image
-    monkeypatch.setattr(aelab.data.folders, "_read_image", lambda p: (reads.append(p), real(p))[1])
+    monkeypatch.setattr(
+        aelab.data.folders, "_read_image", lambda p, *a: (reads.append(p), real(p, *a))[1]
+    )
     streaming = trainer()
     tracemalloc.start()  # numpy's buffers (decoded images) are traced; torch's are not
     try:
@@ -290,3 +296,91 @@ def test_streaming_holds_paths_not_pixels(tmp_path, monkeypatch):
     held = [v for v in vars(data).values() if isinstance(v, (np.ndarray, torch.Tensor))]
     assert sum(v.nbytes for v in held) < all_pixels / 100  # paths, labels, flags
     assert peak < all_pixels / 4  # about one batch of decoded images at a time
+
+
+# -- hostile folders, streamed -----------------------------------------------------------------
+
+
+def test_streaming_skips_links_and_reads_formats_as_the_loader_does(tmp_path):
+    root, outside = tmp_path / "faces", tmp_path / "outside"
+    for folder in (root / "s1", outside):
+        folder.mkdir(parents=True)
+    rng = np.random.default_rng(7)
+    for i in range(3):
+        Image.fromarray(rng.integers(0, 256, (7, 6), np.uint8)).save(root / "s1" / f"{i}.pgm")
+    Image.fromarray(rng.integers(0, 256, (7, 6), np.uint8)).save(root / "s1" / "raw", "PNG")
+    Image.fromarray(rng.integers(0, 256, (7, 6), np.uint8)).save(outside / "x.pgm")
+    (root / "s1" / "x.pgm").symlink_to(outside / "x.pgm")
+    (root / "s1" / "notes.txt").write_text("subject 1")
+    for follow_links in (False, True):
+        loaded = load_image_folder(root, follow_links=follow_links)
+        data = ImageFolderDataset(root, follow_links=follow_links)
+        assert len(data) == len(loaded) == 4 + follow_links
+        assert data.notes == loaded.notes
+        np.testing.assert_array_equal(data.load().images, loaded.images)
+    assert data.notes == ["skipped 1 non-image files (s1/notes.txt)"]
+    assert ImageFolderDataset(root).notes == [
+        "skipped 1 non-image files (s1/notes.txt)",
+        "skipped 1 symbolic links (s1/x.pgm); pass follow_links=True to read them",
+    ]
+
+
+def test_listing_opens_only_files_without_an_image_extension(photos, monkeypatch):
+    sniffed = []
+    real = aelab.data.listing._is_image_content
+
+    def counting(path):
+        sniffed.append(path.name)
+        return real(path)
+
+    monkeypatch.setattr(aelab.data.listing, "_is_image_content", counting)
+    ImageFolderDataset(photos, image_size=8)
+    assert sniffed == ["README"]  # not the 12 images, nor the hidden .DS_Store
+
+
+def test_an_image_above_max_image_pixels_is_an_error_when_read(tmp_path):
+    imsave(tmp_path / "a.png", np.zeros((8, 8), np.uint8), check_contrast=False)
+    Image.new("L", (3000, 2000)).save(tmp_path / "b.png")
+    data = ImageFolderDataset(tmp_path, image_size=8, max_image_pixels=7_000_000)
+    assert data[1].shape == (1, 8, 8)
+    small = ImageFolderDataset(tmp_path, image_size=8, max_image_pixels=1_000_000)
+    with pytest.raises(ValueError) as error:
+        small[1]
+    assert str(error.value) == (
+        f"cannot read image {tmp_path / 'b.png'}: 2000x3000 is 6,000,000 pixels, above "
+        "max_image_pixels=1000000; pass a larger max_image_pixels (or None for no limit) to "
+        "read it; remove it, or load the folder into memory (stream=False) with skip_bad=True "
+        "to skip unreadable images"
+    )
+
+
+def test_a_worker_error_comes_back_as_its_one_line(tmp_path):
+    write_image_folder(tmp_path, 4, image_size=8)
+    bad = tmp_path / "000002.png"
+    bad.write_bytes(bad.read_bytes()[:60])  # truncated
+    data = ImageFolderDataset(tmp_path, image_size=8)
+    with pytest.raises(ValueError) as in_process:
+        data[2]
+    expected = str(in_process.value)
+    assert "\n" not in expected and str(bad) in expected and "skip_bad=True" in expected
+    batches = iter(DataLoader(data, batch_size=2, num_workers=2))
+    try:
+        with pytest.raises(ValueError) as in_worker:
+            list(batches)
+    finally:
+        # The error ties the loader into a reference cycle; collected later, its workers take
+        # 5 s each to stop (their queues are closed first). Stopped now, they take no time.
+        batches._shutdown_workers()
+    assert len(str(in_worker.value).splitlines()) > 3  # torch's wrapped traceback
+    assert worker_error_message(in_worker.value) == expected
+    assert worker_error_message(ValueError("plain")) == "plain"
+
+
+def test_listing_names_sizes_and_mirrors(tmp_path):
+    root = write_image_folder(tmp_path, 3, image_size=4)
+    data = ImageFolderDataset(root, mirror=True)
+    sizes = [(root / f"{i:06d}.png").stat().st_size for i in range(3)]
+    assert list(data.listing()) == [
+        *((f"{i:06d}.png", sizes[i], False) for i in range(3)),
+        *((f"{i:06d}.png", sizes[i], True) for i in range(3)),
+    ]

@@ -13,6 +13,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler
 
 from . import distributed
+from .data.folders import worker_error_message
 
 if TYPE_CHECKING:
     from .train import Trainer
@@ -94,9 +95,21 @@ class Streamed:
 
     def _batches(self) -> Batches:
         t = self.trainer
-        for batch in self.loader:  # (B, C, H, W) on the host
-            target = batch.to(t.device, non_blocking=True, memory_format=t.memory_format)
-            yield target, 1.0, len(batch)
+        iterator = iter(self.loader)
+        try:
+            for batch in iterator:  # (B, C, H, W) on the host
+                target = batch.to(t.device, non_blocking=True, memory_format=t.memory_format)
+                yield target, 1.0, len(batch)
+        except (ValueError, OSError) as e:
+            # a worker's error arrives with its whole traceback in the message: keep the line
+            # that says what is wrong, and stop the workers now (not at garbage collection)
+            message = worker_error_message(e)
+            if message != str(e):
+                shutdown = getattr(iterator, "_shutdown_workers", None)
+                if shutdown is not None:
+                    shutdown()
+                raise ValueError(message) from None
+            raise
 
 
 class _EpochOrder(Sampler[int]):

@@ -14,8 +14,6 @@ Here: :class:`FiniteLoss` (the NaN guard), :class:`EarlyStopping`, :class:`Check
 from __future__ import annotations
 
 import math
-import os
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -24,6 +22,7 @@ from tqdm.auto import tqdm
 from . import distributed
 
 if TYPE_CHECKING:
+    from .rundir import RunDir
     from .train import Trainer
 
 
@@ -44,16 +43,29 @@ class Callback:
 
 
 class FiniteLoss(Callback):
-    """Stop with :class:`FloatingPointError` when an epoch's training loss is not finite.
+    """The NaN guard: stop with :class:`FloatingPointError` when an epoch's training or held-out
+    loss, or any weight after the epoch's last step, is not finite.
 
-    It runs before every other callback, so a checkpoint never stores the diverged weights.
+    It runs before every other callback, so a checkpoint never stores diverged weights; the last
+    good checkpoint stays in force. Checking the weights costs one reduction per parameter an
+    epoch, and catches a last step that diverged after the loss was computed.
     """
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
-        if not math.isfinite(record["loss"]):
+        epoch = record["epoch"]
+        for key, what in (("loss", "the loss"), ("heldout_loss", "the held-out loss")):
+            value = record.get(key)
+            if value is not None and not math.isfinite(value):
+                raise FloatingPointError(
+                    f"training diverged at epoch {epoch}: {what} became {value}; lower "
+                    "learning_rate"
+                )
+        with torch.no_grad():
+            bad = sum(int((~torch.isfinite(p)).sum()) for p in trainer.model.parameters())
+        if bad:
             raise FloatingPointError(
-                f"training loss became {record['loss']} at epoch {record['epoch']}; "
-                "lower the learning rate"
+                f"training diverged at epoch {epoch}: {bad:,} weights became NaN or infinite; "
+                "lower learning_rate"
             )
 
 
@@ -122,14 +134,15 @@ class EarlyStopping(Callback):
 
 
 class Checkpoint(Callback):
-    """Write the trainer's state into a run directory: every ``every`` epochs and at the end.
+    """Commit the trainer's state to a run directory (:class:`aelab.rundir.RunDir`) every
+    ``every`` epochs and at the end, each checkpoint whole or not at all.
 
-    Only rank 0 writes; every process waits until the files are whole, so none goes on (or exits)
-    before the checkpoint is.
+    Under torch.distributed only rank 0 has the run directory (``rundir`` None elsewhere); every
+    process waits until the checkpoint is whole, so none goes on (or exits) before it is.
     """
 
-    def __init__(self, directory: str | os.PathLike, every: int = 0) -> None:
-        self.directory, self.every = Path(directory), every
+    def __init__(self, rundir: RunDir | None, every: int = 0) -> None:
+        self.rundir, self.every = rundir, every
         self.saved_epoch: int | None = None
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
@@ -139,19 +152,14 @@ class Checkpoint(Callback):
             self.save(trainer)
 
     def on_fit_end(self, trainer: Trainer) -> None:
-        # a run with nothing left to train, or one stopped early, still ends checkpointed
-        if (
-            self.saved_epoch != trainer.epoch
-            or not (self.directory / "model.safetensors").is_file()
-        ):
+        # a run with nothing left to train, or one stopped early, still ends checkpointed (the
+        # run directory skips a checkpoint it already has)
+        if self.saved_epoch != trainer.epoch:
             self.save(trainer)
 
     def save(self, trainer: Trainer) -> None:
-        from .checkpoint import save_state
-
-        if distributed.is_main():
-            self.directory.mkdir(parents=True, exist_ok=True)
-            save_state(self.directory, trainer.state_dict())
+        if self.rundir is not None:
+            self.rundir.commit_checkpoint(trainer.state_dict())
         self.saved_epoch = trainer.epoch
         distributed.barrier()
 

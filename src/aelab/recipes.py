@@ -21,6 +21,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from .device import resolve_device
+from .memory import check_fits
 from .models import ModelConfig, Recipe, get_recipe, model_config
 from .noise import parse_noise
 from .train import TrainConfig
@@ -100,6 +102,12 @@ def resolve(
     Returns
     -------
     Resolved
+
+    Raises
+    ------
+    ValueError
+        For an unknown name, field or value, and for a model and batch that would not fit in
+        the training device's free memory (counted before anything is allocated).
     """
     recipe = get_recipe(name)
     config = model_config(name, input_shape, **dict(model or {}))
@@ -111,7 +119,11 @@ def resolve(
     unknown = sorted(set(fields) - known)
     if unknown:
         raise ValueError(f"{unknown[0]} is not a training setting; allowed: {', '.join(known)}")
-    return Resolved(recipe, config, TrainConfig(**fields))
+    train_config = TrainConfig(**fields)
+    check_fits(
+        recipe.family_class, config, train_config.batch_size, resolve_device(train_config.device)
+    )
+    return Resolved(recipe, config, train_config)
 
 
 def given(**values: Any) -> dict[str, Any]:

@@ -10,6 +10,7 @@ workshop notebook's order; plots receive arrays, never models.
 from __future__ import annotations
 
 import base64
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -21,9 +22,10 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from . import generate, metrics, plots
 from ._version import __version__
-from .checkpoint import read_json, write_json
+from .manifest import Manifest
 from .noise import parse_noise
-from .runs import Run, Split, load_run
+from .rundir import RunDir, check_name
+from .runs import Run, Split, check_split, load_run
 
 TSNE_MAX_POINTS = 1000  # t-SNE is quadratic; larger sets are subsampled (seeded)
 N_EXAMPLES = 5
@@ -312,39 +314,60 @@ def build_report(
     *,
     split: Split | None = None,
     seed: int = 0,
+    data_home: str | None = None,
     log: Callable[[str], None] | None = None,
+    rundir: RunDir | None = None,
 ) -> dict[str, Any]:
     """Rebuild ``metrics.json``, ``figures/`` and ``report.html`` of a workshop run directory.
 
-    Loads the saved models (no training); ``split`` skips reloading the data.
+    Loads the saved models (no training), every file checked against the folder's manifest, and
+    the data from ``data_home`` (never from a folder the run's files name), checked against each
+    model's record of its split; ``split`` skips reloading the data. Writes only regular files
+    inside ``out``, holding its lock (``rundir``: the caller's, when it holds one).
     """
-    out = Path(out)
-    if not (out / "workshop.json").is_file():
-        raise FileNotFoundError(f"run='{out}' is not an aelab run directory (no workshop.json)")
-    workshop = read_json(out / "workshop.json")
+    if rundir is None:
+        with RunDir.resume(out, kind="workshop") as own:
+            return build_report(own.path, split=split, seed=seed, data_home=data_home, log=log,
+                                rundir=own)  # fmt: skip
+    folder = rundir.path
+    workshop = rundir.read_json("workshop.json")
+    models = workshop.get("models") if isinstance(workshop, dict) else None
+    if not isinstance(models, list):
+        raise ValueError(f"{folder / 'workshop.json'}: 'models' is not a list of model names")
     runs = {}
-    for name in workshop["models"]:
-        if (out / name / "model.safetensors").is_file():
-            runs[name] = load_run(out / name)
+    for name in models:
+        sub = folder / check_name(name, "model")
+        if sub.is_symlink():
+            raise ValueError(f"'{sub}' is a symbolic link; a workshop's models are its own folders")
+        if (sub / "config.json").is_file() and _has_weights(sub):
+            runs[name] = load_run(sub)
     if not runs:
         raise ValueError(f"run='{out}' holds no trained model yet")
     if split is None:
-        split = next(iter(runs.values())).data()
+        split = next(iter(runs.values())).data(data_home)
+    for name, run in runs.items():
+        check_split(run.config, split, folder / name)
     result, arrays = evaluate(runs, split, seed=seed)
     # the schedule's name; workshops written before 0.2 called it "preset"
     result["schedule"] = workshop.get("schedule", workshop.get("preset"))
     figures = _figures(runs, split, result["models"], arrays, seed)
-    (out / "figures").mkdir(exist_ok=True)
     for f in figures:
-        plots.save(f["figure"], out / "figures" / f["file"])
-        f["data"] = base64.b64encode((out / "figures" / f["file"]).read_bytes()).decode("ascii")
-        del f["figure"]
-    write_json(out / "metrics.json", result)
-    html = render_html(result, figures)
-    (out / "report.html").write_text(html, encoding="utf-8")
+        png = plots.png_bytes(f.pop("figure"))
+        rundir.write(f"figures/{f['file']}", png, commit=False)
+        f["data"] = base64.b64encode(png).decode("ascii")
+    rundir.write("metrics.json", (json.dumps(result, indent=2) + "\n").encode(), commit=False)
+    rundir.write("report.html", render_html(result, figures).encode("utf-8"), commit=False)
+    rundir.manifest.write(folder)
     if log:
-        log(f"wrote {out / 'report.html'}")
+        log(f"wrote {rundir.target / 'report.html'}")
     return result
+
+
+def _has_weights(folder: Path) -> bool:
+    manifest = Manifest.read(folder)
+    if manifest is None:
+        return (folder / "model.safetensors").is_file()  # aelab 0.1
+    return manifest.complete or manifest.checkpoint is not None
 
 
 def render_html(result: dict[str, Any], figures: list[dict[str, Any]]) -> str:

@@ -26,11 +26,11 @@ from typing import Any
 
 from ._fields import from_fields
 from ._version import __version__
-from .data import DATASETS, default_split
+from .data import DATASETS, MAX_IMAGE_PIXELS, default_split
 from .models import FAMILIES, BaseAutoencoder, ModelConfig, model_from_config
 from .train import TrainConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 1  # of config.json; the folder's own format is aelab.manifest.FORMAT
 CONFIG_FILE = "config.json"
 
 
@@ -48,6 +48,8 @@ class DataSpec:
     holdout: float | None = None
     seed: int = 0
     stream: bool = False  # read a folder one batch at a time instead of loading it whole
+    follow_links: bool = False  # read symbolic links in a folder (skipped by default)
+    max_image_pixels: int | None = MAX_IMAGE_PIXELS  # refuse larger images before decoding
 
     def __post_init__(self) -> None:
         self.source = str(self.source)
@@ -177,6 +179,8 @@ class RunConfig:
         if not isinstance(model, dict) or not {"name", "family", "config"} <= set(model):
             raise bad("'model' needs 'name', 'family' and 'config'")
         family = model["family"]
+        if not isinstance(model["name"], str) or not isinstance(family, str):
+            raise bad("'model.name' and 'model.family' must be names")
         if family not in FAMILIES:
             raise bad(f"family={family!r} is not known (allowed: {', '.join(FAMILIES)})")
         parts: dict[str, Any] = {}
@@ -219,10 +223,14 @@ class RunConfig:
     def load(cls, directory: str | os.PathLike) -> RunConfig:
         """Read and validate ``directory/config.json``."""
         from .checkpoint import read_json
+        from .manifest import Manifest
 
         path = Path(directory) / CONFIG_FILE
         if not path.is_file():
             raise FileNotFoundError(f"run='{directory}' is not a run directory (no {CONFIG_FILE})")
+        manifest = Manifest.read(directory)
+        if manifest is not None:  # aelab 0.2 and later: the file must be the one it wrote
+            manifest.verified(directory, CONFIG_FILE)
         return cls.from_dict(read_json(path), source=str(path))
 
 

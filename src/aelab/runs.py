@@ -16,8 +16,8 @@ Nothing is unpickled: configuration is JSON, tensors are safetensors.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -26,12 +26,13 @@ import torch
 
 from . import distributed
 from .callbacks import Checkpoint
-from .checkpoint import load_state, load_weights, read_json
+from .checkpoint import STATE_FILES, check_history, load_state, load_weights, read_json
 from .data import ImageFolderDataset, ImageSet, load_dataset, mirror, split
 from .device import memory_format, resolve_device
+from .manifest import Manifest
 from .models import MODELS, BaseAutoencoder, Recipe, build_model, get_recipe
 from .runconfig import DataSpec, RunConfig, current_versions
-from .rundir import check_out_dir
+from .rundir import RunDir
 from .train import TrainConfig, Trainer
 
 
@@ -43,11 +44,28 @@ class Split:
     heldout: ImageSet | ImageFolderDataset
 
     def describe(self) -> dict[str, Any]:
+        """What ``config.json`` records of the split, its fingerprint included: a SHA-256 of each
+        part (the pixels and labels in memory; the files' names, sizes and labels when
+        streamed), which resuming and the report compare with the data they load."""
         return {
             "n_train": len(self.train),
             "n_heldout": len(self.heldout),
             "image_shape": list(self.train.image_shape),
+            "fingerprint": {"train": fingerprint(self.train), "heldout": fingerprint(self.heldout)},
         }
+
+
+def fingerprint(part: ImageSet | ImageFolderDataset) -> str:
+    """A SHA-256 of one part of a split, in its order."""
+    digest = hashlib.sha256()
+    if isinstance(part, ImageSet):
+        digest.update(np.ascontiguousarray(part.images, dtype=np.float32).tobytes())
+    else:
+        for name, size, flipped in part.listing():
+            digest.update(f"{name}\0{size}\0{int(flipped)}\n".encode("utf-8", "surrogateescape"))
+    if part.labels is not None:
+        digest.update(np.asarray(part.labels, dtype=np.int64).tobytes())
+    return digest.hexdigest()
 
 
 def prepare_data(spec: DataSpec) -> Split:
@@ -56,16 +74,17 @@ def prepare_data(spec: DataSpec) -> Split:
     With ``spec.stream`` nothing is loaded: the folder is listed and split by its labels into
     :class:`~aelab.data.ImageFolderDataset` parts that read images as they are used.
     """
+    reading = {
+        "image_size": spec.image_size,
+        "channels": spec.channels,
+        "follow_links": spec.follow_links,
+        "max_image_pixels": spec.max_image_pixels,
+    }
     if spec.stream:
-        folder = Path(spec.source).expanduser()
-        data = ImageFolderDataset(folder, image_size=spec.image_size, channels=spec.channels)
+        data = ImageFolderDataset(Path(spec.source).expanduser(), **reading)
     else:
         data = load_dataset(
-            spec.source,
-            data_home=spec.data_home,
-            image_size=spec.image_size,
-            channels=spec.channels,
-            skip_bad=spec.skip_bad,
+            spec.source, data_home=spec.data_home, skip_bad=spec.skip_bad, **reading
         )
     train, heldout = split(data, seed=spec.seed, **spec.split_kwargs())
     if spec.mirror:
@@ -111,12 +130,17 @@ class Run:
     def train_config(self) -> TrainConfig:
         return self.config.train
 
-    def data(self) -> Split:
-        """Rebuild the run's training and held-out sets.
+    def data(self, data_home: str | os.PathLike | None = None) -> Split:
+        """Rebuild the run's training and held-out sets, checked against its record of them.
 
-        A streamed run gives streamed folders; ``.load()`` reads one into memory.
+        ``data_home`` is where named data sets are (see :func:`aelab.data.get_data_home`); it is
+        never taken from the run's files, which could name any folder. A streamed run gives
+        streamed folders; ``.load()`` reads one into memory.
         """
-        return prepare_data(self.data_spec)
+        spec = dataclasses.replace(self.data_spec, data_home=data_home)
+        split = prepare_data(spec)
+        check_split(self.config, split, self.path)
+        return split
 
     @torch.no_grad()
     def encode(self, x: np.ndarray | torch.Tensor, batch_size: int = 512) -> np.ndarray:
@@ -176,8 +200,11 @@ def train_run(
 ) -> Run:
     """Train recipe ``name`` as ``train`` says and write its run directory ``out``.
 
-    Everything is validated and the data loaded before anything is written. ``resume=True`` is
-    :func:`resume_run` with ``train.epochs`` and ``train.device`` (the rest is the run's own).
+    Everything is validated and the data loaded before anything is written, and ``out`` is
+    claimed (:class:`~aelab.rundir.RunDir`): locked, and with ``overwrite`` an earlier run there
+    is replaced only once this one has finished. A run that fails before its first checkpoint
+    leaves nothing behind; one that fails later keeps its last checkpoint, to be resumed.
+    ``resume=True`` is :func:`resume_run` with ``train.epochs`` and ``train.device``.
 
     Under ``torchrun`` (a process group initialised, see :mod:`aelab.distributed`) every process
     calls this with the same arguments: each validates and loads (a failure anywhere stops all
@@ -193,24 +220,21 @@ def train_run(
     out = Path(out)
 
     def prepare() -> tuple[Trainer, RunConfig, Split]:
-        if distributed.is_main():  # only rank 0 writes
-            check_out_dir(out, resume=False, overwrite=overwrite)
         get_recipe(name)  # an unknown name fails before any data is read
         check_workers(data, train)
         split = prepare_data(data) if split_data is None else split_data
-        with torch.random.fork_rng():
-            torch.manual_seed(train.seed)  # same seed, same initial weights
-            model = build_model(name, split.train.image_shape, **(model_overrides or {}))
+        model = _seeded(train.seed, build_model, name, split.train.image_shape,
+                        **(model_overrides or {}))  # fmt: skip
         config = RunConfig.of(name, model, train, data=data, split=split.describe())
         return Trainer(model, train), config, split
 
     trainer, config, split = distributed.agree(prepare)
-    if distributed.is_main():
-        if overwrite and out.is_dir():
-            shutil.rmtree(out)
-        out.mkdir(parents=True, exist_ok=True)
-        config.save(out)
-    return _fit(trainer, config, split, out, progress)
+    rundir = distributed.agree(
+        lambda: (
+            RunDir.create(out, kind="train", overwrite=overwrite) if distributed.is_main() else None
+        )
+    )
+    return _train_into(rundir, out, trainer, config, split, progress)
 
 
 def resume_run(
@@ -219,10 +243,14 @@ def resume_run(
     model: str | None = None,
     epochs: int | None = None,
     device: str | None = None,
+    data_home: str | None = None,
     progress: bool | None = None,
 ) -> Run:
-    """Continue the run in ``out`` from its last checkpoint, to the result an uninterrupted run
-    would have reached.
+    """Continue the run in ``out`` from its last checkpoint (or from the start, if it stopped
+    before its first), to the result an uninterrupted run would have reached.
+
+    The data is checked against the run's record of its split: a changed data set is refused,
+    so held-out images never reach training.
 
     Parameters
     ----------
@@ -231,56 +259,133 @@ def resume_run(
     model : str, optional
         The recipe the caller expects there; a different one is an error.
     epochs : int, optional
-        Train up to this many epochs in all (to train longer); default the run's own.
+        Train up to this many epochs in all (to train longer); default the run's own. Fewer
+        than the run has already trained is an error.
     device : str, optional
         Where to train now; default the run's own setting.
+    data_home : str, optional
+        Where named data sets are (see :func:`aelab.data.get_data_home`); never taken from the
+        run's files, which could name any folder.
     progress : bool, optional
         See :meth:`Trainer.fit`.
     """
     out = Path(out)
 
-    def prepare() -> tuple[Trainer, RunConfig, Split]:
-        check_out_dir(out, resume=True, overwrite=False)
-        saved = RunConfig.load(out)
-        if model is not None and saved.model != model:
-            raise ValueError(f"model={model!r} does not match the run in '{out}' ({saved.model!r})")
-        if saved.data is None:
-            raise ValueError(
-                f"out='{out}' was fitted on in-memory arrays (aelab.Autoencoder): there is no "
-                "data set to resume it on"
+    def prepare() -> tuple[Trainer, RunConfig, Split, RunDir | None]:
+        rundir = RunDir.resume(out) if distributed.is_main() else None
+        try:
+            saved = RunConfig.load(out)
+            if model is not None and saved.model != model:
+                raise ValueError(
+                    f"model={model!r} does not match the run in '{out}' ({saved.model!r})"
+                )
+            if saved.data is None:
+                raise ValueError(
+                    f"out='{out}' was fitted on in-memory arrays (aelab.Autoencoder): there is "
+                    "no data set to resume it on"
+                )
+            state = read_state(out)
+            done = 0 if state is None else state["epoch"]
+            if epochs is not None and epochs < done:
+                raise ValueError(
+                    f"epochs={epochs} is not valid: the run in '{out}' has trained {done} "
+                    f"epochs already; pass at least {done}"
+                )
+            train = dataclasses.replace(
+                saved.train,
+                epochs=saved.train.epochs if epochs is None else epochs,
+                device=saved.train.device if device is None else device,
             )
-        train = dataclasses.replace(
-            saved.train,
-            epochs=saved.train.epochs if epochs is None else epochs,
-            device=saved.train.device if device is None else device,
-        )
-        split = prepare_data(saved.data)
-        config = dataclasses.replace(
-            saved, train=train, split=split.describe(), versions=current_versions()
-        )
-        trainer = Trainer(saved.build_model(), train)
-        trainer.load_state_dict(load_state(out))
-        return trainer, config, split
+            split = prepare_data(dataclasses.replace(saved.data, data_home=data_home))
+            check_split(saved, split, out)
+            config = dataclasses.replace(saved, train=train, versions=current_versions())
+            # from the start (no checkpoint yet): the initial weights a new run would draw
+            trainer = Trainer(_seeded(train.seed, saved.build_model), train)
+            if state is not None:
+                trainer.load_state_dict(state)
+        except BaseException:
+            if rundir is not None:
+                rundir.close()  # nothing was written: release the lock only
+            raise
+        return trainer, config, split, rundir
 
-    trainer, config, split = distributed.agree(prepare)
-    if distributed.is_main():
-        config.save(out)
-    return _fit(trainer, config, split, out, progress)
+    trainer, config, split, rundir = distributed.agree(prepare)
+    return _train_into(rundir, out, trainer, config, split, progress)
 
 
-def _fit(trainer: Trainer, config: RunConfig, split: Split, out: Path, progress) -> Run:
-    """Train ``trainer`` on ``split``, checkpointing into ``out``."""
+def _seeded(seed: int, build, *args, **kwargs) -> BaseAutoencoder:
+    """``build(*args, **kwargs)`` with the global RNG seeded, and left as it was: the same seed
+    gives the same initial weights."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        return build(*args, **kwargs)
+
+
+def _train_into(
+    rundir: RunDir | None, out: Path, trainer: Trainer, config: RunConfig, split: Split, progress
+) -> Run:
+    """Train ``trainer`` on ``split``, checkpointing into ``rundir`` (rank 0's; None on the
+    others), and publish the finished run."""
     x_train, x_heldout = (
         torch.from_numpy(part.images) if isinstance(part, ImageSet) else part
         for part in (split.train, split.heldout)
     )
-    checkpoint = Checkpoint(out, every=trainer.config.checkpoint_every)
-    trainer.fit(x_train, x_heldout, callbacks=[checkpoint], progress=progress, desc=config.model)
+    try:
+        if rundir is not None:
+            rundir.write_json("config.json", config.to_dict())
+        checkpoint = Checkpoint(rundir, every=trainer.config.checkpoint_every)
+        trainer.fit(
+            x_train, x_heldout, callbacks=[checkpoint], progress=progress, desc=config.model
+        )
+        if rundir is not None:
+            rundir.publish()
+            rundir.close()
+    except BaseException as e:
+        if rundir is None:
+            raise
+        kept = rundir.kept()
+        rundir.abort()
+        if isinstance(e, FloatingPointError):
+            raise FloatingPointError(f"{e}; {kept}") from None
+        raise
+    distributed.barrier()
     return Run(trainer.model, config, trainer.history, out)
 
 
+def check_split(config: RunConfig, split: Split, out: str | os.PathLike) -> None:
+    """Refuse data whose split differs from the one the run recorded (images added, removed or
+    changed since): its held-out images might have been trained on."""
+    recorded = config.split.get("fingerprint")
+    if recorded is None:  # a run of aelab 0.1: no record to compare with
+        return
+    now = split.describe()["fingerprint"]
+    changed = [part for part in ("train", "heldout") if recorded.get(part) != now[part]]
+    if changed:
+        source = config.data.source if config.data is not None else "the data"
+        raise ValueError(
+            f"data={source!r} is not the data the run in '{out}' was trained on: its "
+            f"{' and '.join(changed)} images differ from the ones recorded in config.json "
+            "(files added, removed or changed); held-out images could reach training, so "
+            "restore the data or train a new run"
+        )
+
+
+def read_state(out: str | os.PathLike) -> dict[str, Any] | None:
+    """The checkpoint in force in ``out``, its files verified; None when there is none yet."""
+    manifest = Manifest.read(out)
+    if manifest is None or manifest.checkpoint is None:
+        return None
+    for name in STATE_FILES:
+        manifest.verified(out, f"{manifest.checkpoint}/{name}")
+    return load_state(Path(out) / manifest.checkpoint)
+
+
 def load_run(path: str | os.PathLike, device: str = "cpu") -> Run:
-    """Rebuild the model of a run directory from ``config.json`` and ``model.safetensors``.
+    """Rebuild the model of a run directory from ``config.json`` and its weights, each file
+    checked against the SHA-256 its manifest records.
+
+    A finished run gives its final weights; one still training or interrupted, the weights of
+    its last checkpoint.
 
     Examples
     --------
@@ -293,10 +398,28 @@ def load_run(path: str | os.PathLike, device: str = "cpu") -> Run:
 def open_run(path: str | os.PathLike, config: RunConfig, device: str = "cpu") -> Run:
     """:func:`load_run` for a ``config`` already read from ``path``."""
     path = Path(path)
+    weights, history = _weights_and_history(path)
     model = config.build_model()
     model.to(resolve_device(device), memory_format=memory_format(model))
-    load_weights(model, path / "model.safetensors")
+    load_weights(model, weights)
     model.eval()
-    history_path = path / "history.json"
-    history = read_json(history_path) if history_path.is_file() else []
-    return Run(model, config, history, path)
+    return Run(model, config, check_history(read_json(history), str(history)), path)
+
+
+def _weights_and_history(path: Path) -> tuple[Path, Path]:
+    manifest = Manifest.read(path)
+    if manifest is None:  # aelab 0.1: no record to check against
+        return path / "model.safetensors", path / "history.json"
+    if manifest.complete:
+        prefix = ""
+    elif manifest.checkpoint is not None:
+        prefix = f"{manifest.checkpoint}/"
+    else:
+        raise ValueError(
+            f"run='{path}' holds no trained weights yet: it stopped before its first "
+            "checkpoint (resume=True trains it from the start)"
+        )
+    return (
+        manifest.verified(path, f"{prefix}model.safetensors"),
+        manifest.verified(path, f"{prefix}history.json"),
+    )

@@ -76,7 +76,7 @@ class TrainConfig:
     conv_kernels: str = "auto"  # auto: each convolution's passes in their fastest CPU kernels
 
     def __post_init__(self) -> None:
-        _positive_int("epochs", self.epochs, minimum=0)
+        _positive_int("epochs", self.epochs)  # 0 would write an untrained run
         _positive_int("batch_size", self.batch_size)
         _positive_int("checkpoint_every", self.checkpoint_every, minimum=0)
         _positive_int("workers", self.workers, minimum=0)

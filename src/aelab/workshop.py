@@ -6,19 +6,19 @@ builds ``metrics.json``, ``figures/`` and ``report.html`` with :mod:`aelab.repor
 
 from __future__ import annotations
 
+import contextlib
 import os
-import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from .checkpoint import write_json
+from .manifest import Manifest
 from .models import MODELS
 from .recipes import SCHEDULES, resolve
-from .runconfig import DataSpec
-from .rundir import check_replaceable, check_writable
-from .runs import Split, prepare_data, train_run
+from .runconfig import DataSpec, RunConfig
+from .rundir import RunDir, check_name, unique_path
+from .runs import Split, check_split, prepare_data, resume_run, train_run
 
 WORKSHOP_MODELS = ("shallow", "deep", "conv", "denoising", "vae")
 
@@ -36,7 +36,7 @@ def check_models(models: list[str] | tuple[str, ...]) -> list[str]:
 
 def run_workshop(
     data: DataSpec,
-    out: str | os.PathLike,
+    out: str | os.PathLike | None,
     *,
     schedule: str = "quick",
     models: list[str] | tuple[str, ...] = WORKSHOP_MODELS,
@@ -54,58 +54,121 @@ def run_workshop(
     """Train ``models`` on one split of ``data`` into ``out/<model>/``, then write the report.
 
     ``schedule`` is ``quick`` or ``seed`` (:mod:`aelab.recipes`); ``epochs`` replaces every
-    model's epoch count (a quick look; the schedule sets the rest). Returns the workshop record
-    (also written to ``out/workshop.json``).
+    model's epoch count (a quick look; the schedule sets the rest). ``out`` is claimed as
+    :func:`aelab.runs.train_run` claims a run's folder (locked; an earlier workshop replaced only
+    with ``overwrite``, once this one is whole). An interrupted workshop continues with
+    :func:`resume_workshop`. Returns the workshop record (also ``out/workshop.json``).
     """
     log = log or (lambda _msg: None)
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r} is not valid; allowed: {', '.join(SCHEDULES)}")
     models = check_models(models)
-    out = Path(out)
-    check_replaceable(out, overwrite=overwrite, marker="workshop.json")
-    check_writable(out)
     if split is None:
         split = prepare_data(data)
-    for note in split.train.notes:
-        log(note)
-    settings = {"seed": seed, "device": device, "precision": precision}
+    settings: dict[str, Any] = {"seed": seed, "device": device, "precision": precision}
     settings |= {"conv_kernels": conv_kernels} | ({} if epochs is None else {"epochs": epochs})
-    configs = {  # every config validated before anything is written
-        name: resolve(
-            name,
-            split.train.image_shape,
-            schedule_name=schedule,
-            n_train=len(split.train),
-            train=settings,
-        ).train
-        for name in models
-    }
-    if overwrite and out.is_dir():
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    log(
-        f"{len(split.train)} training and {len(split.heldout)} held-out images of "
-        f"{'x'.join(map(str, split.train.image_shape))} from {data.source}; schedule {schedule}"
-    )
+    configs = _configs(models, split, schedule, settings)  # validated before anything is written
     record: dict[str, Any] = {
         "schedule": schedule if epochs is None else f"{schedule}, {epochs} epochs",
         "models": models,
         "data": data.to_dict(),
+        "settings": {"schedule": schedule, **settings},
         "seconds": {},
     }
-    write_json(out / "workshop.json", record)
-    for name in models:
-        train = configs[name]
-        start = time.perf_counter()
-        train_run(name, data, train, out / name, progress=progress, split_data=split)
-        seconds = time.perf_counter() - start
-        record["seconds"][name] = seconds
-        write_json(out / "workshop.json", record)
-        log(f"{name}: {train.epochs} epochs in {seconds:.1f} s")
-    if report:
-        from .report import build_report
+    claimed = None
+    if out is None:
+        claimed = out = unique_path("runs", f"workshop-{time.strftime('%Y%m%d-%H%M%S')}")
+    try:
+        _write_workshop(Path(out), overwrite, record, configs, data, split, progress, log, report)
+    finally:
+        if claimed is not None:
+            with contextlib.suppress(OSError):
+                claimed.rmdir()  # still empty: the workshop failed before writing into it
+    return {**record, "out": str(out)}
 
+
+def _write_workshop(out, overwrite, record, configs, data, split, progress, log, report) -> None:
+    models = record["models"]
+    with RunDir.create(out, kind="workshop", overwrite=overwrite) as rundir:
+        rundir.manifest.runs = list(models)
+        rundir.write_json("workshop.json", record)
+        for note in split.train.notes:
+            log(note)
+        log(
+            f"{len(split.train)} training and {len(split.heldout)} held-out images of "
+            f"{'x'.join(map(str, split.train.image_shape))} from {data.source}; "
+            f"schedule {record['settings']['schedule']}"
+        )
+        _train_models(rundir, record, configs, data, split, progress, log, resume=False)
+        if report:
+            _report(rundir, split, log)
+
+
+def resume_workshop(
+    out: str | os.PathLike,
+    *,
+    data_home: str | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+    report: bool = True,
+) -> dict[str, Any]:
+    """Finish the workshop in ``out``: models already trained are kept as they are, one that was
+    interrupted continues from its last checkpoint, the others train; then the report.
+
+    The data is read again as ``workshop.json`` describes it, from ``data_home`` (the user's, never
+    one the folder's files name), and checked against each model's record of its split.
+    """
+    log = log or (lambda _msg: None)
+    with RunDir.resume(out, kind="workshop") as rundir:
+        record = rundir.read_json("workshop.json")
+        try:
+            data = DataSpec.from_dict({**record["data"], "data_home": data_home})
+            settings = dict(record["settings"])
+            schedule = settings.pop("schedule")
+            models = check_models(record["models"])
+        except (KeyError, TypeError, ValueError) as e:
+            raise ValueError(
+                f"{rundir.path / 'workshop.json'}: not a workshop record aelab can resume ({e})"
+            ) from None
+        split = prepare_data(data)
+        configs = _configs(models, split, schedule, settings)
+        record.setdefault("seconds", {})
+        _train_models(rundir, record, configs, data, split, progress, log, resume=True)
+        if report:
+            _report(rundir, split, log)
+    return {**record, "out": str(out)}
+
+
+def _configs(models, split: Split, schedule: str, settings: dict[str, Any]) -> dict:
+    shape, n = split.train.image_shape, len(split.train)
+    return {
+        name: resolve(name, shape, schedule_name=schedule, n_train=n, train=settings).train
+        for name in models
+    }
+
+
+def _train_models(rundir, record, configs, data, split, progress, log, *, resume) -> None:
+    for name in record["models"]:
+        folder = rundir.path / check_name(name, "model")
+        manifest = Manifest.read(folder) if folder.is_dir() else None
         start = time.perf_counter()
-        build_report(out, split=split)
-        log(f"report: {out / 'report.html'} ({time.perf_counter() - start:.1f} s)")
-    return record
+        if resume and manifest is not None and manifest.complete:
+            check_split(RunConfig.load(folder), split, folder)
+            log(f"{name}: already trained")
+            continue
+        if resume and manifest is not None:
+            run = resume_run(folder, model=name, data_home=data.data_home, progress=progress)
+        else:
+            run = train_run(name, data, configs[name], folder, progress=progress, split_data=split)
+        seconds = time.perf_counter() - start
+        record["seconds"][name] = record["seconds"].get(name, 0.0) + seconds
+        rundir.write_json("workshop.json", record)
+        log(f"{name}: {len(run.history)} epochs in {seconds:.1f} s")
+
+
+def _report(rundir: RunDir, split: Split, log) -> None:
+    from .report import build_report
+
+    start = time.perf_counter()
+    build_report(rundir.path, split=split, rundir=rundir)
+    log(f"report: {rundir.target / 'report.html'} ({time.perf_counter() - start:.1f} s)")

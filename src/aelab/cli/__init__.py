@@ -18,6 +18,10 @@ FLAGS = {
     "stream": "--stream",
     "resume": "--resume",
     "overwrite": "--overwrite",
+    "follow_links": "--follow-links",
+    "max_image_pixels": "--max-image-pixels",
+    "data_home": "--data-home",
+    "learning_rate": "--lr",
 }
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError)
 
@@ -30,6 +34,12 @@ def with_flags(message: str) -> str:
         pattern = rf"(?<![\w/.'\"-]){param}(=[^\s,;:)]*)?(?=[\s,;:)]|$)"
         message = re.sub(pattern, lambda m, f=flag: f"{m.group(0)} ({f})", message, count=1)
     return message
+
+
+def _one_line(e: OSError) -> str:
+    if e.strerror and e.filename:
+        return f"{e.filename}: {e.strerror}"
+    return " ".join(str(e).split())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -58,8 +68,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"aelab {args.command}: error: {e.filename or ''}: permission denied", file=sys.stderr
         )
         return 2
-    except FloatingPointError as e:
-        print(f"aelab {args.command}: error: {e}", file=sys.stderr)
+    except FloatingPointError as e:  # training diverged: what to change is in the message
+        print(f"aelab {args.command}: error: {with_flags(str(e))}", file=sys.stderr)
+        return 1
+    except OSError as e:  # the disk, not the input: a full disk, a failed checkpoint
+        print(f"aelab {args.command}: error: {with_flags(_one_line(e))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"aelab {args.command}: interrupted", file=sys.stderr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -84,16 +85,20 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
     overrides = given(
         latent_dim=args.latent_dim, hidden=args.hidden, channels=args.filters, beta=args.beta
     )
-    # one name for all processes, even when their clocks tick over between them
-    out = args.out or distributed.broadcast(f"runs/{args.model}-{time.strftime('%Y%m%d-%H%M%S')}")
     main = distributed.is_main()
     progress = False if args.quiet else None
     start = time.perf_counter()
     if args.resume:
-        if args.overwrite:
-            raise ValueError("resume and overwrite exclude each other; pass one")
+        if args.overwrite or args.out is None:
+            raise ValueError("resume=True needs the run's out folder, and no overwrite")
+        out = args.out
         run = resume_run(
-            out, model=args.model, epochs=args.epochs, device=args.device, progress=progress
+            out,
+            model=args.model,
+            epochs=args.epochs,
+            device=args.device,
+            data_home=args.data_home,
+            progress=progress,
         )
     else:
         from ..rundir import check_out_dir
@@ -117,8 +122,8 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
         }
 
         def validate() -> tuple[Split, TrainConfig]:
-            if main:  # only rank 0 writes
-                check_out_dir(out, resume=False, overwrite=args.overwrite)
+            if main and args.out is not None:  # only rank 0 writes
+                check_out_dir(args.out, resume=False, overwrite=args.overwrite)
             data_split = prepare_data(data)
             resolved = resolve(  # the model and the schedule, validated before writing
                 args.model,
@@ -132,6 +137,12 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
             return data_split, resolved.train
 
         split, train = distributed.agree(validate)  # a bad argument stops every process alike
+        # without --out: a new folder, claimed by rank 0 for every process (runs started in
+        # the same second get -2, -3...), removed again if the run fails before writing into it
+        claimed = None
+        if args.out is None:
+            claimed = distributed.broadcast(str(_default_out(args.model)) if main else None)
+        out = args.out or claimed
         if main:
             for note in split.train.notes:
                 print(note, file=sys.stderr)
@@ -142,16 +153,20 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
                 + (f", {distributed.world()} processes" if distributed.world() > 1 else ""),
                 file=sys.stderr,
             )
-        run = train_run(
-            args.model,
-            data,
-            train,
-            out,
-            model_overrides=overrides,
-            overwrite=args.overwrite,
-            progress=progress,
-            split_data=split,
-        )
+        try:
+            run = train_run(
+                args.model,
+                data,
+                train,
+                out,
+                model_overrides=overrides,
+                overwrite=args.overwrite,
+                progress=progress,
+                split_data=split,
+            )
+        finally:
+            if claimed is not None and main:
+                _remove_if_empty(Path(claimed))
     if main:
         last = run.history[-1] if run.history else {}
         held = last.get("heldout_loss")
@@ -161,6 +176,19 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
             + (f", held-out loss {held:.5f}" if held is not None else "")
         )
     return 0
+
+
+def _default_out(stem: str) -> Path:
+    from ..rundir import unique_path
+
+    return unique_path("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+
+
+def _remove_if_empty(folder: Path) -> None:
+    try:
+        folder.rmdir()
+    except OSError:
+        pass  # it holds the run (or a checkpoint of it): kept
 
 
 def _data_spec(args: argparse.Namespace):
@@ -177,6 +205,8 @@ def _data_spec(args: argparse.Namespace):
         holdout=args.holdout,
         seed=args.seed,
         stream=getattr(args, "stream", False),
+        follow_links=args.follow_links,
+        max_image_pixels=args.max_image_pixels,
     )
 
 
@@ -185,13 +215,31 @@ def _log(msg: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ..workshop import resume_workshop
+
+    start = time.perf_counter()
+    if args.resume:
+        if args.out is None or args.overwrite:
+            raise ValueError("resume=True needs the workshop's out folder, and no overwrite")
+        resume_workshop(
+            args.out,
+            data_home=args.data_home,
+            progress=False if args.quiet else None,
+            log=_log,
+        )
+        print(f"wrote {args.out}/report.html in {time.perf_counter() - start:.0f} s")
+        return 0
+    record = _run(args)
+    print(f"wrote {record['out']}/report.html in {time.perf_counter() - start:.0f} s")
+    return 0
+
+
+def _run(args: argparse.Namespace) -> dict:
     from ..workshop import run_workshop
 
-    out = args.out or f"runs/workshop-{time.strftime('%Y%m%d-%H%M%S')}"
-    start = time.perf_counter()
-    run_workshop(
+    return run_workshop(
         _data_spec(args),
-        out,
+        args.out,
         schedule=args.schedule,
         models=[m.strip() for m in args.models.split(",") if m.strip()],
         seed=args.seed,
@@ -203,14 +251,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=False if args.quiet else None,
         log=_log,
     )
-    print(f"wrote {out}/report.html in {time.perf_counter() - start:.0f} s")
-    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from ..report import build_report
 
     start = time.perf_counter()
-    build_report(args.run_dir)
+    build_report(args.run_dir, data_home=args.data_home)
     print(f"wrote {args.run_dir}/report.html in {time.perf_counter() - start:.0f} s")
     return 0

@@ -30,6 +30,17 @@ def _int_list(text: str) -> tuple[int, ...]:
         ) from None
 
 
+def _pixels(text: str) -> int | None:
+    if text.strip().lower() == "none":
+        return None
+    try:
+        return int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a number of pixels (or 'none')"
+        ) from None
+
+
 def _image_size(text: str):
     from ..data import parse_image_size
 
@@ -42,6 +53,8 @@ def _image_size(text: str):
 def _data_args(
     p: argparse.ArgumentParser, default: str | None = "mnist", stream: bool = False
 ) -> None:
+    from ..data import MAX_IMAGE_PIXELS
+
     g = p.add_argument_group("data")
     g.add_argument(
         "--data",
@@ -68,6 +81,19 @@ def _data_args(
         "--skip-bad",
         action="store_true",
         help="skip unreadable images (reported) instead of stopping",
+    )
+    g.add_argument(
+        "--follow-links",
+        action="store_true",
+        help="read symbolic links in an image folder (skipped and counted by default)",
+    )
+    g.add_argument(
+        "--max-image-pixels",
+        type=_pixels,
+        default=MAX_IMAGE_PIXELS,
+        metavar="N",
+        help="refuse images with more pixels, read from the header before decoding (default "
+        f"{MAX_IMAGE_PIXELS:_}; 'none': no limit)",
     )
     g.add_argument(
         "--mirror",
@@ -211,6 +237,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/workshop-DATE-TIME)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="finish the workshop in --out: trained models kept, an interrupted one continued",
+    )
     p.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--precision", default="auto", help=PRECISION_HELP)
@@ -228,5 +259,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="rebuild metrics, figures and report.html of a run")
     p.add_argument("run_dir", metavar="DIR")
+    p.add_argument(
+        "--data-home",
+        metavar="DIR",
+        help="where named data sets are (default: $AELAB_DATA_HOME or scikit-learn's data home); "
+        "never taken from the run's files",
+    )
     p.set_defaults(func=commands.cmd_report)
     return parser

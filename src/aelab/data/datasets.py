@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from .arrays import ARRAY_EXTENSIONS, load_array
-from .folders import load_image_folder
+from .folders import MAX_IMAGE_PIXELS, load_image_folder
 from .home import _data_home_path
 from .images import ImageSet, _check_channels, _convert, parse_image_size
 from .olivetti import IMAGE_SHAPE, N_IMAGES, load_olivetti, olivetti_available
@@ -126,6 +126,8 @@ def load_dataset(
     channels: int | None = None,
     skip_bad: bool = False,
     download: bool = True,
+    follow_links: bool = False,
+    max_image_pixels: int | None = MAX_IMAGE_PIXELS,
 ) -> ImageSet:
     """A registered data set by name, a folder of images, or a ``.npy``/``.npz`` file.
 
@@ -143,6 +145,10 @@ def load_dataset(
         Folders: skip unreadable images (reported in ``notes``) instead of raising.
     download : bool, default=True
         Whether a registered set may be downloaded.
+    follow_links : bool, default=False
+        Folders: read symbolic links to files and folders (see :func:`load_image_folder`).
+    max_image_pixels : int or None, default=MAX_IMAGE_PIXELS
+        Folders: refuse images with more pixels (see :func:`load_image_folder`); None: no limit.
 
     Returns
     -------
@@ -156,7 +162,14 @@ def load_dataset(
         return _convert(data, image_size, channels)
     path = Path(text).expanduser()
     if path.is_dir():
-        return load_image_folder(path, image_size=image_size, channels=channels, skip_bad=skip_bad)
+        return load_image_folder(
+            path,
+            image_size=image_size,
+            channels=channels,
+            skip_bad=skip_bad,
+            follow_links=follow_links,
+            max_image_pixels=max_image_pixels,
+        )
     if path.is_file():
         if path.suffix.lower() not in ARRAY_EXTENSIONS:
             raise ValueError(

@@ -7,7 +7,8 @@ from __future__ import annotations
 import copy
 import io
 import os
-from dataclasses import dataclass
+import re
+from collections.abc import Iterator
 from numbers import Integral
 from pathlib import Path
 
@@ -15,88 +16,18 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .images import (
-    IMAGE_EXTENSIONS,
-    ImageSet,
-    _check_channels,
-    _fit_image,
-    _read_image,
-    parse_image_size,
-)
-
-
-def _listing(names: list[str], at_most: int = 5) -> str:
-    return ", ".join(names[:at_most]) + (", ..." if len(names) > at_most else "")
-
-
-def _is_image(name: str) -> bool:
-    base = os.path.basename(name)
-    return not base.startswith(".") and os.path.splitext(base)[1].lower() in IMAGE_EXTENSIONS
-
-
-def _visible_files(folder: Path, sub: str) -> list[str]:
-    """Files under ``folder/sub`` (recursively) relative to ``folder``, sorted, skipping hidden
-    folders. Names come from the directory entries alone (no per-file ``stat``)."""
-    found = []
-    for root, dirs, files in os.walk(folder / sub):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
-        rel = os.path.relpath(root, folder)
-        found += [os.path.join(rel, f) for f in sorted(files)]
-    return found
-
-
-@dataclass(frozen=True)
-class _FolderListing:
-    """What a folder of images holds, found without reading a pixel."""
-
-    files: list[str]  # image paths relative to the folder, in reading order
-    labels: np.ndarray  # (N,) int64 index into class_names; -1 when unlabelled
-    class_names: list[str] | None
-    notes: list[str]
-
-
-def _list_image_folder(folder: Path) -> _FolderListing:
-    """The images of a folder: one subfolder per class, or images only (unlabelled).
-
-    Listing 100,000 files takes well under a second: names and entry types come from one
-    ``os.scandir``/``os.walk`` per folder.
-    """
-    if not folder.is_dir():
-        raise FileNotFoundError(f"path='{folder}' is not a folder")
-    with os.scandir(folder) as it:
-        entries = sorted(it, key=lambda e: e.name)
-    top_files = [e.name for e in entries if e.is_file()]
-    subdirs = [e.name for e in entries if e.is_dir() and not e.name.startswith(".")]
-    top_images = [f for f in top_files if _is_image(f)]
-    skipped = [f for f in top_files if not _is_image(f)]
-    class_files = {}
-    for d in subdirs:
-        files = _visible_files(folder, d)
-        images = [f for f in files if _is_image(f)]
-        skipped += [f for f in files if not _is_image(f)]
-        if images:
-            class_files[d] = images
-    if top_images and class_files:
-        raise ValueError(
-            f"{folder} mixes images ({top_images[0]}) with class subfolders "
-            f"({next(iter(class_files))}/); use one subfolder per class or images only"
-        )
-    class_names = list(class_files) or None
-    if class_names:
-        files = [f for name in class_names for f in class_files[name]]
-        labels = np.repeat(
-            np.arange(len(class_names), dtype=np.int64), [len(class_files[c]) for c in class_names]
-        )
-    else:
-        files, labels = top_images, np.full(len(top_images), -1, dtype=np.int64)
-    if not files:
-        raise ValueError(f"{folder} holds no images ({', '.join(IMAGE_EXTENSIONS)})")
-    notes = [f"skipped {len(skipped)} non-image files ({_listing(skipped)})"] if skipped else []
-    return _FolderListing(files, labels, class_names, notes)
+from .images import ImageSet, _check_channels, _check_memory, _fit_image, parse_image_size
+from .listing import _list_image_folder, _listing
+from .reading import MAX_IMAGE_PIXELS, _check_max_pixels, _read_image
 
 
 class _UnreadableImage(ValueError):
     """An image file that cannot be decoded; the caller says what to do about it."""
+
+
+def _check_flag(name: str, value: bool) -> None:
+    if not isinstance(value, (bool, np.bool_)):
+        raise ValueError(f"{name}={value!r} is not valid; expected True or False")
 
 
 def _image_file(
@@ -104,6 +35,7 @@ def _image_file(
     size: tuple[int, int] | None,
     channels: int,
     reference: tuple[Path, tuple[int, int]] | None = None,
+    max_pixels: int | None = MAX_IMAGE_PIXELS,
 ) -> np.ndarray:
     """One image file as a folder is read: ``(C, H, W)`` float32 in [0, 1].
 
@@ -111,8 +43,8 @@ def _image_file(
     its path and ``(H, W)``) is an error.
     """
     try:
-        img = _read_image(path)
-    except Exception as e:
+        img = _read_image(path, size, max_pixels)
+    except Exception as e:  # whatever a corrupt file makes the decoder raise
         raise _UnreadableImage(f"cannot read image {path}: {' '.join(str(e).split())}") from e
     if size is None and reference is not None and img.shape[:2] != reference[1]:
         (h0, w0), (h1, w1) = reference[1], img.shape[:2]
@@ -129,13 +61,19 @@ def load_image_folder(
     image_size: str | int | tuple | None = None,
     channels: int | None = None,
     skip_bad: bool = False,
+    follow_links: bool = False,
+    max_image_pixels: int | None = MAX_IMAGE_PIXELS,
 ) -> ImageSet:
     """A folder of images: one subfolder per class (labels), or images only (unlabelled).
 
     Classes are the subfolders holding images, sorted by name (label = index in
-    ``class_names``). Files that are not images by extension (``.DS_Store``, ``README``) are
-    skipped and counted in one note; hidden folders are ignored. :class:`ImageFolderDataset`
-    reads the same folder one image at a time instead.
+    ``class_names``). A file is an image when its extension is one of
+    :data:`~aelab.data.IMAGE_EXTENSIONS` or else when Pillow identifies its content (a PNG
+    named without an extension); any format Pillow decodes is read, netpbm (``.pgm``,
+    ``.ppm``) and 16-bit PNG and TIFF (scaled by 65535) included. Other files (``.DS_Store``,
+    ``README``) are skipped and counted in one note, as are symbolic links unless
+    ``follow_links``; hidden folders are ignored. :class:`ImageFolderDataset` reads the same
+    folder one image at a time instead.
 
     Parameters
     ----------
@@ -143,11 +81,21 @@ def load_image_folder(
         The folder.
     image_size : str, int or tuple, optional
         ``(H, W)`` to resize every image to (see :func:`parse_image_size`); default the first
-        image's size, and images of different sizes are then an error.
+        image's size, and images of different sizes are then an error. A size at which the
+        images would not fit in the memory available is refused before anything is read.
     channels : {1, 3}, optional
         1 (default): grayscale; 3: colour (grayscale images are replicated).
     skip_bad : bool, default=False
         Skip unreadable images (reported in a note) instead of raising.
+    follow_links : bool, default=False
+        Read symbolic links to files and folders, wherever they point (each folder once: a
+        link back to a folder above it is skipped and noted). By default they are skipped and
+        counted in a note, so nothing outside the folder is read.
+    max_image_pixels : int or None, default=MAX_IMAGE_PIXELS
+        Refuse images with more pixels (40 million; see
+        :data:`~aelab.data.reading.MAX_IMAGE_PIXELS`), found from the file's header before
+        decoding; None: no limit. Images much larger than ``image_size`` are reduced cheaply
+        while decoding.
 
     Returns
     -------
@@ -156,13 +104,18 @@ def load_image_folder(
     folder = Path(path)
     size = parse_image_size(image_size)
     _check_channels(channels)
-    listing = _list_image_folder(folder)
-    notes = list(listing.notes)
-    images, labels, bad, reference = [], [], [], None
+    _check_max_pixels(max_image_pixels)
+    _check_flag("skip_bad", skip_bad)
+    _check_flag("follow_links", follow_links)
+    listing = _list_image_folder(folder, follow_links)
+    channels, n = channels or 1, len(listing.files)
+    if size is not None:  # refused before a file is read
+        _check_memory(n, (channels, *size), image_size)
+    x, labels, bad, reference = None, [], [], None
     for rel, label in zip(listing.files, listing.labels.tolist()):
         p = folder / rel
         try:
-            img = _image_file(p, size, channels or 1, reference)
+            img = _image_file(p, size, channels, reference, max_image_pixels)
         except _UnreadableImage as e:
             if not skip_bad:
                 raise ValueError(
@@ -170,17 +123,19 @@ def load_image_folder(
                 ) from e.__cause__
             bad.append(rel)
             continue
-        if reference is None:
-            reference = (p, img.shape[1:])
-        images.append(img)
+        if x is None:  # the first image: the set is allocated once, at its full size
+            if size is None:
+                _check_memory(n, img.shape, image_size)
+            reference, x = (p, img.shape[1:]), np.empty((n, *img.shape), np.float32)
+        x[len(labels)] = img
         labels.append(label)
+    notes = list(listing.notes)
     if bad:
         notes.append(f"skipped {len(bad)} unreadable images ({_listing(bad)})")
-    if not images:
+    if x is None:
         raise ValueError(f"{folder} holds no readable images ({len(bad)} unreadable)")
-    x = np.ascontiguousarray(np.stack(images))  # (N, C, H, W)
     y = np.asarray(labels, dtype=np.int64) if listing.class_names else None
-    return ImageSet(x, y, str(path), listing.class_names, notes)
+    return ImageSet(x[: len(labels)], y, str(path), listing.class_names, notes)
 
 
 class ImageFolderDataset(Dataset):
@@ -197,12 +152,17 @@ class ImageFolderDataset(Dataset):
         The folder: one subfolder per class, or images only.
     image_size : str, int or tuple, optional
         ``(H, W)`` to resize every image to; default the first image's size (read once here),
-        and an image of another size is then an error when it is read.
+        and an image of another size is then an error when it is read. A size at which one
+        image would not fit in the memory available is refused here.
     channels : {1, 3}, optional
         1 (default): grayscale; 3: colour.
     mirror : bool, default=False
         Add left-right mirrors: item ``i >= n`` is item ``i - n`` with the width axis flipped,
         labels repeated, as :func:`mirror` does in memory.
+    follow_links : bool, default=False
+        Read symbolic links to files and folders, as :func:`load_image_folder` does.
+    max_image_pixels : int or None, default=MAX_IMAGE_PIXELS
+        Refuse images with more pixels, as :func:`load_image_folder` does; None: no limit.
 
     Attributes
     ----------
@@ -212,7 +172,13 @@ class ImageFolderDataset(Dataset):
     image_shape : tuple
         ``(C, H, W)`` of every item.
     notes : list of str
-        Messages for the user (skipped non-image files).
+        Messages for the user (skipped non-image files and symbolic links).
+
+    Notes
+    -----
+    An unreadable image raises a one-line ValueError naming the file when it is read. Read in a
+    ``DataLoader`` worker process, torch re-raises it with the worker's traceback in the
+    message; :func:`worker_error_message` recovers the line.
 
     Examples
     --------
@@ -229,13 +195,20 @@ class ImageFolderDataset(Dataset):
         image_size: str | int | tuple | None = None,
         channels: int | None = None,
         mirror: bool = False,
+        follow_links: bool = False,
+        max_image_pixels: int | None = MAX_IMAGE_PIXELS,
     ) -> None:
         self.root = Path(path)
         self.name = str(path)
         self._size = parse_image_size(image_size)
         _check_channels(channels)
+        _check_max_pixels(max_image_pixels)
+        _check_flag("follow_links", follow_links)
         self.channels = channels or 1
-        listing = _list_image_folder(self.root)
+        self.max_image_pixels = max_image_pixels
+        if self._size is not None:  # one image and a batch are held at a time
+            _check_memory(1, (self.channels, *self._size), image_size, streamed=True)
+        listing = _list_image_folder(self.root, follow_links)
         self.class_names = listing.class_names
         self.labels = listing.labels if listing.class_names else None
         self.notes = list(listing.notes)
@@ -259,8 +232,12 @@ class ImageFolderDataset(Dataset):
         return torch.from_numpy(np.ascontiguousarray(x))
 
     def _read(self, path: Path) -> np.ndarray:
+        # The message is the whole story (file, reason, remedy) on one line: in a DataLoader
+        # worker, torch passes on only its text, inside the worker's traceback.
         try:
-            return _image_file(path, self._size, self.channels, self._reference)
+            return _image_file(
+                path, self._size, self.channels, self._reference, self.max_image_pixels
+            )
         except _UnreadableImage as e:
             raise ValueError(
                 f"{e}; remove it, or load the folder into memory (stream=False) with "
@@ -272,6 +249,18 @@ class ImageFolderDataset(Dataset):
         """``(C, H, W)`` of one item."""
         h, w = self._size if self._size is not None else self._reference[1]
         return (self.channels, int(h), int(w))
+
+    def listing(self) -> Iterator[tuple[str, int, bool]]:
+        """``(name, size, flipped)`` of each item, in order, reading no pixels: the file's path
+        relative to the folder, its size in bytes (-1 when it is gone) and whether the item is
+        a mirror. What identifies a streamed set (``aelab.runs`` fingerprints it)."""
+        for raw, flipped in zip(self._files.tolist(), self._flipped.tolist()):
+            name = os.fsdecode(raw)
+            try:
+                size = os.stat(self.root / name).st_size
+            except OSError:
+                size = -1
+            yield name, size, flipped
 
     def subset(self, index: np.ndarray) -> ImageFolderDataset:
         """The items picked by an integer index array or a mask (reads nothing)."""
@@ -297,8 +286,10 @@ class ImageFolderDataset(Dataset):
 
     def load(self) -> ImageSet:
         """Every item read into memory, as an :class:`ImageSet`."""
-        images = [self[i].numpy() for i in range(len(self))]
-        images = np.stack(images) if images else np.zeros((0, *self.image_shape), np.float32)
+        _check_memory(len(self), self.image_shape, self._size)
+        images = np.empty((len(self), *self.image_shape), np.float32)
+        for i in range(len(self)):
+            images[i] = self[i].numpy()
         labels = None if self.labels is None else self.labels.copy()
         return ImageSet(images, labels, self.name, self.class_names, list(self.notes))
 
@@ -358,3 +349,27 @@ def write_image_folder(
         small.resize((w, h), Image.Resampling.BILINEAR).save(png, format="PNG", compress_level=1)
         (folders[i % len(folders)] / f"{i:0{digits}d}.png").write_bytes(png.getvalue())
     return root
+
+
+def worker_error_message(exc: BaseException) -> str:
+    """The one-line message of an error raised in a ``DataLoader`` worker process.
+
+    torch re-raises a worker's exception in the training process as the same type whose
+    message is ``"Caught ValueError in DataLoader worker process 0. Original Traceback ..."``
+    followed by the whole traceback. The original message is its last line, after the type
+    (``ValueError: cannot read image ...``); that is returned without the type. Any other
+    exception's message is returned as it is.
+
+    Parameters
+    ----------
+    exc : BaseException
+
+    Returns
+    -------
+    str
+    """
+    text = str(exc)
+    if "in DataLoader worker process" not in text or "Traceback" not in text:
+        return text
+    lines = [line for line in text.splitlines() if line.strip()]
+    return re.sub(r"^[A-Za-z_][\w.]*: ", "", lines[-1])  # traceback's "module.Type: message"

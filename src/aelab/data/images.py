@@ -1,16 +1,26 @@
-"""Images in memory: the :class:`ImageSet` every loader returns, reading one image file, and
-bringing images to one size and number of channels."""
+"""Images in memory: the :class:`ImageSet` every loader returns, the file extensions taken as
+images, bringing images to one size and number of channels, and the memory that takes."""
 
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from numbers import Integral
-from pathlib import Path
 
 import numpy as np
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+# Extensions of the formats Pillow decodes, taken as images without looking inside (a file
+# without one is an image when Pillow identifies its content). Not here: formats Pillow only
+# identifies (MPEG, and stubs such as HDF5 or GRIB) and EPS, which needs Ghostscript.
+IMAGE_EXTENSIONS = (
+    ".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp",
+    ".pgm", ".ppm", ".pnm", ".pbm", ".pfm",  # netpbm: the classic face sets (ORL, Yale)
+    ".apng", ".avif", ".avifs", ".blp", ".bw", ".cur", ".dcx", ".dds", ".dib", ".fit", ".fits",
+    ".flc", ".fli", ".ftc", ".ftu", ".gbr", ".icb", ".icns", ".ico", ".im", ".j2c", ".j2k",
+    ".jfif", ".jp2", ".jpc", ".jpe", ".jpf", ".jpx", ".msp", ".pcx", ".psd", ".pxr", ".qoi",
+    ".ras", ".rgb", ".rgba", ".sgi", ".tga", ".vda", ".vst", ".xbm", ".xpm",
+)  # fmt: skip
 
 
 @dataclass
@@ -99,25 +109,57 @@ def _convert(data: ImageSet, image_size, channels: int | None) -> ImageSet:
     if (size is None or size == (h, w)) and channels in (None, c):
         return data
     channels = channels or c
-    imgs = data.images.transpose(0, 2, 3, 1)
-    out = [_fit_image(img[..., 0] if c == 1 else img, size, channels) for img in imgs]
-    return dataclasses.replace(data, images=np.ascontiguousarray(np.stack(out)))
+    shape = (channels, *(size or (h, w)))
+    _check_memory(len(data), shape, image_size)
+    out = np.empty((len(data), *shape), np.float32)
+    for i, img in enumerate(data.images.transpose(0, 2, 3, 1)):
+        out[i] = _fit_image(img[..., 0] if c == 1 else img, size, channels)
+    return dataclasses.replace(data, images=out)
 
 
-def _read_image(path: Path) -> np.ndarray:
-    from skimage.io import imread
-    from skimage.util import img_as_float
+def _available_memory() -> int | None:
+    """Bytes of memory available now: ``MemAvailable`` (Linux), else the physical memory."""
+    try:
+        with open("/proc/meminfo", "rb") as f:
+            for line in f:
+                if line.startswith(b"MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):  # no sysconf (Windows): not checked
+        return None
 
-    img = np.asarray(imread(path))
-    if img.ndim == 4:  # frames (a GIF): the first
-        img = img[0]
-    if img.ndim == 3 and img.shape[-1] == 1:
-        img = img[..., 0]
-    if img.ndim == 3 and img.shape[-1] == 2:  # grey + alpha: as RGBA, composited on white
-        img = np.stack([img[..., 0]] * 3 + [img[..., 1]], axis=-1)
-    if not (img.ndim == 2 or (img.ndim == 3 and img.shape[-1] in (3, 4))):
-        raise ValueError(f"unsupported image shape {img.shape}")
-    img = img_as_float(img)
-    if not (np.isfinite(img).all() and img.min() >= 0 and img.max() <= 1):
-        raise ValueError("pixel values outside [0, 1]")
-    return img
+
+def _bytes_text(n: int) -> str:
+    """``n`` bytes for people: ``"37.3 GiB"``."""
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:,} B" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError  # unreachable
+
+
+def _check_memory(
+    n: int, shape: tuple[int, int, int], image_size, *, streamed: bool = False
+) -> None:
+    """Refuse ``n`` float32 images of ``shape`` (C, H, W) that would not fit in memory.
+
+    In memory the set is allocated once (plus one image being decoded); streamed, one image
+    and a batch are held at a time, so there only a single image larger than memory is refused.
+    ``image_size`` is the parameter's value as given, for the message (None: the first image's).
+    """
+    c, h, w = shape
+    available, one = _available_memory(), c * h * w * 4
+    need = one if streamed else n * one
+    if available is None or need + (0 if streamed else one) <= available:
+        return
+    given = f"image_size={image_size!r}" + ("" if image_size else f" (the first image's, {h}x{w})")
+    what = "one image" if streamed else f"{n:,} images"
+    take = "takes" if streamed or n == 1 else "take"
+    raise ValueError(
+        f"{given} is too large: {what} of {c}x{h}x{w} {take} {_bytes_text(need)} as float32 and "
+        f"{_bytes_text(available)} of memory is available; pass a smaller image_size"
+        + ("" if streamed else ", or stream the images from disk (stream=True)")
+    )

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import numbers
-import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from safetensors.torch import save as safetensors_bytes
 
-from ..checkpoint import save_weights, write_json
 from ..runconfig import RunConfig
-from ..rundir import check_replaceable
+from ..rundir import RunDir
 from ..runs import open_run
 from ._layout import plain
 
@@ -22,15 +21,16 @@ if TYPE_CHECKING:
 
 
 def save(est: Autoencoder, out: Path, *, overwrite: bool) -> Path:
-    """Write ``est`` (fitted) as a run directory ``out``."""
-    check_replaceable(out, overwrite=overwrite, name="path")
+    """Write ``est`` (fitted) as a run directory ``out`` (an earlier one there is replaced only
+    with ``overwrite``, and only once this one is whole)."""
     config = run_config(est)  # before touching the folder: it may refuse a parameter
-    if out.is_dir() and overwrite:
-        shutil.rmtree(out)
-    out.mkdir(parents=True, exist_ok=True)
-    config.save(out)
-    save_weights(est.model_, out / "model.safetensors")
-    write_json(out / "history.json", est.history_)
+    weights = {k: v.detach().cpu().contiguous() for k, v in est.model_.state_dict().items()}
+    with RunDir.create(out, kind="estimator", overwrite=overwrite, name="path") as rundir:
+        rundir.write_json("config.json", config.to_dict())
+        rundir.write("model.safetensors", safetensors_bytes(weights))
+        rundir.write_json("history.json", est.history_)
+        rundir.manifest.complete = True
+        rundir.manifest.write(rundir.path)
     return out
 
 

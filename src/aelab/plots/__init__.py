@@ -21,7 +21,7 @@ range.
 """
 
 from .charts import activation_bars, embedding_panels, latent_scatter, learning_curves
-from .grid import image_grid, save
+from .grid import image_grid, png_bytes, save
 from .images import (
     codes_and_reconstructions,
     denoising_panel,
@@ -42,6 +42,7 @@ __all__ = [
     "latent_scatter",
     "learning_curves",
     "manifold",
+    "png_bytes",
     "save",
     "weight_tiles",
 ]

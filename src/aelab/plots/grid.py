@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Mapping, Sequence
 from os import PathLike
 from pathlib import Path
@@ -203,6 +204,15 @@ def image_grid(
     if title:
         fig.suptitle(title)
     return fig
+
+
+def png_bytes(fig: Figure, dpi: int = 100) -> bytes:
+    """A figure as the bytes of a PNG file."""
+    if not isinstance(fig, Figure):
+        raise ValueError(f"fig must be a matplotlib Figure, got {type(fig).__name__}")
+    buffer = io.BytesIO()
+    fig.savefig(buffer, dpi=_count(dpi, "dpi"), format="png")
+    return buffer.getvalue()
 
 
 def save(fig: Figure, path: str | PathLike, dpi: int = 100) -> Path:
