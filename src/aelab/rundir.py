@@ -29,6 +29,7 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -292,10 +293,22 @@ class RunDir:
 
     @classmethod
     def create(
-        cls, out: str | os.PathLike, *, kind: str, overwrite: bool = False, name: str = "out"
+        cls,
+        out: str | os.PathLike | None,
+        *,
+        kind: str,
+        overwrite: bool = False,
+        name: str = "out",
+        stem: str = "run",
     ) -> RunDir:
         """Claim ``out`` for a new run of ``kind``: an empty or missing folder, or, with
-        ``overwrite``, a folder holding only an earlier aelab run (replaced at :meth:`close`)."""
+        ``overwrite``, a folder holding only an earlier aelab run (replaced at :meth:`close`).
+        ``out=None`` claims a new folder ``runs/STEM-DATE-TIME`` (see :func:`unique_path`)."""
+        if out is None:
+            target = unique_path("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+            run = cls(target, target, Manifest(kind), [_lock(target, name)])
+            run._fresh = run._created = True
+            return run
         target = Path(out)
         if target.is_symlink():
             raise ValueError(

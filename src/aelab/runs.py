@@ -190,7 +190,7 @@ def train_run(
     name: str,
     data: DataSpec,
     train: TrainConfig,
-    out: str | os.PathLike,
+    out: str | os.PathLike | None,
     *,
     model_overrides: dict[str, Any] | None = None,
     resume: bool = False,
@@ -202,8 +202,10 @@ def train_run(
 
     Everything is validated and the data loaded before anything is written, and ``out`` is
     claimed (:class:`~aelab.rundir.RunDir`): locked, and with ``overwrite`` an earlier run there
-    is replaced only once this one has finished. A run that fails before its first checkpoint
-    leaves nothing behind; one that fails later keeps its last checkpoint, to be resumed.
+    is replaced only once this one has finished; ``out=None`` claims a new folder
+    ``runs/NAME-DATE-TIME`` (the returned run's ``path``). A run that fails before its first
+    checkpoint leaves nothing behind; one that fails later keeps its last checkpoint, to be
+    resumed.
     ``resume=True`` is :func:`resume_run` with ``train.epochs`` and ``train.device``.
 
     Under ``torchrun`` (a process group initialised, see :mod:`aelab.distributed`) every process
@@ -217,7 +219,6 @@ def train_run(
         return resume_run(
             out, model=name, epochs=train.epochs, device=train.device, progress=progress
         )
-    out = Path(out)
 
     def prepare() -> tuple[Trainer, RunConfig, Split]:
         get_recipe(name)  # an unknown name fails before any data is read

@@ -6,18 +6,16 @@ builds ``metrics.json``, ``figures/`` and ``report.html`` with :mod:`aelab.repor
 
 from __future__ import annotations
 
-import contextlib
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 from .manifest import Manifest
 from .models import MODELS
 from .recipes import SCHEDULES, resolve
 from .runconfig import DataSpec, RunConfig
-from .rundir import RunDir, check_name, unique_path
+from .rundir import RunDir, check_name
 from .runs import Split, check_split, prepare_data, resume_run, train_run
 
 WORKSHOP_MODELS = ("shallow", "deep", "conv", "denoising", "vae")
@@ -75,21 +73,7 @@ def run_workshop(
         "settings": {"schedule": schedule, **settings},
         "seconds": {},
     }
-    claimed = None
-    if out is None:
-        claimed = out = unique_path("runs", f"workshop-{time.strftime('%Y%m%d-%H%M%S')}")
-    try:
-        _write_workshop(Path(out), overwrite, record, configs, data, split, progress, log, report)
-    finally:
-        if claimed is not None:
-            with contextlib.suppress(OSError):
-                claimed.rmdir()  # still empty: the workshop failed before writing into it
-    return {**record, "out": str(out)}
-
-
-def _write_workshop(out, overwrite, record, configs, data, split, progress, log, report) -> None:
-    models = record["models"]
-    with RunDir.create(out, kind="workshop", overwrite=overwrite) as rundir:
+    with RunDir.create(out, kind="workshop", overwrite=overwrite, stem="workshop") as rundir:
         rundir.manifest.runs = list(models)
         rundir.write_json("workshop.json", record)
         for note in split.train.notes:
@@ -102,6 +86,7 @@ def _write_workshop(out, overwrite, record, configs, data, split, progress, log,
         _train_models(rundir, record, configs, data, split, progress, log, resume=False)
         if report:
             _report(rundir, split, log)
+    return {**record, "out": str(rundir.target)}
 
 
 def resume_workshop(
@@ -136,7 +121,7 @@ def resume_workshop(
         _train_models(rundir, record, configs, data, split, progress, log, resume=True)
         if report:
             _report(rundir, split, log)
-    return {**record, "out": str(out)}
+    return {**record, "out": str(rundir.target)}
 
 
 def _configs(models, split: Split, schedule: str, settings: dict[str, Any]) -> dict:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -91,9 +90,8 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
     if args.resume:
         if args.overwrite or args.out is None:
             raise ValueError("resume=True needs the run's out folder, and no overwrite")
-        out = args.out
         run = resume_run(
-            out,
+            args.out,
             model=args.model,
             epochs=args.epochs,
             device=args.device,
@@ -137,12 +135,6 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
             return data_split, resolved.train
 
         split, train = distributed.agree(validate)  # a bad argument stops every process alike
-        # without --out: a new folder, claimed by rank 0 for every process (runs started in
-        # the same second get -2, -3...), removed again if the run fails before writing into it
-        claimed = None
-        if args.out is None:
-            claimed = distributed.broadcast(str(_default_out(args.model)) if main else None)
-        out = args.out or claimed
         if main:
             for note in split.train.notes:
                 print(note, file=sys.stderr)
@@ -153,42 +145,28 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
                 + (f", {distributed.world()} processes" if distributed.world() > 1 else ""),
                 file=sys.stderr,
             )
-        try:
-            run = train_run(
-                args.model,
-                data,
-                train,
-                out,
-                model_overrides=overrides,
-                overwrite=args.overwrite,
-                progress=progress,
-                split_data=split,
-            )
-        finally:
-            if claimed is not None and main:
-                _remove_if_empty(Path(claimed))
+        # without --out, a new folder runs/MODEL-DATE-TIME (-2, -3... for runs started in the
+        # same second)
+        run = train_run(
+            args.model,
+            data,
+            train,
+            args.out,
+            model_overrides=overrides,
+            overwrite=args.overwrite,
+            progress=progress,
+            split_data=split,
+        )
     if main:
         last = run.history[-1] if run.history else {}
         held = last.get("heldout_loss")
+        seconds = time.perf_counter() - start
         print(
-            f"wrote {out}: {last.get('epoch', 0)} epochs in {time.perf_counter() - start:.1f} s, "
+            f"wrote {run.path}: {last.get('epoch', 0)} epochs in {seconds:.1f} s, "
             f"loss {last.get('loss', float('nan')):.5f}"
             + (f", held-out loss {held:.5f}" if held is not None else "")
         )
     return 0
-
-
-def _default_out(stem: str) -> Path:
-    from ..rundir import unique_path
-
-    return unique_path("runs", f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}")
-
-
-def _remove_if_empty(folder: Path) -> None:
-    try:
-        folder.rmdir()
-    except OSError:
-        pass  # it holds the run (or a checkpoint of it): kept
 
 
 def _data_spec(args: argparse.Namespace):
@@ -215,42 +193,31 @@ def _log(msg: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..workshop import resume_workshop
+    from ..workshop import resume_workshop, run_workshop
 
     start = time.perf_counter()
+    progress = False if args.quiet else None
     if args.resume:
         if args.out is None or args.overwrite:
             raise ValueError("resume=True needs the workshop's out folder, and no overwrite")
-        resume_workshop(
-            args.out,
-            data_home=args.data_home,
-            progress=False if args.quiet else None,
+        record = resume_workshop(args.out, data_home=args.data_home, progress=progress, log=_log)
+    else:
+        record = run_workshop(
+            _data_spec(args),
+            args.out,  # None: a new folder runs/workshop-DATE-TIME
+            schedule=args.schedule,
+            models=[m.strip() for m in args.models.split(",") if m.strip()],
+            seed=args.seed,
+            device=args.device,
+            precision=args.precision,
+            conv_kernels=args.conv_kernels,
+            epochs=args.epochs,
+            overwrite=args.overwrite,
+            progress=progress,
             log=_log,
         )
-        print(f"wrote {args.out}/report.html in {time.perf_counter() - start:.0f} s")
-        return 0
-    record = _run(args)
     print(f"wrote {record['out']}/report.html in {time.perf_counter() - start:.0f} s")
     return 0
-
-
-def _run(args: argparse.Namespace) -> dict:
-    from ..workshop import run_workshop
-
-    return run_workshop(
-        _data_spec(args),
-        args.out,
-        schedule=args.schedule,
-        models=[m.strip() for m in args.models.split(",") if m.strip()],
-        seed=args.seed,
-        device=args.device,
-        precision=args.precision,
-        conv_kernels=args.conv_kernels,
-        epochs=args.epochs,
-        overwrite=args.overwrite,
-        progress=False if args.quiet else None,
-        log=_log,
-    )
 
 
 def cmd_report(args: argparse.Namespace) -> int:
