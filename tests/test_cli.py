@@ -234,3 +234,12 @@ def test_an_unreadable_image_under_stream_workers_is_one_line(tmp_path, capsys):
     assert code == 2 and "Traceback" not in "".join(lines)
     assert len(lines) == 2 and "cannot read image" in lines[-1] and "000000.png" in lines[-1]
     assert not out.exists()
+
+
+def test_flags_are_named_for_parameters_not_for_english_words():
+    from aelab.cli import with_flags
+
+    text = "out='r' holds no run to resume (no config.json); pass resume=True to continue"
+    assert with_flags(text) == (
+        "out='r' holds no run to resume (no config.json); pass resume=True (--resume) to continue"
+    )

@@ -137,8 +137,8 @@ class RunDir:
         if target.exists() and not target.is_dir():
             raise ValueError(f"{name}='{target}' is a file; expected a folder for the run")
         if not (target / marker).is_file():
-            what = "workshop" if kind == "workshop" else "run"
-            raise ValueError(f"{name}='{target}' holds no {what} to resume (no {marker})")
+            what = "aelab workshop" if kind == "workshop" else "run to resume"
+            raise ValueError(f"{name}='{target}' holds no {what} (no {marker})")
         manifest = Manifest.read(target)
         if manifest is None and kind == "workshop":
             manifest = adopt_legacy_workshop(target)
@@ -295,7 +295,7 @@ def check_out_dir(out: str | os.PathLike, *, resume: bool, overwrite: bool) -> P
     """Whether ``out`` could be written now, without claiming it (for checks before loading)."""
     out = Path(out)
     if resume and overwrite:
-        raise ValueError("resume and overwrite exclude each other; pass one")
+        raise ValueError("resume=True and overwrite=True exclude each other; pass one")
     if resume:
         RunDir.resume(out).close()
         return out

@@ -215,7 +215,7 @@ def train_run(
     """
     if resume:
         if overwrite:
-            raise ValueError("resume and overwrite exclude each other; pass one")
+            raise ValueError("resume=True and overwrite=True exclude each other; pass one")
         return resume_run(
             out, model=name, epochs=train.epochs, device=train.device, progress=progress
         )

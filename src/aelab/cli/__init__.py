@@ -31,7 +31,10 @@ def with_flags(message: str) -> str:
     for param, flag in FLAGS.items():
         if flag in message:
             continue
-        pattern = rf"(?<![\w/.'\"-]){param}(=[^\s,;:)]*)?(?=[\s,;:)]|$)"
+        # a plain word (stream, resume) is a parameter only as name=value; an underscored name
+        # (skip_bad) is one wherever it stands
+        value = r"(=[^\s,;:)]*)?" if "_" in param else r"=[^\s,;:)]*"
+        pattern = rf"(?<![\w/.'\"-]){param}{value}(?=[\s,;:)]|$)"
         message = re.sub(pattern, lambda m, f=flag: f"{m.group(0)} ({f})", message, count=1)
     return message
 
