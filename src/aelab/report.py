@@ -10,10 +10,8 @@ workshop notebook's order; plots receive arrays, never models.
 from __future__ import annotations
 
 import base64
-import json
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,10 +20,9 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from . import generate, metrics, plots
 from ._version import __version__
-from .manifest import Manifest
 from .noise import parse_noise
 from .rundir import RunDir, check_name
-from .runs import Run, Split, check_split, load_run
+from .runs import Run, Split, check_split, has_weights, load_run
 
 TSNE_MAX_POINTS = 1000  # t-SNE is quadratic; larger sets are subsampled (seeded)
 N_EXAMPLES = 5
@@ -339,7 +336,7 @@ def build_report(
         sub = folder / check_name(name, "model")
         if sub.is_symlink():
             raise ValueError(f"'{sub}' is a symbolic link; a workshop's models are its own folders")
-        if (sub / "config.json").is_file() and _has_weights(sub):
+        if (sub / "config.json").is_file() and has_weights(sub):
             runs[name] = load_run(sub)
     if not runs:
         raise ValueError(f"run='{out}' holds no trained model yet")
@@ -355,19 +352,12 @@ def build_report(
         png = plots.png_bytes(f.pop("figure"))
         rundir.write(f"figures/{f['file']}", png, commit=False)
         f["data"] = base64.b64encode(png).decode("ascii")
-    rundir.write("metrics.json", (json.dumps(result, indent=2) + "\n").encode(), commit=False)
+    rundir.write_json("metrics.json", result, commit=False)
     rundir.write("report.html", render_html(result, figures).encode("utf-8"), commit=False)
     rundir.manifest.write(folder)
     if log:
         log(f"wrote {rundir.target / 'report.html'}")
     return result
-
-
-def _has_weights(folder: Path) -> bool:
-    manifest = Manifest.read(folder)
-    if manifest is None:
-        return (folder / "model.safetensors").is_file()  # aelab 0.1
-    return manifest.complete or manifest.checkpoint is not None
 
 
 def render_html(result: dict[str, Any], figures: list[dict[str, Any]]) -> str:

@@ -174,8 +174,8 @@ class RunDir:
         if commit:
             self.manifest.write(self.path)
 
-    def write_json(self, name: str, obj: Any) -> None:
-        self.write(name, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+    def write_json(self, name: str, obj: Any, *, commit: bool = True) -> None:
+        self.write(name, (json.dumps(obj, indent=2) + "\n").encode("utf-8"), commit=commit)
 
     def read_json(self, name: str) -> Any:
         """A JSON file of the run, checked against its SHA-256 in the manifest."""

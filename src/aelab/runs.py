@@ -16,6 +16,7 @@ Nothing is unpickled: configuration is JSON, tensors are safetensors.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import os
 from pathlib import Path
@@ -43,15 +44,20 @@ class Split:
     train: ImageSet | ImageFolderDataset
     heldout: ImageSet | ImageFolderDataset
 
+    @functools.cached_property
+    def fingerprint(self) -> dict[str, str]:
+        """A SHA-256 of each part (the pixels and labels in memory; the files' names, sizes and
+        labels when streamed), computed once: every run trained on this split records it, and
+        resuming and the report compare it with the data they load."""
+        return {"train": fingerprint(self.train), "heldout": fingerprint(self.heldout)}
+
     def describe(self) -> dict[str, Any]:
-        """What ``config.json`` records of the split, its fingerprint included: a SHA-256 of each
-        part (the pixels and labels in memory; the files' names, sizes and labels when
-        streamed), which resuming and the report compare with the data they load."""
+        """What ``config.json`` records of the split, its fingerprint included."""
         return {
             "n_train": len(self.train),
             "n_heldout": len(self.heldout),
             "image_shape": list(self.train.image_shape),
-            "fingerprint": {"train": fingerprint(self.train), "heldout": fingerprint(self.heldout)},
+            "fingerprint": self.fingerprint,
         }
 
 
@@ -359,7 +365,7 @@ def check_split(config: RunConfig, split: Split, out: str | os.PathLike) -> None
     recorded = config.split.get("fingerprint")
     if recorded is None:  # a run of aelab 0.1: no record to compare with
         return
-    now = split.describe()["fingerprint"]
+    now = split.fingerprint
     changed = [part for part in ("train", "heldout") if recorded.get(part) != now[part]]
     if changed:
         source = config.data.source if config.data is not None else "the data"
@@ -407,15 +413,27 @@ def open_run(path: str | os.PathLike, config: RunConfig, device: str = "cpu") ->
     return Run(model, config, check_history(read_json(history), str(history)), path)
 
 
+def _final_prefix(path: Path, manifest: Manifest | None) -> str | None:
+    """Where a run's weights and history are: ``""`` (at the top: finished, or a run of aelab
+    0.1), the checkpoint in force (``"checkpoint-N/"``), or None when it has none yet."""
+    if manifest is None:
+        return "" if (path / "model.safetensors").is_file() else None
+    if manifest.complete:
+        return ""
+    return None if manifest.checkpoint is None else f"{manifest.checkpoint}/"
+
+
+def has_weights(path: str | os.PathLike) -> bool:
+    """Whether the run in ``path`` has trained weights to load (nothing is verified here)."""
+    return _final_prefix(Path(path), Manifest.read(path)) is not None
+
+
 def _weights_and_history(path: Path) -> tuple[Path, Path]:
     manifest = Manifest.read(path)
+    prefix = _final_prefix(path, manifest)
     if manifest is None:  # aelab 0.1: no record to check against
         return path / "model.safetensors", path / "history.json"
-    if manifest.complete:
-        prefix = ""
-    elif manifest.checkpoint is not None:
-        prefix = f"{manifest.checkpoint}/"
-    else:
+    if prefix is None:
         raise ValueError(
             f"run='{path}' holds no trained weights yet: it stopped before its first "
             "checkpoint (resume=True trains it from the start)"

@@ -26,11 +26,11 @@ def save(est: Autoencoder, out: Path, *, overwrite: bool) -> Path:
     config = run_config(est)  # before touching the folder: it may refuse a parameter
     weights = {k: v.detach().cpu().contiguous() for k, v in est.model_.state_dict().items()}
     with RunDir.create(out, kind="estimator", overwrite=overwrite, name="path") as rundir:
-        rundir.write_json("config.json", config.to_dict())
-        rundir.write("model.safetensors", safetensors_bytes(weights))
-        rundir.write_json("history.json", est.history_)
+        rundir.write_json("config.json", config.to_dict(), commit=False)
+        rundir.write("model.safetensors", safetensors_bytes(weights), commit=False)
+        rundir.write_json("history.json", est.history_, commit=False)
         rundir.manifest.complete = True
-        rundir.manifest.write(rundir.path)
+        rundir.manifest.write(rundir.path)  # once, last: it commits the three files
     return out
 
 
