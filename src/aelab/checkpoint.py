@@ -24,7 +24,8 @@ from torch import nn
 from .manifest import sha256_bytes
 
 TMP_MARK = ".aelab-tmp-"  # in the name of every temporary file or folder aelab makes
-HISTORY_KEYS = {"epoch", "loss", "heldout_loss", "seconds"}
+HISTORY_KEYS = {"epoch", "loss", "heldout_loss", "validation_loss", "seconds"}
+_HISTORY_KEYS_0_2 = HISTORY_KEYS - {"validation_loss"}  # runs written before validation
 
 
 def _file_mode() -> int:
@@ -92,7 +93,8 @@ def read_json(path: str | os.PathLike) -> Any:
 
 def check_history(history: Any, source: str) -> list[dict[str, Any]]:
     """``history`` if it is a list of epoch records ``{"epoch", "loss", "heldout_loss",
-    "seconds"}`` numbered 1, 2, ...; otherwise one error naming ``source``."""
+    "validation_loss", "seconds"}`` numbered 1, 2, ... (older runs have no validation_loss);
+    otherwise one error naming ``source``."""
 
     def number(v: Any, none: bool = False) -> bool:
         if v is None:
@@ -104,17 +106,19 @@ def check_history(history: Any, source: str) -> list[dict[str, Any]]:
     for i, record in enumerate(history, start=1):
         ok = (
             isinstance(record, dict)
-            and set(record) == HISTORY_KEYS
+            and set(record) in (HISTORY_KEYS, _HISTORY_KEYS_0_2)
             and record["epoch"] == i
             and number(record["loss"])
             and number(record["heldout_loss"], none=True)
+            and number(record.get("validation_loss"), none=True)
             and number(record["seconds"])
             and math.isfinite(record["seconds"])
         )
         if not ok:
             raise ValueError(
                 f"{source}: epoch record {i} is not valid; expected "
-                f'{{"epoch": {i}, "loss", "heldout_loss", "seconds"}} with numbers'
+                f'{{"epoch": {i}, "loss", "heldout_loss", "validation_loss", "seconds"}} with '
+                "numbers"
             )
     return history
 

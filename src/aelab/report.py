@@ -97,6 +97,7 @@ def evaluate(
                 "knn_accuracy": _knn(pca.codes_train, pca.codes_test, split, by_people, groups),
             },
         }
+        entry["pca_ratio"] = entry["heldout"]["mse"] / max(entry["pca"]["mse"], 1e-12)
         a: dict[str, Any] = {
             "codes_tr": codes_tr,
             "codes_te": codes_te,
@@ -167,6 +168,13 @@ def _figures(runs, split, results, arrays, seed) -> list[dict[str, Any]]:
     def add(file, title, caption, figure):
         out.append({"file": file, "title": title, "caption": caption, "figure": figure})
 
+    add(
+        "pca_ratio.png",
+        "Each model against PCA",
+        "Held-out error divided by PCA's with as many components as the model has code units. "
+        "Below the dashed line the model beats PCA on images it never saw.",
+        plots.pca_ratio({n: (m["code_size"], m["pca_ratio"]) for n, m in results.items()}),
+    )
     add(
         "learning_curves.png",
         "Learning curves",
@@ -341,7 +349,7 @@ def build_report(
     if not runs:
         raise ValueError(f"run='{out}' holds no trained model yet")
     if split is None:
-        split = next(iter(runs.values())).data(data_home)
+        split = next(iter(runs.values())).data(data_home, carve=False)
     for name, run in runs.items():
         check_split(run.config, split, folder / name)
     result, arrays = evaluate(runs, split, seed=seed)

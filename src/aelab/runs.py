@@ -5,7 +5,7 @@ A run directory holds::
 
     config.json          the RunConfig: recipe, family and config, data, split, schedule, versions
     model.safetensors    the weights
-    history.json         [{"epoch", "loss", "heldout_loss", "seconds"}, ...]
+    history.json         [{"epoch", "loss", "heldout_loss", "validation_loss", "seconds"}, ...]
     optimizer.json       optimizer hyper-parameters and step counts   (for resuming)
     optimizer.safetensors  optimizer state tensors                    (for resuming)
     trainer.json         epochs completed, convolution kernels chosen  (for resuming)
@@ -28,7 +28,7 @@ import torch
 from . import distributed
 from .callbacks import Checkpoint
 from .checkpoint import STATE_FILES, check_history, load_state, load_weights, read_json
-from .data import ImageFolderDataset, ImageSet, load_dataset, mirror, split
+from .data import ImageFolderDataset, ImageSet, carve_validation, load_dataset, mirror, split
 from .device import memory_format, resolve_device
 from .manifest import Manifest
 from .models import MODELS, BaseAutoencoder, Recipe, build_model, get_recipe
@@ -39,26 +39,50 @@ from .train import TrainConfig, Trainer
 
 @dataclasses.dataclass
 class Split:
-    """The training and held-out sets: in memory, or streamed folders (``DataSpec.stream``)."""
+    """The training, held-out and (for recipes that choose their epoch) validation sets: in
+    memory, or streamed folders (``DataSpec.stream``). The validation set is carved out of the
+    training people (:func:`aelab.data.carve_validation`); the held-out set only measures."""
 
     train: ImageSet | ImageFolderDataset
     heldout: ImageSet | ImageFolderDataset
+    validation: ImageSet | ImageFolderDataset | None = None
+
+    def with_validation(self, fraction: float, spec: DataSpec) -> Split:
+        """This split with ``fraction`` of its training people (when the held-out set is whole
+        people) or images carved out as a validation set; itself when ``fraction`` is 0 or it
+        has one already."""
+        if not fraction or self.validation is not None:
+            return self
+        train, validation = carve_validation(
+            self.train,
+            fraction,
+            by_people="holdout_people" in spec.split_kwargs(),
+            mirrored=spec.mirror,
+            seed=spec.seed,
+        )
+        return Split(train, self.heldout, validation)
 
     @functools.cached_property
     def fingerprint(self) -> dict[str, str]:
         """A SHA-256 of each part (the pixels and labels in memory; the files' names, sizes and
         labels when streamed), computed once: every run trained on this split records it, and
         resuming and the report compare it with the data they load."""
-        return {"train": fingerprint(self.train), "heldout": fingerprint(self.heldout)}
+        parts = {"train": fingerprint(self.train), "heldout": fingerprint(self.heldout)}
+        if self.validation is not None:
+            parts["validation"] = fingerprint(self.validation)
+        return parts
 
     def describe(self) -> dict[str, Any]:
         """What ``config.json`` records of the split, its fingerprint included."""
-        return {
+        out = {
             "n_train": len(self.train),
             "n_heldout": len(self.heldout),
             "image_shape": list(self.train.image_shape),
             "fingerprint": self.fingerprint,
         }
+        if self.validation is not None:
+            out["n_validation"] = len(self.validation)
+        return out
 
 
 def fingerprint(part: ImageSet | ImageFolderDataset) -> str:
@@ -74,8 +98,10 @@ def fingerprint(part: ImageSet | ImageFolderDataset) -> str:
     return digest.hexdigest()
 
 
-def prepare_data(spec: DataSpec) -> Split:
-    """Load, split (held-out images never reach training), then add mirrors to both parts.
+def prepare_data(spec: DataSpec, validation: float = 0.0) -> Split:
+    """Load, split (held-out images never reach training), then add mirrors to both parts;
+    with ``validation`` > 0, carve that share of the training people or images out for choosing
+    the epoch (:meth:`Split.with_validation`).
 
     With ``spec.stream`` nothing is loaded: the folder is listed and split by its labels into
     :class:`~aelab.data.ImageFolderDataset` parts that read images as they are used.
@@ -95,7 +121,7 @@ def prepare_data(spec: DataSpec) -> Split:
     train, heldout = split(data, seed=spec.seed, **spec.split_kwargs())
     if spec.mirror:
         train, heldout = mirror(train), (mirror(heldout) if len(heldout) else heldout)
-    return Split(train, heldout)
+    return Split(train, heldout).with_validation(validation, spec)
 
 
 class Run:
@@ -136,15 +162,18 @@ class Run:
     def train_config(self) -> TrainConfig:
         return self.config.train
 
-    def data(self, data_home: str | os.PathLike | None = None) -> Split:
+    def data(self, data_home: str | os.PathLike | None = None, *, carve: bool = True) -> Split:
         """Rebuild the run's training and held-out sets, checked against its record of them.
+
+        ``carve=False`` leaves a validation set (``train.validation``) in the training set: the
+        split every model of an ``aelab run`` shares, and PCA's training set.
 
         ``data_home`` is where named data sets are (see :func:`aelab.data.get_data_home`); it is
         never taken from the run's files, which could name any folder. A streamed run gives
         streamed folders; ``.load()`` reads one into memory.
         """
         spec = dataclasses.replace(self.data_spec, data_home=data_home)
-        split = prepare_data(spec)
+        split = prepare_data(spec, self.config.train.validation if carve else 0.0)
         check_split(self.config, split, self.path)
         return split
 
@@ -229,7 +258,10 @@ def train_run(
     def prepare() -> tuple[Trainer, RunConfig, Split]:
         get_recipe(name)  # an unknown name fails before any data is read
         check_workers(data, train)
-        split = prepare_data(data) if split_data is None else split_data
+        if split_data is None:
+            split = prepare_data(data, train.validation)
+        else:
+            split = split_data.with_validation(train.validation, data)
         model = _seeded(train.seed, build_model, name, split.train.image_shape,
                         **(model_overrides or {}))  # fmt: skip
         config = RunConfig.of(name, model, train, data=data, split=split.describe())
@@ -303,7 +335,8 @@ def resume_run(
                 epochs=saved.train.epochs if epochs is None else epochs,
                 device=saved.train.device if device is None else device,
             )
-            split = prepare_data(dataclasses.replace(saved.data, data_home=data_home))
+            spec = dataclasses.replace(saved.data, data_home=data_home)
+            split = prepare_data(spec, saved.train.validation)
             check_split(saved, split, out)
             config = dataclasses.replace(saved, train=train, versions=current_versions())
             # from the start (no checkpoint yet): the initial weights a new run would draw
@@ -333,16 +366,21 @@ def _train_into(
 ) -> Run:
     """Train ``trainer`` on ``split``, checkpointing into ``rundir`` (rank 0's; None on the
     others), and publish the finished run."""
-    x_train, x_heldout = (
+    x_train, x_heldout, x_validation = (
         torch.from_numpy(part.images) if isinstance(part, ImageSet) else part
-        for part in (split.train, split.heldout)
+        for part in (split.train, split.heldout, split.validation)
     )
     try:
         if rundir is not None:
             rundir.write_json("config.json", config.to_dict())
         checkpoint = Checkpoint(rundir, every=trainer.config.checkpoint_every)
         trainer.fit(
-            x_train, x_heldout, callbacks=[checkpoint], progress=progress, desc=config.model
+            x_train,
+            x_heldout,
+            x_validation=x_validation,
+            callbacks=[checkpoint],
+            progress=progress,
+            desc=config.model,
         )
         if rundir is not None:
             rundir.publish()
@@ -365,8 +403,11 @@ def check_split(config: RunConfig, split: Split, out: str | os.PathLike) -> None
     recorded = config.split.get("fingerprint")
     if recorded is None:  # a run of aelab 0.1: no record to compare with
         return
+    if config.data is not None:  # the run's own validation set, carved as it was
+        split = split.with_validation(config.train.validation, config.data)
     now = split.fingerprint
-    changed = [part for part in ("train", "heldout") if recorded.get(part) != now[part]]
+    parts = ("train", "heldout", "validation")
+    changed = [part for part in parts if recorded.get(part) != now.get(part)]
     if changed:
         source = config.data.source if config.data is not None else "the data"
         raise ValueError(

@@ -36,8 +36,9 @@ from torch.utils.data import Dataset
 
 from . import distributed, kernels
 from ._fields import from_fields
+from .augment import parse_augment
 from .batches import InMemory, Streamed, make_loader
-from .callbacks import Callback, FiniteLoss, ProgressBar
+from .callbacks import Callback, EarlyStopping, FiniteLoss, ProgressBar
 from .device import (
     PRECISIONS,
     autocast,
@@ -56,6 +57,7 @@ from .optim import check_optimizer, make_optimizer, match_parameter_layout
 # are not tuned.
 TUNE_MIN_STEPS = 200
 EVAL_BATCH_SIZE = 512  # held-out batches, in memory or streamed
+DATA_INIT_IMAGES = 20_000  # at most this many training images initialise a needs_data_init model
 
 
 @dataclasses.dataclass
@@ -74,6 +76,10 @@ class TrainConfig:
     workers: int = 0  # DataLoader processes reading a streamed Dataset; 0: in this process
     precision: str = "auto"  # fp32, bf16 (autocast) or auto (fp32; see device.PRECISIONS)
     conv_kernels: str = "auto"  # auto: each convolution's passes in their fastest CPU kernels
+    augment: str | None = None  # random warps of training images, e.g. "affine" (aelab.augment)
+    validation: float = 0.0  # share of training people (or images) held out to choose the epoch
+    patience: int = 0  # stop after this many epochs without a better validation loss, keeping
+    #   the best epoch's weights; 0: train every epoch
 
     def __post_init__(self) -> None:
         _positive_int("epochs", self.epochs)  # 0 would write an untrained run
@@ -100,6 +106,16 @@ class TrainConfig:
             )
         check_device(self.device)
         parse_noise(self.noise)  # validates
+        parse_augment(self.augment)
+        v = self.validation
+        if isinstance(v, bool) or not (isinstance(v, (int, float)) and 0 <= v < 1):
+            raise ValueError(f"validation={v!r} is not valid; expected a fraction in [0, 1)")
+        _positive_int("patience", self.patience, minimum=0)
+        if self.patience and not self.validation:
+            raise ValueError(
+                f"patience={self.patience} needs validation images to watch; set validation to "
+                "a fraction in (0, 1) of the training people or images"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -141,7 +157,7 @@ class Trainer:
     epoch : int
         Epochs completed.
     history : list of dict
-        One record per epoch: ``{"epoch", "loss", "heldout_loss", "seconds"}``.
+        One record per epoch: ``{"epoch", "loss", "heldout_loss", "validation_loss", "seconds"}``.
     conv_kernels : dict or None
         The convolution kernels chosen (module name -> :class:`~aelab.kernels.ConvKernels`);
         None until the first :meth:`fit` chooses them.
@@ -163,9 +179,12 @@ class Trainer:
         self.model = model.to(self.device, memory_format=self.memory_format)  # never wrapped
         self._ddp: DistributedDataParallel | None = None
         self.corrupt = corrupt if corrupt is not None else parse_noise(config.noise)
+        self.augment = parse_augment(config.augment)
         self.optimizer = make_optimizer(self.model, config.optimizer, config.learning_rate)
         self.precision = resolve_precision(config.precision, self.device)
         self.callbacks: list[Callback] = [FiniteLoss(), *callbacks]
+        if config.patience:  # before the caller's callbacks: a checkpoint keeps the best epoch
+            self.callbacks.insert(1, EarlyStopping("validation_loss", config.patience))
         self.epoch = 0
         self.history: list[dict[str, Any]] = []
         self.conv_kernels: dict[str, kernels.ConvKernels] | None = None
@@ -220,6 +239,8 @@ class Trainer:
 
         ``weight`` scales the loss this process contributes (see :func:`distributed.shard`).
         """
+        if self.augment is not None:
+            target = self.augment(target)
         x_in = self.corrupt(target) if self.corrupt is not None else target
         with self.autocast():
             loss = module(x_in, target).loss
@@ -263,9 +284,11 @@ class Trainer:
                 total += self.model(x_in, batch).loss * len(batch)
         return total / max(n, 1)
 
-    def _sources(self, x_train, x_heldout):
-        """The training source and a function giving the held-out loss (or None)."""
-        for name, x in (("x_train", x_train), ("x_heldout", x_heldout)):
+    def _sources(self, x_train, x_heldout, x_validation=None):
+        """The training source and functions giving the held-out and validation losses (or
+        None)."""
+        parts = (("x_train", x_train), ("x_heldout", x_heldout), ("x_validation", x_validation))
+        for name, x in parts:
             allowed = (
                 torch.is_tensor(x) or isinstance(x, Dataset) or (x is None and name != "x_train")
             )
@@ -275,19 +298,23 @@ class Trainer:
                     "torch.utils.data.Dataset of (C, H, W) tensors"
                 )
         train = InMemory(self, x_train) if torch.is_tensor(x_train) else Streamed(self, x_train)
-        if x_heldout is None or len(x_heldout) == 0:
-            return train, None
-        if torch.is_tensor(x_heldout):
-            x_heldout = x_heldout.to(self.device, memory_format=self.memory_format)
-            return train, lambda: self.evaluate(x_heldout)
-        loader = make_loader(self, x_heldout, EVAL_BATCH_SIZE, sampler=None)
+        return train, self._loss_of(x_heldout), self._loss_of(x_validation)
 
-        def heldout_loss() -> torch.Tensor:
+    def _loss_of(self, x) -> Callable[[], torch.Tensor] | None:
+        """A function giving the mean loss on ``x`` (a tensor or Dataset), or None for none."""
+        if x is None or len(x) == 0:
+            return None
+        if torch.is_tensor(x):
+            x = x.to(self.device, memory_format=self.memory_format)
+            return lambda: self.evaluate(x)
+        loader = make_loader(self, x, EVAL_BATCH_SIZE, sampler=None)
+
+        def loss() -> torch.Tensor:
             fmt = self.memory_format
             batches = (b.to(self.device, non_blocking=True, memory_format=fmt) for b in loader)
-            return self._mean_loss(batches, len(x_heldout))
+            return self._mean_loss(batches, len(x))
 
-        return train, heldout_loss
+        return loss
 
     # -- convolution kernels --------------------------------------------------------------
 
@@ -337,20 +364,31 @@ class Trainer:
         x_train: torch.Tensor | Dataset,
         x_heldout: torch.Tensor | Dataset | None = None,
         *,
+        x_validation: torch.Tensor | Dataset | None = None,
         callbacks: Sequence[Callback] = (),
         progress: bool | None = None,
         desc: str | None = None,
     ) -> list[dict[str, Any]]:
         """Train from ``self.epoch`` up to ``config.epochs``; returns the history.
 
-        ``x_train`` and ``x_heldout`` are tensors ``(N, C, H, W)`` (moved whole to the device)
-        or Datasets of ``(C, H, W)`` tensors (streamed with ``config.workers`` processes).
+        ``x_train``, ``x_heldout`` and ``x_validation`` are tensors ``(N, C, H, W)`` (moved whole
+        to the device) or Datasets of ``(C, H, W)`` tensors (streamed with ``config.workers``
+        processes). The held-out loss is only recorded; the validation loss is what early
+        stopping (``config.patience``) watches, so pass images carved from the training people
+        there (:func:`aelab.data.carve_validation`), never the test set.
+        A model with ``needs_data_init`` (the ``aligned`` family) is initialised from the
+        training images before the first epoch.
         ``callbacks`` run after the trainer's own, for this fit only. ``progress=None`` shows a
         bar only when the output is a terminal (and only on rank 0).
         """
         if not distributed.is_main():
             progress = False
-        source, heldout_loss = self._sources(x_train, x_heldout)
+        source, heldout_loss, validation_loss = self._sources(x_train, x_heldout, x_validation)
+        if self.config.patience and validation_loss is None:
+            raise ValueError(
+                f"patience={self.config.patience} needs validation images: pass x_validation "
+                "to fit (carved from the training set, never the test set)"
+            )
         self.n_train = len(source)
         hooks = [*self.callbacks, *callbacks, ProgressBar(desc, progress)]
         self.stop_training = False
@@ -363,6 +401,8 @@ class Trainer:
             self._choose_conv_kernels(source)
             if self.precision == "fp32":  # see _tune
                 stack.enter_context(kernels.use(self.model, self.conv_kernels))
+            if self.epoch == 0 and getattr(self.model, "needs_data_init", False):
+                self.model.init_from_data(source.probe(min(len(source), DATA_INIT_IMAGES)))
             for hook in hooks:
                 hook.on_fit_start(self)
             while self.epoch < self.config.epochs and not self.stop_training:
@@ -370,12 +410,14 @@ class Trainer:
                 start = time.perf_counter()
                 loss = self._train_epoch(source)
                 heldout = heldout_loss() if heldout_loss is not None else None
+                validation = validation_loss() if validation_loss is not None else None
                 loss_value = float(loss)  # the epoch's one host synchronisation
                 self.epoch += 1
                 record = {
                     "epoch": self.epoch,
                     "loss": loss_value,
                     "heldout_loss": None if heldout is None else float(heldout),
+                    "validation_loss": None if validation is None else float(validation),
                     "seconds": time.perf_counter() - start,
                 }
                 self.history.append(record)

@@ -220,6 +220,27 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from ..checkpoint import write_bytes
+    from ..evaluation import CURVE_SIZES, evaluate, format_table
+
+    out = None if args.out is None else Path(args.out)
+    if out is not None and (out.is_dir() or (out.exists() and not args.overwrite)):
+        what = "a directory" if out.is_dir() else "a file that exists (pass --overwrite)"
+        raise ValueError(f"out='{out}' is {what}; expected a new JSON file name")
+    result = evaluate(
+        args.run_dir, data_home=args.data_home, sizes=CURVE_SIZES if args.curve else ()
+    )
+    print(format_table(result))
+    if out is not None:
+        write_bytes(out, (json.dumps(result, indent=2) + "\n").encode("utf-8"))
+        print(f"wrote {out}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from ..report import build_report
 

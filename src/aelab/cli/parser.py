@@ -266,4 +266,23 @@ def build_parser() -> argparse.ArgumentParser:
         "never taken from the run's files",
     )
     p.set_defaults(func=commands.cmd_report)
+
+    p = sub.add_parser(
+        "evaluate", help="each model's held-out error against PCA's at the same code size"
+    )
+    p.add_argument("run_dir", metavar="RUN", help="a run (aelab train) or workshop (aelab run)")
+    p.add_argument(
+        "--data-home",
+        metavar="DIR",
+        help="where named data sets are (default: $AELAB_DATA_HOME or scikit-learn's data home); "
+        "never taken from the run's files",
+    )
+    p.add_argument(
+        "--curve",
+        action="store_true",
+        help="also PCA's held-out error at code sizes 10, 20, 30, 50 and 100",
+    )
+    p.add_argument("--out", metavar="FILE", help="also write the table as JSON to FILE")
+    p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    p.set_defaults(func=commands.cmd_evaluate)
     return parser

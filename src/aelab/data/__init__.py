@@ -30,7 +30,7 @@ from .home import get_data_home
 from .images import IMAGE_EXTENSIONS, ImageSet, parse_image_size
 from .olivetti import OLIVETTI_MAT, load_olivetti
 from .reading import MAX_IMAGE_PIXELS
-from .splits import default_split, mirror, split
+from .splits import carve_validation, default_split, mirror, split
 
 __all__ = [
     "ARRAY_EXTENSIONS",
@@ -42,6 +42,7 @@ __all__ = [
     "DatasetInfo",
     "ImageFolderDataset",
     "ImageSet",
+    "carve_validation",
     "default_split",
     "get_data_home",
     "load_array",

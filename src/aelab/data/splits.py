@@ -80,24 +80,75 @@ def split(
             )
         held = np.isin(data.labels, classes[len(classes) - holdout_people :])
         return data.subset(~held), data.subset(held)
+    train, held = _fraction(data.labels, n, holdout, seed)
+    return data.subset(train), data.subset(held)
+
+
+def _fraction(
+    labels: np.ndarray | None, n: int, holdout: float, seed: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted indices ``(train, held)`` of ``n`` items with ``holdout`` of them held out at
+    random, stratified by ``labels`` when every class has at least 2 members."""
     if isinstance(holdout, bool) or not (isinstance(holdout, Real) and 0 <= holdout < 1):
         raise ValueError(f"holdout={holdout!r} is not valid; expected a fraction in [0, 1)")
     n_held = math.ceil(holdout * n)
     if n_held == 0:
-        return data.subset(np.arange(n)), data.subset(np.arange(0))
+        return np.arange(n), np.arange(0)
     if n_held >= n:
         raise ValueError(f"holdout={holdout!r} leaves no training images of {n}")
     from sklearn.model_selection import train_test_split
 
     stratify = None
-    if data.labels is not None:
-        _, counts = np.unique(data.labels, return_counts=True)
+    if labels is not None:
+        _, counts = np.unique(labels, return_counts=True)
         if counts.min() >= 2 and min(n_held, n - n_held) >= len(counts):
-            stratify = data.labels
+            stratify = labels
     train, held = train_test_split(
         np.arange(n), test_size=n_held, random_state=seed, stratify=stratify
     )
-    return data.subset(np.sort(train)), data.subset(np.sort(held))
+    return np.sort(train), np.sort(held)
+
+
+def carve_validation(
+    train: ImageSet | ImageFolderDataset,
+    fraction: float,
+    *,
+    by_people: bool,
+    mirrored: bool,
+    seed: int = 0,
+) -> tuple[ImageSet, ImageSet] | tuple[ImageFolderDataset, ImageFolderDataset]:
+    """Split a training set into ``(train, validation)``: the images that choose the epoch
+    (early stopping) and anything else a recipe tunes, so the held-out set never does.
+
+    Parameters
+    ----------
+    train : ImageSet or ImageFolderDataset
+        The training part of :func:`split`, mirrors included when ``mirrored``.
+    fraction : float
+        In (0, 1): the share of training people (``by_people``) or images to carve out.
+    by_people : bool
+        Carve whole people (the last ones by label), as the held-out set was carved; else a
+        stratified random share of the images.
+    mirrored : bool
+        ``train`` is :func:`mirror`'s output (originals, then their mirrors): an image and its
+        mirror always land on the same side.
+    seed : int, default=0
+    """
+    if isinstance(fraction, bool) or not (isinstance(fraction, Real) and 0 < fraction < 1):
+        raise ValueError(f"validation={fraction!r} is not valid; expected a fraction in (0, 1)")
+    if by_people and train.labels is not None:
+        classes = np.unique(train.labels)
+        k = max(1, round(fraction * len(classes)))
+        if k >= len(classes):
+            raise ValueError(f"validation={fraction!r} leaves no training people of {len(classes)}")
+        held = np.isin(train.labels, classes[len(classes) - k :])
+        return train.subset(~held), train.subset(held)
+    n = len(train) // 2 if mirrored else len(train)
+    labels = None if train.labels is None else np.asarray(train.labels)[:n]
+    keep, held = _fraction(labels, n, fraction, seed)
+    if mirrored:
+        keep, held = np.concatenate([keep, keep + n]), np.concatenate([held, held + n])
+    return train.subset(keep), train.subset(held)
 
 
 def default_split(name: str) -> dict:

@@ -137,7 +137,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     model_ : aelab.models.BaseAutoencoder
         The trained torch module (in eval mode, on the training device).
     history_ : list of dict
-        One record per epoch: ``{"epoch", "loss", "heldout_loss", "seconds"}``.
+        One record per epoch: ``{"epoch", "loss", "heldout_loss", "validation_loss", "seconds"}``.
     n_features_in_ : int
         Number of values per sample seen at fit (``H * W * C`` for images).
     feature_names_in_ : ndarray of str, shape (n_features_in_,)

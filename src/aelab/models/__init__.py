@@ -12,7 +12,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from . import conv, dense, variational  # noqa: F401  (each registers its family and recipes)
+from . import (  # noqa: F401  (each registers its family and recipes)
+    aligned,
+    conv,
+    dense,
+    variational,
+)
+from .aligned import AlignedAutoencoder, AlignedConfig
 from .base import BaseAutoencoder, ModelConfig, ModelOutput
 from .conv import ConvAutoencoder, ConvConfig, layer_shapes, max_stages
 from .dense import DenseAutoencoder, DenseConfig
@@ -79,6 +85,8 @@ __all__ = [
     "FAMILIES",
     "MODELS",
     "VAE",
+    "AlignedAutoencoder",
+    "AlignedConfig",
     "BaseAutoencoder",
     "ConvAutoencoder",
     "ConvConfig",

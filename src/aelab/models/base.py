@@ -103,6 +103,8 @@ class BaseAutoencoder(nn.Module):
     #   prior N(0, I) decode to new samples (the estimator's sample(), the report's manifold)
     discrete_codes: ClassVar[bool] = False  # codes index a codebook: no random or PCA codes
     draws_weights: ClassVar[bool] = False  # weight_images(): first and last layers as images
+    needs_data_init: ClassVar[bool] = False  # init_from_data(x): the Trainer calls it with the
+    #   training images before the first epoch (a basis that starts at PCA's)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -144,6 +146,10 @@ class BaseAutoencoder(nn.Module):
                 nn.init.xavier_uniform_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
+
+    def init_from_data(self, x: torch.Tensor) -> None:
+        """Set weights from training images ``x`` ``(N, C, H, W)`` before training, for
+        families with ``needs_data_init``; nothing by default."""
 
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())

@@ -20,7 +20,13 @@ as RGB; images are shown on the fixed range ``[0, 1]``, weights and codes each o
 range.
 """
 
-from .charts import activation_bars, embedding_panels, latent_scatter, learning_curves
+from .charts import (
+    activation_bars,
+    embedding_panels,
+    latent_scatter,
+    learning_curves,
+    pca_ratio,
+)
 from .grid import image_grid, png_bytes, save
 from .images import (
     codes_and_reconstructions,
@@ -42,6 +48,7 @@ __all__ = [
     "latent_scatter",
     "learning_curves",
     "manifold",
+    "pca_ratio",
     "png_bytes",
     "save",
     "weight_tiles",

@@ -34,8 +34,9 @@ def learning_curves(
     Parameters
     ----------
     histories : dict of str to list of dict
-        Model name to its history records ``{"epoch", "loss", "heldout_loss", "seconds"}``;
-        ``heldout_loss`` may be None (no held-out line then, or gaps).
+        Model name to its history records ``{"epoch", "loss", "heldout_loss", ...}``;
+        ``heldout_loss`` may be None (no held-out line then, or gaps); a ``validation_loss``
+        (the images that chose the epoch) is drawn dotted where there is one.
     title : str
         Figure title.
     log_y : bool, default False
@@ -76,6 +77,10 @@ def learning_curves(
         heldout = [np.nan if r["heldout_loss"] is None else r["heldout_loss"] for r in records]
         if not np.all(np.isnan(np.asarray(heldout, dtype=float))):
             ax.plot(epochs, heldout, "--", color="C1", label="held-out")
+        validation = [r.get("validation_loss") for r in records]
+        validation = np.asarray([np.nan if v is None else v for v in validation], dtype=float)
+        if not np.all(np.isnan(validation)):
+            ax.plot(epochs, validation, ":", color="C2", label="validation")
         if log_y:
             ax.set_yscale("log")
         ax.legend(fontsize=8)
@@ -258,3 +263,36 @@ def latent_scatter(z2: ArrayLike, labels: ArrayLike | None, title: str = "Latent
         One scatter axes with axes labelled z[0] and z[1], plus the colour bar's axes.
     """
     return _scatter_panels([("", z2)], labels, title, ("z[0]", "z[1]"))
+
+
+def pca_ratio(points: Mapping[str, tuple[int, float]], title: str | None = None) -> Figure:
+    """Each model's held-out error divided by PCA's at the same code size, against code size.
+
+    Parameters
+    ----------
+    points : dict of str to (int, float)
+        Model name to ``(code size, error ratio)``; a ratio below 1 beats PCA.
+    title : str, optional
+    """
+    if not isinstance(points, Mapping) or not points:
+        raise ValueError(
+            f"points must be a non-empty dict of name to (size, ratio), got {points!r}"
+        )
+    fig = Figure(figsize=(6.0, 3.6), layout="constrained")
+    ax = fig.subplots()
+    sizes = np.asarray([float(p[0]) for p in points.values()])
+    ratios = np.asarray([float(p[1]) for p in points.values()])
+    if np.any(sizes <= 0) or not np.all(np.isfinite(ratios)) or np.any(ratios <= 0):
+        raise ValueError("points need code sizes >= 1 and finite ratios > 0")
+    ax.axhline(1.0, color="0.4", lw=1, ls="--")
+    ax.axhspan(min(ratios.min(), 1.0) * 0.9, 1.0, color="C2", alpha=0.08, lw=0)
+    for i, (name, (size, ratio)) in enumerate(points.items()):
+        ax.scatter([size], [ratio], color=f"C{i % 10}", zorder=3)
+        ax.annotate(str(name), (size, ratio), textcoords="offset points", xytext=(5, 4))
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("code size (units)")
+    ax.set_ylabel("held-out MSE / PCA's")
+    ax.text(0.01, 0.02, "below the line: beats PCA", transform=ax.transAxes, color="C2")
+    ax.set_title(title or "Error against PCA at the same code size")
+    return fig

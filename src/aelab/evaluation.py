@@ -1,0 +1,125 @@
+"""``aelab evaluate``: every model of a run against PCA on images it never saw.
+
+For a run directory (``aelab train``) or a workshop (``aelab run``), each model's held-out
+reconstruction error is set beside PCA's with as many components as the model has code units,
+PCA fitted on the same training images (validation people included: they are training people),
+and the 1-nearest-neighbour identity accuracy of both codes. ``sizes`` adds PCA's own curve
+(its held-out error at other code sizes), against which models of those sizes can be read.
+Nothing here trains or writes into the run: the caller chooses where the JSON goes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import metrics
+from .checkpoint import read_json
+from .ownership import check_name
+from .runs import Run, check_split, has_weights, load_run
+
+CURVE_SIZES = (10, 20, 30, 50, 100)
+
+
+def open_runs(path: str | os.PathLike) -> dict[str, Run]:
+    """The trained models in ``path``: the run itself, or each model of a workshop."""
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ValueError(f"run='{folder}' is not a directory")
+    if (folder / "workshop.json").is_file():
+        record = read_json(folder / "workshop.json")
+        models = record.get("models") if isinstance(record, dict) else None
+        if not isinstance(models, list):
+            raise ValueError(f"{folder / 'workshop.json'}: 'models' is not a list of model names")
+        runs = {}
+        for name in models:
+            sub = folder / check_name(name, "model")
+            if not sub.is_symlink() and (sub / "config.json").is_file() and has_weights(sub):
+                runs[name] = load_run(sub)
+        if not runs:
+            raise ValueError(f"run='{folder}' holds no trained model yet")
+        return runs
+    run = load_run(folder)
+    return {run.name: run}
+
+
+def evaluate(
+    path: str | os.PathLike,
+    *,
+    data_home: str | os.PathLike | None = None,
+    sizes: tuple[int, ...] = (),
+) -> dict[str, Any]:
+    """The model/PCA comparison of the run in ``path`` (see the module's docstring).
+
+    Returns
+    -------
+    dict
+        ``{"data": ..., "models": {name: {"code_size", "mse", "pca_mse", "ratio",
+        "knn_accuracy", "pca_knn_accuracy"}}, "pca_curve": [{"n_components", "mse"}]}``.
+    """
+    from .report import evaluate as report_evaluate
+
+    runs = open_runs(path)
+    first = next(iter(runs.values()))
+    split = first.data(None if data_home is None else str(data_home), carve=False)
+    for name, run in runs.items():
+        check_split(run.config, split, run.path or name)
+    for part in (split.train, split.heldout):
+        if not hasattr(part, "images"):
+            raise ValueError(
+                f"run='{path}' streams its images; evaluate reads them into memory: train a run "
+                "without stream=True, or load the folder with aelab.data.load_image_folder"
+            )
+    result, _ = report_evaluate(runs, split)
+    table = {}
+    for name, m in result["models"].items():
+        table[name] = {
+            "code_size": m["code_size"],
+            "mse": m["heldout"]["mse"],
+            "pca_mse": m["pca"]["mse"],
+            "ratio": m["pca_ratio"],
+            "knn_accuracy": m["heldout"]["knn_accuracy"],
+            "pca_knn_accuracy": m["pca"]["knn_accuracy"],
+        }
+    curve = pca_curve(split.train.images, split.heldout.images, sizes) if sizes else []
+    return {"data": result["data"], "models": table, "pca_curve": curve}
+
+
+def pca_curve(x_train: np.ndarray, x_test: np.ndarray, sizes: tuple[int, ...]) -> list[dict]:
+    """PCA's held-out MSE at each code size in ``sizes`` (capped by the training set)."""
+    limit = min(len(x_train), int(np.prod(x_train.shape[1:])))
+    out = []
+    for k in sorted({min(int(s), limit) for s in sizes}):
+        fit = metrics.pca_baseline(x_train, x_test, n_components=k)
+        out.append({"n_components": k, "mse": metrics.mse(x_test, fit.x_test_hat)})
+    return out
+
+
+def format_table(result: dict[str, Any]) -> str:
+    """The comparison as a plain-text table, one model a row, the verdict at the end."""
+
+    def pct(v: float | None) -> str:
+        return "-" if v is None else f"{v:.1%}"
+
+    lines = [
+        f"{'model':<10} {'code':>5} {'MSE':>9} {'PCA MSE':>9} {'ratio':>6} {'1-NN':>6} "
+        f"{'PCA 1-NN':>8}"
+    ]
+    for name, m in result["models"].items():
+        lines.append(
+            f"{name:<10} {m['code_size']:>5} {m['mse']:>9.5f} {m['pca_mse']:>9.5f} "
+            f"{m['ratio']:>6.3f} {pct(m['knn_accuracy']):>6} {pct(m['pca_knn_accuracy']):>8}"
+        )
+    if result["pca_curve"]:
+        lines.append("PCA held-out MSE by code size: " + ", ".join(
+            f"{p['n_components']}: {p['mse']:.5f}" for p in result["pca_curve"]
+        ))  # fmt: skip
+    beat = [n for n, m in result["models"].items() if m["ratio"] < 1]
+    lines.append(f"beats PCA at its code size: {', '.join(beat)}" if beat else "no model beats PCA")
+    return "\n".join(lines)
+
+
+__all__ = ["CURVE_SIZES", "evaluate", "format_table", "open_runs", "pca_curve"]
