@@ -78,7 +78,7 @@ def search(data_home: str, epochs: int = 30) -> dict:
 def one_run(data: DataSpec, code: int, seed: int, folder: Path) -> dict:
     r = resolve("faces", _shape(data), model={"latent_dim": code}, train={"seed": seed})
     start = time.perf_counter()
-    out = folder / f"faces-{code}-{seed}"
+    out = folder / f"{data.source}-faces-{code}-{seed}"
     train_run("faces", data, r.train, out, model_overrides={"latent_dim": code}, progress=False)
     seconds = time.perf_counter() - start
     m = evaluate(out, data_home=data.data_home)["models"]["faces"]

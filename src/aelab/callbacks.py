@@ -43,8 +43,8 @@ class Callback:
 
 
 class FiniteLoss(Callback):
-    """The NaN guard: stop with :class:`FloatingPointError` when an epoch's training or held-out
-    loss, or any weight after the epoch's last step, is not finite.
+    """The NaN guard: stop with :class:`FloatingPointError` when an epoch's training, held-out or
+    validation loss, or any weight after the epoch's last step, is not finite.
 
     It runs before every other callback, so a checkpoint never stores diverged weights; the last
     good checkpoint stays in force. Checking the weights costs one reduction per parameter an
@@ -53,7 +53,12 @@ class FiniteLoss(Callback):
 
     def on_epoch_end(self, trainer: Trainer, record: dict[str, Any]) -> None:
         epoch = record["epoch"]
-        for key, what in (("loss", "the loss"), ("heldout_loss", "the held-out loss")):
+        losses = (
+            ("loss", "the loss"),
+            ("heldout_loss", "the held-out loss"),
+            ("validation_loss", "the validation loss"),
+        )
+        for key, what in losses:
             value = record.get(key)
             if value is not None and not math.isfinite(value):
                 raise FloatingPointError(
@@ -75,8 +80,9 @@ class EarlyStopping(Callback):
     Parameters
     ----------
     monitor : str, default="heldout_loss"
-        A key of the epoch records: the loss on the set passed to :meth:`Trainer.fit` as
-        ``x_heldout``. Pass validation data there, never the test set: stopping on the test set
+        A key of the epoch records: ``"validation_loss"`` (``x_validation`` of
+        :meth:`Trainer.fit`, what ``TrainConfig.patience`` watches) or ``"heldout_loss"``
+        (``x_heldout``). Watch validation data, never the test set: stopping on the test set
         tunes the model to it.
     patience : int, default=10
         Epochs without improvement before stopping.

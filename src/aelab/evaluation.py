@@ -58,7 +58,8 @@ def evaluate(
     -------
     dict
         ``{"data": ..., "models": {name: {"code_size", "mse", "pca_mse", "ratio",
-        "knn_accuracy", "pca_knn_accuracy"}}, "pca_curve": [{"n_components", "mse"}]}``.
+        "knn_accuracy", "pca_knn_accuracy"}}, "pca_curve": [{"n_components", "mse"}]}``;
+        ``ratio`` is None where PCA is exact (as many components as pixels).
     """
     from .report import evaluate as report_evaluate
 
@@ -109,15 +110,16 @@ def format_table(result: dict[str, Any]) -> str:
         f"{'PCA 1-NN':>8}"
     ]
     for name, m in result["models"].items():
+        ratio = "exact" if m["ratio"] is None else f"{m['ratio']:.3f}"  # PCA has every pixel
         lines.append(
             f"{name:<10} {m['code_size']:>5} {m['mse']:>9.5f} {m['pca_mse']:>9.5f} "
-            f"{m['ratio']:>6.3f} {pct(m['knn_accuracy']):>6} {pct(m['pca_knn_accuracy']):>8}"
+            f"{ratio:>6} {pct(m['knn_accuracy']):>6} {pct(m['pca_knn_accuracy']):>8}"
         )
     if result["pca_curve"]:
         lines.append("PCA held-out MSE by code size: " + ", ".join(
             f"{p['n_components']}: {p['mse']:.5f}" for p in result["pca_curve"]
         ))  # fmt: skip
-    beat = [n for n, m in result["models"].items() if m["ratio"] < 1]
+    beat = [n for n, m in result["models"].items() if m["ratio"] is not None and m["ratio"] < 1]
     lines.append(f"beats PCA at its code size: {', '.join(beat)}" if beat else "no model beats PCA")
     return "\n".join(lines)
 
