@@ -11,8 +11,8 @@ where it sits.
 
 Why it generalises where the notebook's models do not: PCA spends many of its components on
 small shifts and turns of the head, which a warp says in a few numbers; the basis is shared by
-every person and starts where PCA stands, so the model never does worse than PCA at the start
-of training, and early stopping on validation people decides how far training may move it.
+every person and starts where PCA stands, so the model starts no worse than PCA, and how far
+training may move it (the recipe's epochs) was chosen on validation people.
 ``init_from_data`` sets the basis from the training images (the Trainer calls it before the
 first epoch).
 """
@@ -30,6 +30,7 @@ from .base import BaseAutoencoder, ModelConfig, ModelOutput, flat_size
 from .registry import QuickBudget, Recipe, register_family, register_model
 
 POSES = {"none": 0, "shift": 2, "similarity": 4, "affine": 6}  # code units the warp takes
+EXACT_SVD_SIZE = 4096  # larger training sets (in images and pixels) get a randomised SVD
 
 
 def auto_pose(latent_dim: int) -> str:
@@ -133,7 +134,11 @@ class AlignedAutoencoder(BaseAutoencoder):
         if k < 1:
             self.mean.copy_(mean)
             return
-        _, s, vh = torch.linalg.svd(flat - mean, full_matrices=False)
+        if min(flat.shape) > EXACT_SVD_SIZE:  # randomised, as scikit-learn's PCA on large data
+            _, s, v = torch.svd_lowrank(flat - mean, q=min(k + 10, min(flat.shape)), niter=6)
+            vh = v.T
+        else:
+            _, s, vh = torch.linalg.svd(flat - mean, full_matrices=False)
         std = s[:k] / max(len(flat) - 1, 1) ** 0.5
         self.mean.copy_(mean)
         self.basis.zero_()
