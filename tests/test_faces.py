@@ -218,3 +218,21 @@ def test_train_and_evaluate_from_the_command_line(tmp_path, capsys):
     assert main(["evaluate", str(run), "--out", str(table)]) == 2  # exists: not overwritten
     assert "pass --overwrite" in capsys.readouterr().err
     assert main(["evaluate", str(tmp_path / "nothing")]) == 2
+
+
+def test_validation_patience_and_augment_from_the_command_line(tmp_path, capsys):
+    run = tmp_path / "deep"
+    code = main(["train", "deep", "--data", "digits", "--holdout-people", "2", "--epochs", "40",
+                 "--validation", "0.2", "--patience", "2", "--augment", "affine:rotate=3",
+                 "--out", str(run), "--quiet"])  # fmt: skip
+    assert code == 0
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["augment"] == "affine:rotate=3" and config["train"]["patience"] == 2
+    assert config["split"]["n_validation"] > 0
+    history = json.loads((run / "history.json").read_text())
+    assert all(r["validation_loss"] is not None for r in history)
+    capsys.readouterr()
+    assert main(["train", "deep", "--data", "digits", "--patience", "3", "--out",
+                 str(tmp_path / "x")]) == 2  # fmt: skip
+    err = capsys.readouterr().err
+    assert "patience=3 needs validation images" in err and not (tmp_path / "x").exists()

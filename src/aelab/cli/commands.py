@@ -108,6 +108,9 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
             optimizer=args.optimizer,
             learning_rate=args.learning_rate,
             noise=args.noise,
+            augment=args.augment,
+            validation=args.validation,
+            patience=args.patience,
         )
         settings |= {
             "shuffle": not args.no_shuffle,

@@ -157,6 +157,24 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--optimizer", help="adam, adamw, rmsprop or sgd (default: the model's)")
     g.add_argument("--lr", type=float, dest="learning_rate", help="learning rate")
     g.add_argument("--no-shuffle", action="store_true", help="keep the sample order")
+    g.add_argument(
+        "--augment",
+        metavar="SPEC",
+        help="random warps of training images: affine, or affine:shift=S,rotate=DEG,scale=S,"
+        "brightness=B,contrast=C; none (default: the model's)",
+    )
+    g.add_argument(
+        "--validation",
+        type=float,
+        metavar="FRACTION",
+        help="carve this share of the training people (or images) out to choose the epoch",
+    )
+    g.add_argument(
+        "--patience",
+        type=int,
+        metavar="N",
+        help="stop after N epochs without a better validation loss, keeping the best epoch",
+    )
     g.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
     g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     g.add_argument("--precision", default="auto", help=PRECISION_HELP)
