@@ -18,8 +18,7 @@ import numpy as np
 
 from . import metrics
 from .checkpoint import read_json
-from .ownership import check_name
-from .runs import Run, check_split, has_weights, load_run
+from .runs import Run, check_split, load_run
 
 CURVE_SIZES = (10, 20, 30, 50, 100)
 
@@ -30,18 +29,9 @@ def open_runs(path: str | os.PathLike) -> dict[str, Run]:
     if not folder.is_dir():
         raise ValueError(f"run='{folder}' is not a directory")
     if (folder / "workshop.json").is_file():
-        record = read_json(folder / "workshop.json")
-        models = record.get("models") if isinstance(record, dict) else None
-        if not isinstance(models, list):
-            raise ValueError(f"{folder / 'workshop.json'}: 'models' is not a list of model names")
-        runs = {}
-        for name in models:
-            sub = folder / check_name(name, "model")
-            if not sub.is_symlink() and (sub / "config.json").is_file() and has_weights(sub):
-                runs[name] = load_run(sub)
-        if not runs:
-            raise ValueError(f"run='{folder}' holds no trained model yet")
-        return runs
+        from .report import workshop_runs
+
+        return workshop_runs(folder, read_json(folder / "workshop.json"))
     run = load_run(folder)
     return {run.name: run}
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -320,6 +321,24 @@ def _figures(runs, split, results, arrays, seed) -> list[dict[str, Any]]:
     return out
 
 
+def workshop_runs(folder: Path, workshop: Any) -> dict[str, Run]:
+    """The trained models of the workshop in ``folder``, whose ``workshop.json`` holds
+    ``workshop``, in its order; a model folder that is a symbolic link is refused."""
+    models = workshop.get("models") if isinstance(workshop, dict) else None
+    if not isinstance(models, list):
+        raise ValueError(f"{folder / 'workshop.json'}: 'models' is not a list of model names")
+    runs = {}
+    for name in models:
+        sub = folder / check_name(name, "model")
+        if sub.is_symlink():
+            raise ValueError(f"'{sub}' is a symbolic link; a workshop's models are its own folders")
+        if (sub / "config.json").is_file() and has_weights(sub):
+            runs[name] = load_run(sub)
+    if not runs:
+        raise ValueError(f"run='{folder}' holds no trained model yet")
+    return runs
+
+
 def build_report(
     out: str | os.PathLike,
     *,
@@ -342,18 +361,7 @@ def build_report(
                                 rundir=own)  # fmt: skip
     folder = rundir.path
     workshop = rundir.read_json("workshop.json")
-    models = workshop.get("models") if isinstance(workshop, dict) else None
-    if not isinstance(models, list):
-        raise ValueError(f"{folder / 'workshop.json'}: 'models' is not a list of model names")
-    runs = {}
-    for name in models:
-        sub = folder / check_name(name, "model")
-        if sub.is_symlink():
-            raise ValueError(f"'{sub}' is a symbolic link; a workshop's models are its own folders")
-        if (sub / "config.json").is_file() and has_weights(sub):
-            runs[name] = load_run(sub)
-    if not runs:
-        raise ValueError(f"run='{out}' holds no trained model yet")
+    runs = workshop_runs(folder, workshop)
     if split is None:
         split = next(iter(runs.values())).data(data_home, carve=False)
     for name, run in runs.items():

@@ -197,6 +197,16 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
+def _run_data_home(p: argparse.ArgumentParser) -> None:
+    """``--data-home`` of the commands that read a run's data again."""
+    p.add_argument(
+        "--data-home",
+        metavar="DIR",
+        help="where named data sets are (default: $AELAB_DATA_HOME or scikit-learn's data home); "
+        "never taken from the run's files",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     from .._version import __version__
     from ..models import MODELS
@@ -277,24 +287,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("report", help="rebuild metrics, figures and report.html of a run")
     p.add_argument("run_dir", metavar="DIR")
-    p.add_argument(
-        "--data-home",
-        metavar="DIR",
-        help="where named data sets are (default: $AELAB_DATA_HOME or scikit-learn's data home); "
-        "never taken from the run's files",
-    )
+    _run_data_home(p)
     p.set_defaults(func=commands.cmd_report)
 
     p = sub.add_parser(
         "evaluate", help="each model's held-out error against PCA's at the same code size"
     )
     p.add_argument("run_dir", metavar="RUN", help="a run (aelab train) or workshop (aelab run)")
-    p.add_argument(
-        "--data-home",
-        metavar="DIR",
-        help="where named data sets are (default: $AELAB_DATA_HOME or scikit-learn's data home); "
-        "never taken from the run's files",
-    )
+    _run_data_home(p)
     p.add_argument(
         "--curve",
         action="store_true",
