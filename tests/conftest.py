@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -49,3 +52,42 @@ def workshop(tmp_path_factory) -> Path:
                  "quick", "--epochs", "3", "--out", str(out), "--quiet"])  # fmt: skip
     assert code == 0
     return out
+
+
+@contextlib.contextmanager
+def _running_server(app):
+    """``app`` served by uvicorn on a free loopback port in a thread: yields (host, port)."""
+    import uvicorn
+
+    from aelab.explorer.serve import bind
+
+    sock = bind("127.0.0.1", 0)
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    try:
+        deadline = time.monotonic() + 30
+        while not server.started:
+            assert thread.is_alive() and time.monotonic() < deadline, "the server did not start"
+            time.sleep(0.02)
+        yield sock.getsockname()[:2]
+    finally:
+        server.should_exit = True
+        thread.join(30)
+        sock.close()
+
+
+@pytest.fixture(scope="session")
+def serve_app():
+    """A context manager that serves an ASGI app on a free port (see ``_running_server``)."""
+    return _running_server
+
+
+@pytest.fixture(scope="session")
+def artifacts(tmp_path_factory) -> Path:
+    """Where tests leave files for people to look at: $AELAB_TEST_ARTIFACTS, else a temporary
+    folder."""
+    where = os.environ.get("AELAB_TEST_ARTIFACTS")
+    path = Path(where) if where else tmp_path_factory.mktemp("artifacts")
+    path.mkdir(parents=True, exist_ok=True)
+    return path

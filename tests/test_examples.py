@@ -22,3 +22,7 @@ def test_workshop_notebook_executes(tmp_path, monkeypatch):
     assert len(images) >= 10  # every figure cell drew
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
     assert "held-out MSE" in text and "PCA(20)" in text
+    widgets = [
+        o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
+    ]
+    assert widgets  # aelab.explore(...) displayed its sliders

@@ -8,6 +8,7 @@ from ._version import __version__
 from .callbacks import Callback, Checkpoint, EarlyStopping
 from .data import DATASETS, ImageFolderDataset, ImageSet, load_dataset
 from .estimator import Autoencoder
+from .explorer import explore
 from .models import FAMILIES, MODELS, build_model
 from .recipes import resolve
 from .runconfig import DataSpec, RunConfig
@@ -31,6 +32,7 @@ __all__ = [
     "Trainer",
     "__version__",
     "build_model",
+    "explore",
     "load_dataset",
     "load_run",
     "resolve",

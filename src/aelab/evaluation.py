@@ -23,7 +23,7 @@ from .runs import Run, check_split, load_run
 CURVE_SIZES = (10, 20, 30, 50, 100)
 
 
-def open_runs(path: str | os.PathLike) -> dict[str, Run]:
+def open_runs(path: str | os.PathLike, device: str = "cpu") -> dict[str, Run]:
     """The trained models in ``path``: the run itself, or each model of a workshop."""
     folder = Path(path)
     if not folder.is_dir():
@@ -31,8 +31,8 @@ def open_runs(path: str | os.PathLike) -> dict[str, Run]:
     if (folder / "workshop.json").is_file():
         from .report import workshop_runs
 
-        return workshop_runs(folder, read_json(folder / "workshop.json"))
-    run = load_run(folder)
+        return workshop_runs(folder, read_json(folder / "workshop.json"), device)
+    run = load_run(folder, device)
     return {run.name: run}
 
 

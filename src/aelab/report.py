@@ -321,7 +321,7 @@ def _figures(runs, split, results, arrays, seed) -> list[dict[str, Any]]:
     return out
 
 
-def workshop_runs(folder: Path, workshop: Any) -> dict[str, Run]:
+def workshop_runs(folder: Path, workshop: Any, device: str = "cpu") -> dict[str, Run]:
     """The trained models of the workshop in ``folder``, whose ``workshop.json`` holds
     ``workshop``, in its order; a model folder that is a symbolic link is refused."""
     models = workshop.get("models") if isinstance(workshop, dict) else None
@@ -333,7 +333,7 @@ def workshop_runs(folder: Path, workshop: Any) -> dict[str, Run]:
         if sub.is_symlink():
             raise ValueError(f"'{sub}' is a symbolic link; a workshop's models are its own folders")
         if (sub / "config.json").is_file() and has_weights(sub):
-            runs[name] = load_run(sub)
+            runs[name] = load_run(sub, device)
     if not runs:
         raise ValueError(f"run='{folder}' holds no trained model yet")
     return runs

@@ -196,6 +196,13 @@ class Run:
     def reconstruct(self, x: np.ndarray | torch.Tensor, batch_size: int = 512) -> np.ndarray:
         return self.decode(self.encode(x, batch_size), batch_size)
 
+    def explore(self, **kwargs: Any) -> Any:
+        """The Jupyter explorer of this run: sliders over its code and the live decode (see
+        :func:`aelab.explore`; needs ``pip install aelab[notebook]``)."""
+        from .explorer import explore
+
+        return explore(self, **kwargs)
+
     def _map(self, fn, a, batch_size: int) -> np.ndarray:
         self.model.eval()
         outs = [fn(self._on_device(b)).float().cpu() for b in _tensor(a).split(batch_size)]

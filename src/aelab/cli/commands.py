@@ -244,6 +244,31 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_explore(args: argparse.Namespace) -> int:
+    from ..device import check_device
+
+    check_device(args.device)
+    try:
+        import starlette  # noqa: F401 - the page's server, an optional extra
+        import uvicorn  # noqa: F401
+    except ImportError as e:
+        raise ValueError(f"aelab explore needs {e.name}: pip install 'aelab[explore]'") from None
+    from ..explorer import open_spaces
+    from ..explorer.serve import bind, serve
+
+    sock = bind(args.host, args.port)  # a port in use fails now, not after loading the models
+    start = time.perf_counter()
+    print(f"reading {args.run_dir} and encoding its images...", flush=True)
+    try:
+        spaces = open_spaces(args.run_dir, data_home=args.data_home, device=args.device)
+    except BaseException:
+        sock.close()
+        raise
+    print(f"ready in {time.perf_counter() - start:.1f} s", flush=True)
+    serve(spaces, host=args.host, sock=sock, open_browser=args.open)
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from ..report import build_report
 

@@ -303,4 +303,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", metavar="FILE", help="also write the table as JSON to FILE")
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     p.set_defaults(func=commands.cmd_evaluate)
+
+    p = sub.add_parser(
+        "explore", help="a local page with sliders through a trained model's latent space"
+    )
+    p.add_argument("run_dir", metavar="RUN", help="a run (aelab train) or workshop (aelab run)")
+    p.add_argument(
+        "--host",
+        default="127.0.0.1",
+        help="address to serve on (default: 127.0.0.1, this machine only)",
+    )
+    p.add_argument("--port", type=int, default=8765, help="default: 8765; 0 picks a free one")
+    p.add_argument("--open", action="store_true", help="open the page in the web browser")
+    p.add_argument(
+        "--device", default="cpu", help="where the models decode: cpu (default), cuda, mps, auto"
+    )
+    _run_data_home(p)
+    p.set_defaults(func=commands.cmd_explore)
     return parser

@@ -1,0 +1,63 @@
+"""The latent-space explorer: sliders, a map of the codes and images to start from.
+
+``aelab explore RUN`` serves a page (:mod:`.server`); :func:`explore` gives the same sliders as a
+Jupyter widget (:mod:`.widget`). Both stand on :class:`.space.LatentSpace`. Nothing here imports
+the web framework or ipywidgets until it is used (``pip install aelab[explore]`` /
+``aelab[notebook]``). ``aelab.explore`` is :func:`explore`.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .space import LatentSpace
+
+__all__ = ["LatentSpace", "explore", "open_spaces"]
+
+
+def __getattr__(name: str) -> Any:  # LatentSpace on first use: `import aelab` stays light
+    if name == "LatentSpace":
+        from .space import LatentSpace
+
+        return LatentSpace
+    raise AttributeError(name)
+
+
+def open_spaces(
+    path: str | os.PathLike,
+    *,
+    data_home: str | os.PathLike | None = None,
+    device: str = "cpu",
+) -> dict[str, LatentSpace]:
+    """The latent space of every trained model in ``path`` (a run, or each model of an
+    ``aelab run`` workshop), over the training and held-out images the run records."""
+    from ..evaluation import open_runs
+    from ..runs import check_split
+    from .space import LatentSpace
+
+    runs = open_runs(path, device=device)
+    first = next(iter(runs.values()))
+    split = first.data(None if data_home is None else str(data_home), carve=False)
+    for name, run in runs.items():
+        check_split(run.config, split, run.path or name)
+    return {name: LatentSpace(run, split, name=name) for name, run in runs.items()}
+
+
+def explore(run: Any, *, split: Any = None, data_home: str | os.PathLike | None = None) -> Any:
+    """An ipywidgets UI with a slider per code unit (or per principal component of the codes)
+    and the live decode of ``run``: a :class:`aelab.Run`, or the path of a run directory.
+
+    ``split`` (an :class:`aelab.runs.Split`) saves rebuilding the run's data when it is at hand.
+    Needs ``pip install aelab[notebook]``.
+    """
+    from ..runs import Run, load_run
+    from .space import LatentSpace
+    from .widget import Explorer
+
+    if not isinstance(run, Run):
+        run = load_run(run)
+    if split is None:
+        split = run.data(None if data_home is None else str(data_home), carve=False)
+    return Explorer(LatentSpace(run, split)).widget

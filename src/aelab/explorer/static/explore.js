@@ -1,0 +1,488 @@
+// aelab explore: sliders, a map of the codes, images to start from. Sends codes, gets PNGs.
+// window.aelab exposes the state a test or a benchmark reads (latencies of each input event
+// from the event to the new image on screen, in ms; idle: no decode in flight or waiting).
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const state = {
+  model: null, meta: null, code: null, base: null, baseCoords: null, coords: null, shown: 0,
+  points: null, original: null, a: null, b: null, seed: 1,
+  inflight: false, dirty: false, waiting: [], liveUrl: null,
+};
+window.aelab = { latencies: [], decodes: 0, errors: 0, ready: false };
+Object.defineProperty(window.aelab, "idle", { get: () => !state.inflight && !state.dirty });
+
+function api(path) { return `/api/models/${encodeURIComponent(state.model)}${path}`; }
+
+async function fetchJSON(url, options) {
+  const r = await fetch(url, options);
+  const body = await r.json().catch(() => ({ error: `${r.status} ${r.statusText}` }));
+  if (!r.ok) throw new Error(body.error || `${r.status}`);
+  return body;
+}
+
+function showError(message) {
+  const el = $("error");
+  el.textContent = message;
+  el.hidden = !message;
+  if (message) window.aelab.errors += 1;
+}
+
+// ---- the code and its sliders -------------------------------------------------------------
+function fixed(v) { return (Math.abs(v) < 5e-4 ? 0 : v).toFixed(3); }  // never "-0.000"
+
+function dot(a, b) { let s = 0; for (let i = 0; i < a.length; i++) s += a[i] * b[i]; return s; }
+
+function coordsOf(code) {  // the code's coordinates on the PCA sliders' components
+  const { mean, components } = state.meta.pca;
+  const centred = code.map((v, i) => v - mean[i]);
+  return components.map((c) => dot(centred, c));
+}
+
+function sliderValues() {
+  return state.meta.mode === "pca" ? coordsOf(state.code) : Array.from(state.code);
+}
+
+function setCode(code, { from = null } = {}) {
+  state.code = Float64Array.from(code);
+  showCode();
+  requestDecode(from);
+}
+
+function showCode() {  // the sliders at state.code (and, for PCA sliders, moves start from it)
+  if (state.meta.mode === "pca") {
+    state.base = Float64Array.from(state.code);
+    state.baseCoords = coordsOf(state.base);
+    state.coords = state.baseCoords.slice();
+  }
+  const values = sliderValues();
+  document.querySelectorAll("#sliders input").forEach((input, i) => {
+    input.value = values[i];
+    input.nextElementSibling.value = fixed(values[i]);
+  });
+  scheduleMap();
+}
+
+function onSlider(event) {
+  const i = Number(event.target.dataset.index);
+  const v = Number(event.target.value);
+  event.target.nextElementSibling.value = fixed(v);
+  if (state.meta.mode === "pca") {
+    // only what a slider moved counts: an unmoved slider shows its coordinate rounded to its
+    // step (or clamped to its range), which must not move the code
+    const comps = state.meta.pca.components;
+    state.coords[i] = v;
+    const code = Float64Array.from(state.base);
+    state.coords.forEach((c, k) => {
+      if (k >= state.shown) return;
+      const d = c - state.baseCoords[k];
+      if (d !== 0) for (let j = 0; j < code.length; j++) code[j] += d * comps[k][j];
+    });
+    state.code = code;
+  } else {
+    state.code[i] = v;
+  }
+  scheduleMap();
+  requestDecode(event.timeStamp);
+}
+
+function buildSliders() {
+  const box = $("sliders");
+  box.textContent = "";
+  const m = state.meta;
+  m.sliders.forEach((s, i) => {
+    const row = document.createElement("div");
+    row.className = "slider" + (s.dead ? " dead" : "");
+    row.hidden = m.mode === "pca" && i >= state.shown;
+    const id = `slider-${i}`;
+    const label = document.createElement("label");
+    label.htmlFor = id;
+    label.textContent = s.label + (s.dead ? " (dead)" : "");
+    if (s.dead) label.title = "this unit never varies over the training images: it carries nothing";
+    const input = document.createElement("input");
+    Object.assign(input, { type: "range", id, min: s.low, max: s.high, value: s.value });
+    input.step = String((s.high - s.low) / 200);
+    input.dataset.index = i;
+    input.addEventListener("input", onSlider);
+    const out = document.createElement("output");
+    out.htmlFor = id;
+    out.value = fixed(s.value);
+    row.append(label, input, out);
+    box.append(row);
+  });
+  const hint = m.mode === "pca"
+    ? `${m.latent_dim} code units: a slider per principal component of the training codes ` +
+      "(the notebook's approach 2); moving one moves the code along that component."
+    : m.variational ? "Ranges: the prior N(0, 1), ±3σ."
+    : "Ranges: what each unit takes over the training images.";
+  $("slider-hint").textContent = hint + (m.dead_units ? ` ${m.dead_units} dead unit(s) marked.` : "");
+}
+
+function buildComponentPicker() {
+  const m = state.meta;
+  const picker = $("components");
+  picker.textContent = "";
+  $("components-picker").hidden = m.mode !== "pca";
+  if (m.mode !== "pca") { state.shown = m.sliders.length; return; }
+  state.shown = m.default_components;
+  for (let k = 1; k <= m.sliders.length; k++) picker.add(new Option(String(k), String(k)));
+  picker.value = String(state.shown);
+}
+
+$("components").addEventListener("change", (e) => {
+  state.shown = Number(e.target.value);
+  document.querySelectorAll("#sliders .slider").forEach((row, i) => { row.hidden = i >= state.shown; });
+  setCode(state.code);
+});
+
+// ---- decoding: one request in flight; moves made meanwhile go in the next one -------------
+function requestDecode(timeStamp) {
+  state.waiting.push(timeStamp ?? performance.now());
+  state.dirty = true;
+  pump();
+}
+
+async function pump() {
+  if (state.inflight || !state.dirty) return;
+  state.inflight = true;
+  state.dirty = false;
+  const waiting = state.waiting;
+  state.waiting = [];
+  try {
+    const r = await fetch(api("/decode"), {
+      method: "POST", headers: { "Content-Type": "application/json" },
+      body: JSON.stringify({ code: Array.from(state.code) }),
+    });
+    if (!r.ok) {
+      const body = await r.json().catch(() => ({}));
+      throw new Error(body.error || `decode failed: ${r.status}`);
+    }
+    const blob = await r.blob();
+    const bitmap = await createImageBitmap(blob);
+    drawBitmap($("live"), bitmap);
+    const now = performance.now();
+    waiting.forEach((t) => window.aelab.latencies.push(now - t));
+    window.aelab.decodes += 1;
+    if (state.liveUrl) URL.revokeObjectURL(state.liveUrl);
+    state.liveUrl = URL.createObjectURL(blob);
+    $("download").href = state.liveUrl;
+    drawErrorMap();
+    const l = window.aelab.latencies;
+    $("latency").textContent = `decoded in ${(now - waiting[waiting.length - 1]).toFixed(0)} ms ` +
+      `(${l.length} so far)`;
+    showError("");
+  } catch (e) {
+    showError(e.message);
+  } finally {
+    state.inflight = false;
+    pump();
+  }
+}
+
+// the image canvases are read back (error map, interpolation ends): one kind of context each
+function context(canvas) { return canvas.getContext("2d", { willReadFrequently: true }); }
+
+function drawBitmap(canvas, bitmap) {
+  canvas.width = bitmap.width;
+  canvas.height = bitmap.height;
+  context(canvas).drawImage(bitmap, 0, 0);
+}
+
+function pixels(canvas) { return context(canvas).getImageData(0, 0, canvas.width, canvas.height).data; }
+
+function heat(t) {  // black -> red -> yellow -> white
+  return [Math.min(255, 765 * t), Math.max(0, Math.min(255, 765 * t - 255)),
+    Math.max(0, 765 * t - 510)];
+}
+
+function drawErrorMap() {
+  const live = $("live"), orig = $("original"), map = $("error-map");
+  if (!state.original || orig.width !== live.width || orig.height !== live.height) {
+    map.width = 1; map.height = 1; $("error-value").textContent = ""; return;
+  }
+  const a = pixels(orig), b = pixels(live);
+  map.width = live.width; map.height = live.height;
+  const ctx = context(map);
+  const out = ctx.createImageData(map.width, map.height);
+  let total = 0;
+  for (let p = 0; p < a.length; p += 4) {
+    const d = (Math.abs(a[p] - b[p]) + Math.abs(a[p + 1] - b[p + 1]) + Math.abs(a[p + 2] - b[p + 2])) / 765;
+    total += d;
+    const [r, g, bl] = heat(Math.min(1, 2 * d));
+    out.data[p] = r; out.data[p + 1] = g; out.data[p + 2] = bl; out.data[p + 3] = 255;
+  }
+  ctx.putImageData(out, 0, 0);
+  $("error-value").textContent = `mean ${(total / (a.length / 4)).toFixed(3)}`;
+}
+
+// ---- starting points: an image (held-out or uploaded), random codes, the mean -------------
+async function loadImage(url) {
+  const img = new Image();
+  img.src = url;
+  await img.decode();
+  return img;
+}
+
+async function startFrom(result) {
+  const img = await loadImage(result.original);
+  const orig = $("original");
+  orig.width = img.naturalWidth; orig.height = img.naturalHeight;
+  context(orig).drawImage(img, 0, 0);
+  $("reconstruction").src = result.reconstruction;
+  state.original = true;
+  setCode(result.code);
+}
+
+async function pickImage(index) {
+  try { await startFrom(await fetchJSON(api(`/images/${index}`))); } catch (e) { showError(e.message); }
+}
+
+$("upload").addEventListener("change", async (e) => {
+  const file = e.target.files[0];
+  if (!file) return;
+  try {
+    await startFrom(await fetchJSON(api("/encode"), {
+      method: "POST", body: file,
+      headers: { "Content-Type": file.type || "application/octet-stream" },
+    }));
+  } catch (err) { showError(`${file.name}: ${err.message}`); }
+});
+
+async function randomCode(approach) {
+  try {
+    const r = await fetchJSON(api(`/random?approach=${approach}&seed=${state.seed++}`));
+    setCode(r.code);
+  } catch (e) { showError(e.message); }
+}
+$("random-units").addEventListener("click", () => randomCode("units"));
+$("random-pca").addEventListener("click", () => randomCode("pca"));
+$("mean").addEventListener("click", () => setCode(state.meta.mean_code));
+$("download").addEventListener("click", (e) => { if (!state.liveUrl) e.preventDefault(); });
+
+// ---- interpolation ------------------------------------------------------------------------
+function setEnd(which) {
+  state[which] = Float64Array.from(state.code);
+  const live = $("live"), end = $(`end-${which}`);
+  end.width = live.width; end.height = live.height;
+  context(end).drawImage(live, 0, 0);
+  $("interp").disabled = !(state.a && state.b);
+}
+$("set-a").addEventListener("click", () => setEnd("a"));
+$("set-b").addEventListener("click", () => setEnd("b"));
+$("interp").addEventListener("input", (e) => {
+  const t = Number(e.target.value);
+  $("interp-value").value = t.toFixed(2);
+  if (!(state.a && state.b)) return;
+  state.code = state.a.map((v, i) => (1 - t) * v + t * state.b[i]);
+  showCode();
+  requestDecode(e.timeStamp);
+});
+
+// ---- the map ------------------------------------------------------------------------------
+const map = { scale: null, hover: -1, dragging: false };
+
+function colour(label, alpha) {
+  if (label === null || label === undefined) return `hsla(210, 60%, 45%, ${alpha})`;
+  return `hsla(${(label * 137.508) % 360}, 65%, 45%, ${alpha})`;
+}
+
+function projectCode(code) {  // the current code on the map, where the map has a way back
+  const p = state.points;
+  if (!p || !p.invertible) return null;
+  if (p.method === "code") return [code[0], code.length > 1 ? code[1] : 0];
+  const { mean, components } = p.projection;
+  const c = Array.from(code, (v, i) => v - mean[i]);
+  return [dot(c, components[0]), dot(c, components[1])];
+}
+
+let mapFrame = 0;
+function scheduleMap() {  // at most one redraw a frame, however fast the sliders move
+  if (!mapFrame) mapFrame = requestAnimationFrame(() => { mapFrame = 0; drawMap(); });
+}
+
+function drawMap() {
+  const canvas = $("map");
+  const p = state.points;
+  const ratio = window.devicePixelRatio || 1;
+  const w = canvas.clientWidth, h = canvas.clientHeight;
+  if (canvas.width !== Math.round(w * ratio)) {
+    canvas.width = Math.round(w * ratio); canvas.height = Math.round(h * ratio);
+  }
+  const ctx = canvas.getContext("2d");
+  ctx.setTransform(ratio, 0, 0, ratio, 0, 0);
+  ctx.clearRect(0, 0, w, h);
+  if (!p) return;
+  const xs = p.x, ys = p.y;
+  let [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  const padX = (x1 - x0 || 1) * 0.08, padY = (y1 - y0 || 1) * 0.08;
+  x0 -= padX; x1 += padX; y0 -= padY; y1 += padY;
+  map.scale = {
+    toPx: (x, y) => [((x - x0) / (x1 - x0)) * w, h - ((y - y0) / (y1 - y0)) * h],
+    toData: (px, py) => [x0 + (px / w) * (x1 - x0), y0 + ((h - py) / h) * (y1 - y0)],
+  };
+  for (let i = 0; i < xs.length; i++) {
+    const [px, py] = map.scale.toPx(xs[i], ys[i]);
+    const held = i >= p.n_train;
+    ctx.beginPath();
+    ctx.arc(px, py, held ? 3.5 : 2.2, 0, 2 * Math.PI);
+    ctx.fillStyle = colour(p.label ? p.label[i] : null, held ? 0.95 : 0.55);
+    ctx.fill();
+    if (held) { ctx.strokeStyle = "#111"; ctx.lineWidth = 1; ctx.stroke(); }
+  }
+  const here = state.code && projectCode(state.code);
+  if (here) {
+    const [px, py] = map.scale.toPx(here[0], here[1]);
+    ctx.strokeStyle = "#000"; ctx.lineWidth = 2;
+    ctx.beginPath(); ctx.moveTo(px - 8, py); ctx.lineTo(px + 8, py);
+    ctx.moveTo(px, py - 8); ctx.lineTo(px, py + 8); ctx.stroke();
+  }
+}
+
+function nearest(px, py, within) {
+  const p = state.points;
+  let best = -1, bestD = within * within;
+  for (let i = 0; i < p.x.length; i++) {
+    const [qx, qy] = map.scale.toPx(p.x[i], p.y[i]);
+    const d = (qx - px) ** 2 + (qy - py) ** 2;
+    if (d < bestD) { bestD = d; best = i; }
+  }
+  return best;
+}
+
+function decodeAt(px, py, timeStamp) {
+  const p = state.points;
+  if (!p || !map.scale) return;
+  if (!p.invertible) {  // t-SNE has no way back: the nearest image instead
+    const i = nearest(px, py, Infinity);
+    if (i >= 0) pickImage(i);
+    return;
+  }
+  const [x, y] = map.scale.toData(px, py);
+  let code;
+  if (p.method === "code") code = state.meta.latent_dim === 1 ? [x] : [x, y];
+  else {
+    const { mean, components } = p.projection;
+    code = mean.map((m, j) => m + x * components[0][j] + y * components[1][j]);
+  }
+  state.code = Float64Array.from(code);
+  showCode();
+  requestDecode(timeStamp);
+}
+
+function thumbnail(el, i, side) {  // image i of the sprite as el's background, about side px
+  const [tw, th] = state.meta.thumbnail;
+  const columns = state.meta.sprite_columns;
+  const s = Math.max(1, Math.floor(side / Math.max(tw, th)));
+  Object.assign(el.style, {
+    width: `${tw * s}px`, height: `${th * s}px`,
+    backgroundImage: `url(${api("/sprite.png")})`,
+    backgroundSize: `${columns * tw * s}px auto`,
+    backgroundPosition: `-${(i % columns) * tw * s}px -${Math.floor(i / columns) * th * s}px`,
+  });
+}
+
+function showTooltip(i, px, py) {
+  const tip = $("tooltip");
+  if (i < 0) { tip.hidden = true; return; }
+  const p = state.points;
+  thumbnail($("tooltip-image"), i, 64);
+  const label = p.label ? `label ${p.label[i]}` : "";
+  $("tooltip-text").textContent = `${i >= p.n_train ? "held-out" : "training"} ${label}`;
+  tip.style.left = `${px + 12}px`; tip.style.top = `${py + 12}px`;
+  tip.hidden = false;
+}
+
+function canvasPoint(e) {
+  const r = $("map").getBoundingClientRect();
+  return [e.clientX - r.left, e.clientY - r.top];
+}
+
+const mapCanvas = $("map");
+mapCanvas.addEventListener("pointerdown", (e) => {
+  map.dragging = true;
+  mapCanvas.setPointerCapture(e.pointerId);
+  const [px, py] = canvasPoint(e);
+  decodeAt(px, py, e.timeStamp);
+});
+mapCanvas.addEventListener("pointermove", (e) => {
+  if (!state.points || !map.scale) return;
+  const [px, py] = canvasPoint(e);
+  if (map.dragging && state.points.invertible) { decodeAt(px, py, e.timeStamp); return; }
+  showTooltip(nearest(px, py, 8), px, py);
+});
+mapCanvas.addEventListener("pointerup", () => { map.dragging = false; });
+mapCanvas.addEventListener("pointerleave", () => showTooltip(-1));
+mapCanvas.addEventListener("keydown", (e) => {  // arrow keys move the cross by 2% of the map
+  const steps = { ArrowLeft: [-1, 0], ArrowRight: [1, 0], ArrowUp: [0, -1], ArrowDown: [0, 1] };
+  if (!(e.key in steps) || !map.scale || !state.points.invertible) return;
+  e.preventDefault();
+  const here = projectCode(state.code);
+  const [px, py] = map.scale.toPx(here[0], here[1]);
+  const [dx, dy] = steps[e.key];
+  decodeAt(px + dx * mapCanvas.clientWidth * 0.02, py + dy * mapCanvas.clientHeight * 0.02, e.timeStamp);
+});
+window.addEventListener("resize", drawMap);
+
+async function loadPoints(method) {
+  $("map-hint").textContent = method === "tsne" ? "computing t-SNE…" : "";
+  try {
+    state.points = await fetchJSON(api(`/points?method=${method}`));
+    const p = state.points;
+    $("map-hint").textContent = p.invertible
+      ? "Click or drag anywhere to decode that point" +
+        (p.method === "pca" ? " (through PCA's inverse)." : ".")
+      : "t-SNE has no way back: a click picks the nearest image.";
+    scheduleMap();
+  } catch (e) { showError(e.message); }
+}
+$("method").addEventListener("change", (e) => loadPoints(e.target.value));
+
+// ---- held-out thumbnails and the model ----------------------------------------------------
+function buildHeldout() {
+  const box = $("heldout");
+  box.textContent = "";
+  const m = state.meta;
+  for (let k = 0; k < m.n_heldout; k++) {
+    const i = m.n_train + k;
+    const b = document.createElement("button");
+    b.type = "button"; b.className = "thumb"; b.setAttribute("role", "listitem");
+    b.setAttribute("aria-label", `held-out image ${k + 1}`);
+    thumbnail(b, i, 36);
+    b.addEventListener("click", () => pickImage(i));
+    box.append(b);
+  }
+}
+
+async function loadModel(name) {
+  state.model = name;
+  window.aelab.ready = false;
+  state.meta = await fetchJSON(api(""));
+  state.original = null; state.a = null; state.b = null; state.points = null;
+  $("interp").disabled = true;
+  const m = state.meta;
+  $("summary").textContent = `${m.name}: ${m.family}, ${m.latent_dim}-unit code, ` +
+    `${m.image_shape.join("×")} images, ${m.n_train} training and ${m.n_heldout} held-out`;
+  buildComponentPicker();
+  buildSliders();
+  buildHeldout();
+  const method = $("method");
+  method.textContent = "";
+  const names = { code: "the code itself", pca: "PCA of the codes", tsne: "t-SNE of the codes" };
+  m.embeddings.forEach((e) => method.add(new Option(names[e], e)));
+  await loadPoints(m.embeddings[0]);
+  if (m.n_heldout) await pickImage(m.n_train);
+  else setCode(m.mean_code);
+  window.aelab.ready = true;
+}
+
+$("model").addEventListener("change", (e) => loadModel(e.target.value).catch((err) => showError(err.message)));
+
+(async () => {
+  try {
+    const { models } = await fetchJSON("/api/models");
+    const picker = $("model");
+    models.forEach((n) => picker.add(new Option(n, n)));
+    $("model-picker").hidden = models.length < 2;
+    await loadModel(models[0]);
+  } catch (e) { showError(e.message); }
+})();
