@@ -244,6 +244,47 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_score(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ..checkpoint import write_bytes
+    from ..scoring import error_map_pngs, open_detector, read_images, rows_csv, score
+
+    out = None if args.out is None else Path(args.out)
+    if out is not None and (out.is_dir() or (out.exists() and not args.overwrite)):
+        what = "a directory" if out.is_dir() else "a file that exists (pass --overwrite)"
+        raise ValueError(f"out='{out}' is {what}; expected a new CSV file name")
+    maps = None if args.maps is None else Path(args.maps)
+    if maps is not None and (maps.is_symlink() or maps.is_file() or
+                             (maps.is_dir() and any(maps.iterdir()))):  # fmt: skip
+        raise ValueError(f"maps='{maps}' exists and is not an empty folder; expected a new folder")
+    est, source = open_detector(args.run_dir, args.calibrate, args.data_home)
+    if args.fpr is not None:
+        est.set_params(fpr=args.fpr, contamination=None)
+    skipped: list[str] = []
+    images, names = read_images(args.data, tuple(est.input_shape_), args.data_home, skipped)
+    rows = score(est, images, names)
+    text = rows_csv(rows)
+    if out is None:
+        sys.stdout.write(text.decode("utf-8"))
+    else:
+        write_bytes(out, text)
+    if maps is not None:
+        maps.mkdir(parents=True, exist_ok=True)
+        width = len(str(len(rows)))
+        for r, png in zip(rows, error_map_pngs(est, images)):
+            write_bytes(maps / f"{r['index']:0{width}d}.png", png)
+    flagged = sum(r["outlier"] for r in rows)
+    print(
+        f"{len(rows)} images, {flagged} outliers at fpr={est._rate():g} (threshold "
+        f"{est.threshold_:.6g} from {source})"
+        + (f"; skipped {len(skipped)} unreadable: {', '.join(skipped[:3])}" if skipped else "")
+        + (f"; wrote {out}" if out else ""),
+        file=sys.stderr,
+    )
+    return 0
+
+
 def cmd_explore(args: argparse.Namespace) -> int:
     from ..device import check_device
 

@@ -304,6 +304,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     p.set_defaults(func=commands.cmd_evaluate)
 
+    p = sub.add_parser("score", help="how unusual each image is: scores, p-values, outliers")
+    p.add_argument("run_dir", metavar="RUN", help="a run (aelab train, Autoencoder.save)")
+    p.add_argument("data", metavar="DATA", help="a folder of images, a .npy/.npz or a data set")
+    p.add_argument("--out", metavar="FILE", help="write the CSV to FILE (default: print it)")
+    p.add_argument("--maps", metavar="DIR", help="write an error-map PNG per image into DIR (new)")
+    p.add_argument(
+        "--fpr", type=float, help="false-positive rate of the threshold (default: the run's, 0.05)"
+    )
+    p.add_argument(
+        "--calibrate",
+        metavar="DATA",
+        help="normal images the model did not train on, to set the threshold (default: the "
+        "run's calibration share, else its held-out images)",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    _run_data_home(p)
+    p.set_defaults(func=commands.cmd_score)
+
     p = sub.add_parser(
         "explore", help="a local page with sliders through a trained model's latent space"
     )

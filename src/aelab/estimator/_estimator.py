@@ -40,6 +40,7 @@ from ..recipes import given, resolve
 from ..train import Trainer
 from . import _layout as layout
 from ._layout import DATA_FORMATS, SCALES, as_int, output_range, plain, seed_of
+from ._outliers import OutlierMethods
 
 _INFER_BATCH = 512  # rows per forward pass in transform / inverse_transform / score
 
@@ -70,9 +71,11 @@ class _VariationalOnly:
         return self.fn.__get__(obj, owner)
 
 
-class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
     """An autoencoder with PCA's scikit-learn contract: ``fit``, ``transform``,
-    ``inverse_transform``, ``score``, in a ``Pipeline`` or a ``GridSearchCV``.
+    ``inverse_transform``, ``score``, in a ``Pipeline`` or a ``GridSearchCV``; and an outlier
+    detector: ``score_samples``, ``decision_function``, ``predict``, ``p_values``,
+    ``error_map`` (:mod:`aelab.estimator._outliers`).
 
     ``transform`` maps each sample to a ``latent_dim``-dimensional code (the posterior mean for
     a variational model), ``inverse_transform`` maps codes back to samples shaped like the data
@@ -131,6 +134,16 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     model_params : dict or None, default=None
         Further recipe overrides, e.g. ``{"channels": (16, 32)}`` for a convolutional model,
         ``{"beta": 0.01}`` for a VAE, ``{"output_activation": None}`` for a linear output.
+    fpr : float, default=0.05
+        The false-positive rate of the outlier threshold: the share of normal samples
+        ``predict`` calls outliers (see :meth:`score_samples`).
+    contamination : float or None, default=None
+        PyOD's and scikit-learn's spelling: the share of outliers expected; when given, the
+        threshold is set at this rate instead of ``fpr``. At most 0.5.
+    calibration : float, default=0.1
+        The share of ``X`` held out of training at fit to set the threshold on normal samples
+        the model did not see. 0: train on all of ``X`` and set the threshold on the training
+        samples themselves (their errors are smaller: more false positives than ``fpr``).
 
     Attributes
     ----------
@@ -150,6 +163,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
     data_min_, data_range_ : ndarray or None
         The min-max scaling learned at fit, broadcastable to ``sample_shape_`` (per feature,
         or per channel for images); None when ``X`` was not scaled.
+    threshold_ : float
+        Samples whose score is below it are outliers: set at fit from the calibration share of
+        ``X`` at the rate ``fpr`` (``offset_`` is the same number, scikit-learn's name).
 
     See Also
     --------
@@ -203,6 +219,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         verbose: bool = False,
         data_format: str = "channels_last",
         model_params: dict[str, Any] | None = None,
+        fpr: float = 0.05,
+        contamination: float | None = None,
+        calibration: float = 0.1,
     ) -> None:
         self.model = model
         self.latent_dim = latent_dim
@@ -218,6 +237,9 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.verbose = verbose
         self.data_format = data_format
         self.model_params = model_params
+        self.fpr = fpr
+        self.contamination = contamination
+        self.calibration = calibration
 
     # ------------------------------------------------------------------ scikit-learn plumbing
 
@@ -267,6 +289,8 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         self.__dict__.pop("model_", None)  # a failed refit leaves the estimator unfitted
         recipe = self._check_params()
         X = self._validate(X, reset=True)
+        held = self._calibration_split(len(X), np.random.default_rng(seed_of(self.random_state)))
+        X_train = X if held is None else np.delete(X, held, axis=0)
         self.sample_shape_ = tuple(int(s) for s in X.shape[1:])
         self.input_shape_ = layout.input_shape(self.sample_shape_, self.data_format)
         if recipe.family_class.input_layout == "image" and X.ndim == 2:
@@ -282,13 +306,14 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(resolved.train.seed)  # same random_state, same initial weights
             model = recipe.family_class(resolved.model)
-        self._fit_scaling(X, model)
+        self._fit_scaling(X, model)  # the range of all of X, calibration rows included
         trainer = Trainer(model, resolved.train)
-        trainer.fit(self._to_tensor(X), progress=bool(self.verbose), desc=self.model)
+        trainer.fit(self._to_tensor(X_train), progress=bool(self.verbose), desc=self.model)
         self.model_ = trainer.model.eval()
         self.history_ = trainer.history
         self._train_config = resolved.train
-        self._n_samples_fit = len(X)
+        self._n_samples_fit = len(X_train)
+        self._set_calibration(self.score_samples(X if held is None else X[held]))
         return self
 
     def _check_params(self) -> Recipe:
@@ -312,6 +337,7 @@ class Autoencoder(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimat
                 )
         if self.noise is not None and not isinstance(self.noise, str):
             raise ValueError(f"noise={self.noise!r} is not valid; expected a string or None")
+        self._check_calibration()
         return recipe
 
     def _train_settings(self) -> dict[str, Any]:

@@ -57,6 +57,7 @@ def run_config(est: Autoencoder) -> RunConfig:
             "data_range": est.data_range_.ravel().tolist(),
         }
     names = getattr(est, "feature_names_in_", None)
+    scores = getattr(est, "_calibration_scores", None)
     section = {
         "class": f"{type(est).__module__}.{type(est).__qualname__}",
         "params": params,
@@ -64,6 +65,8 @@ def run_config(est: Autoencoder) -> RunConfig:
         "feature_names_in": None if names is None else [str(n) for n in names],
         "sample_shape": list(est.sample_shape_),
         "scaling": scaling,
+        # the calibration samples' scores: the threshold at any fpr, and the p-values
+        "calibration_scores": None if scores is None else scores.tolist(),
     }
     split = {
         "n_train": int(getattr(est, "_n_samples_fit", 0)),
@@ -126,6 +129,13 @@ def load(cls: type[Autoencoder], path: Path, device: str | None) -> Autoencoder:
         shape = tuple(scaling["shape"])
         est.data_min_ = np.asarray(scaling["data_min"], dtype=np.float64).reshape(shape)
         est.data_range_ = np.asarray(scaling["data_range"], dtype=np.float64).reshape(shape)
+    scores = section.get("calibration_scores")
+    if scores is not None:  # none in a run of aelab train, or of aelab before 0.3
+        if not isinstance(scores, list) or not all(isinstance(v, (int, float)) for v in scores):
+            raise ValueError(
+                f"{path / 'config.json'}: 'calibration_scores' is not a list of numbers"
+            )
+        est._set_calibration(np.asarray(scores, dtype=np.float64))
     est._train_config = config.train
     est._n_samples_fit = int(config.split.get("n_train", 0))
     return est
