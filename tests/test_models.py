@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -212,4 +214,9 @@ def test_capabilities_on_the_class_say_what_the_model_does(name):
     else:  # a table of 28 values is a (1, 1, 28) image to these
         table = build_model(name, (1, 1, 28))
         assert table.decode(table.encode(torch.rand(3, 1, 1, 28))).shape == (3, 1, 1, 28)
-    assert model.extra_metrics(x) == {} and not cls.discrete_codes
+    metrics = model.extra_metrics(x)  # a family's own: named numbers, finite
+    assert isinstance(metrics, dict) and all(
+        isinstance(k, str) and math.isfinite(float(v)) for k, v in metrics.items()
+    )
+    if cls.discrete_codes:  # codes index a codebook
+        assert model.code_indices(x).dtype == torch.long

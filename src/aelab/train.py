@@ -143,6 +143,7 @@ class Trainer:
     ----------
     model : nn.Module
         Called as ``model(x_in, target)``; only ``.loss`` of the result is read.
+        ``model.set_epoch(epoch)``, where it exists, is called before each epoch.
     config : TrainConfig
         Everything about the schedule, including the corruption of the inputs (``noise``).
     callbacks : sequence of Callback, optional
@@ -407,6 +408,8 @@ class Trainer:
                 hook.on_fit_start(self)
             while self.epoch < self.config.epochs and not self.stop_training:
                 torch.manual_seed(epoch_seed(self.config.seed, self.epoch))
+                if hasattr(self.model, "set_epoch"):  # a loss on a schedule (KL warm-up)
+                    self.model.set_epoch(self.epoch)
                 start = time.perf_counter()
                 loss = self._train_epoch(source)
                 heldout = heldout_loss() if heldout_loss is not None else None

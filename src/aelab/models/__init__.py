@@ -14,9 +14,12 @@ from typing import Any
 
 from . import (  # noqa: F401  (each registers its family and recipes)
     aligned,
+    contractive,
     conv,
     dense,
+    sparse,
     variational,
+    vqvae,
 )
 from .aligned import AlignedAutoencoder, AlignedConfig
 from .base import BaseAutoencoder, ModelConfig, ModelOutput

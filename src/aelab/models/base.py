@@ -151,6 +151,11 @@ class BaseAutoencoder(nn.Module):
         """Set weights from training images ``x`` ``(N, C, H, W)`` before training, for
         families with ``needs_data_init``; nothing by default."""
 
+    def set_epoch(self, epoch: int) -> None:
+        """Training progress, for a loss that follows a schedule (a VAE's KL warm-up): the Trainer
+        calls it before each epoch, counted from 0 (after a resume too, so the schedule is a
+        function of the epoch alone); nothing by default."""
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
