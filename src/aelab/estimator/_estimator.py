@@ -313,7 +313,7 @@ class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMi
         self.history_ = trainer.history
         self._train_config = resolved.train
         self._n_samples_fit = len(X_train)
-        self._set_calibration(self.score_samples(X if held is None else X[held]))
+        self._calibrate_on(X if held is None else X[held])
         return self
 
     def _check_params(self) -> Recipe:

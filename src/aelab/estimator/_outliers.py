@@ -45,14 +45,17 @@ class OutlierMethods:
         return np.sort(rng.choice(n, k, replace=False))
 
     def _errors(self, X) -> tuple[np.ndarray, np.ndarray]:
-        """``X`` checked, and each sample's squared reconstruction error per value."""
-        from ._estimator import _reconstruct
-
+        """``X`` checked, and its reconstructions."""
         check_is_fitted(self)
         X = self._validate(X, reset=False)
         self._check_range(X)
-        x_hat = self._from_tensor(self._map(_reconstruct, self._to_tensor(X, X.dtype)), np.float64)
-        return X, x_hat
+        return X, self._reconstructed(X)
+
+    def _reconstructed(self, X: np.ndarray) -> np.ndarray:
+        """Reconstructions of an already checked ``X``, unscaled, in float64."""
+        from ._estimator import _reconstruct
+
+        return self._from_tensor(self._map(_reconstruct, self._to_tensor(X, X.dtype)), np.float64)
 
     def score_samples(self, X) -> np.ndarray:
         """How normal each sample is: its negative mean squared reconstruction error per value,
@@ -84,6 +87,11 @@ class OutlierMethods:
 
     def _set_calibration(self, scores: np.ndarray) -> None:
         self._calibration_scores = anomaly.calibrate(scores)
+
+    def _calibrate_on(self, X: np.ndarray) -> None:
+        """The threshold from rows of the ``X`` fit has checked already (its feature names
+        are gone: checking again would warn)."""
+        self._set_calibration(-anomaly.squared_errors(X, self._reconstructed(X)))
 
     @property
     def threshold_(self) -> float:
