@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from . import anomaly
 from .data import ImageFolderDataset, load_dataset
 from .estimator import Autoencoder
 
@@ -94,9 +95,8 @@ def open_detector(
 
 
 def score(est: Autoencoder, images: np.ndarray, names: list[str]) -> list[dict[str, Any]]:
-    x = _as_samples(est, images)
-    scores = est.score_samples(x)
-    p = est.p_values(x)
+    scores = est.score_samples(_as_samples(est, images))
+    p = anomaly.p_values(est._calibration(), scores)  # one pass of the model, not two
     t = est.threshold_
     return [
         {"index": i, "name": n, "score": float(s), "p_value": float(q), "outlier": bool(s < t)}
