@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .base import ModelOutput
-from .dense import DenseAutoencoder, DenseConfig
-from .registry import QuickBudget, Recipe, register_family, register_model
+from .dense import DENSE_QUICK, DENSE_SCHEDULE, DenseAutoencoder, DenseConfig
+from .registry import Recipe, register_family, register_model
 from .sparse import check_weight
 
 
@@ -109,7 +109,7 @@ register_model(
         "contractive",
         "dense, 100 sigmoid code units, penalised by the encoder's squared Jacobian",
         {"hidden": (), "latent_dim": 100, "latent_activation": "sigmoid"},
-        {"epochs": 400, "batch_size": 80, "optimizer": "adam"},
-        quick=QuickBudget(images=300_000, min_epochs=20, max_epochs=300),
+        DENSE_SCHEDULE,
+        quick=DENSE_QUICK,
     )
 )

@@ -88,15 +88,16 @@ class DenseAutoencoder(BaseAutoencoder):
 
 # The notebook's dense schedule: 400 epochs of batch 80, Adam; the quick schedule sees 300,000
 # 28x28 images (20-300 epochs).
-_DENSE_QUICK = QuickBudget(images=300_000, min_epochs=20, max_epochs=300)
+DENSE_SCHEDULE = {"epochs": 400, "batch_size": 80, "optimizer": "adam"}
+DENSE_QUICK = QuickBudget(images=300_000, min_epochs=20, max_epochs=300)
 register_model(
     Recipe(
         "shallow",
         "dense",
         "dense, one hidden code layer (notebook model 1: 100 sigmoid units)",
         {"hidden": (), "latent_dim": 100, "latent_activation": "sigmoid"},
-        {"epochs": 400, "batch_size": 80, "optimizer": "adam"},
-        quick=_DENSE_QUICK,
+        DENSE_SCHEDULE,
+        quick=DENSE_QUICK,
     )
 )
 register_model(
@@ -105,8 +106,8 @@ register_model(
         "dense",
         "dense stack 256-20-256 relu (notebook model 2)",
         {"hidden": (256,), "latent_dim": 20, "latent_activation": "relu"},
-        {"epochs": 400, "batch_size": 80, "optimizer": "adam"},
-        quick=_DENSE_QUICK,
+        DENSE_SCHEDULE,
+        quick=DENSE_QUICK,
         report_embeddings=True,
     )
 )

@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 
 from .base import ModelOutput
-from .dense import DenseAutoencoder, DenseConfig
-from .registry import QuickBudget, Recipe, register_family, register_model
+from .dense import DENSE_QUICK, DENSE_SCHEDULE, DenseAutoencoder, DenseConfig
+from .registry import Recipe, register_family, register_model
 
 PENALTIES = ("kl", "l1", "topk")
 ACTIVE = 1e-6  # a unit is active on an image when |z| exceeds this (a sigmoid code: 0.5)
@@ -150,16 +150,14 @@ class SparseAutoencoder(DenseAutoencoder):
 
 
 # The notebook's dense schedule (its models 1 and 2): 400 epochs of batch 80, Adam.
-_DENSE = {"epochs": 400, "batch_size": 80, "optimizer": "adam"}
-_DENSE_QUICK = QuickBudget(images=300_000, min_epochs=20, max_epochs=300)
 register_model(
     Recipe(
         "sparse",
         "sparse",
         "dense, 100 relu code units with an L1 penalty on the code",
         {"hidden": (), "latent_dim": 100, "latent_activation": "relu", "penalty": "l1"},
-        _DENSE,
-        quick=_DENSE_QUICK,
+        DENSE_SCHEDULE,
+        quick=DENSE_QUICK,
     )
 )
 register_model(
@@ -168,7 +166,7 @@ register_model(
         "sparse",
         "dense, 100 linear code units of which each image keeps its 25 largest (k-sparse)",
         {"hidden": (), "latent_dim": 100, "latent_activation": None, "penalty": "topk"},
-        _DENSE,
-        quick=_DENSE_QUICK,
+        DENSE_SCHEDULE,
+        quick=DENSE_QUICK,
     )
 )
