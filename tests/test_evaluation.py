@@ -26,6 +26,14 @@ def test_a_workshop_gives_one_row_per_model_matching_its_metrics(workshop, capsy
         assert row["ratio"] == pytest.approx(row["mse"] / row["pca_mse"])
         assert metrics[name]["pca_ratio"] == pytest.approx(row["ratio"], rel=1e-5)
     assert [p["n_components"] for p in result["pca_curve"]] == [2, 4]
+    # the corruption curve and the anomaly rows: the report's, measured again
+    saved = json.loads((workshop / "metrics.json").read_text())["robustness"]
+    assert result["robustness"]["levels"] == saved["levels"]
+    for name, per_kind in saved["methods"].items():
+        for kind, values in per_kind.items():
+            assert result["robustness"]["methods"][name][kind] == pytest.approx(values, rel=1e-4)
+    for name, row in result["models"].items():
+        assert row["anomaly"]["auc"] == pytest.approx(metrics[name]["anomaly"]["auc"])
     table = format_table(result)
     assert len(table.splitlines()) == 1 + len(metrics) + 2
     assert main(["evaluate", str(workshop)]) == 0

@@ -188,7 +188,7 @@ def test_unknown_model_and_too_small_image():
         build_model("resnet", (1, 28, 28))
     with pytest.raises(ValueError, match=r"too small for 3 convolution stages .* at most 1 stages"):
         build_model("conv", (1, 8, 8), channels=(32, 64, 128))
-    with pytest.raises(ValueError, match=r"beta=-1 is not valid; expected a number >= 0"):
+    with pytest.raises(ValueError, match=r"beta=-1 is not valid; expected a finite number >= 0"):
         build_model("vae", (1, 28, 28), beta=-1)
 
 

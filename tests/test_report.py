@@ -3,6 +3,7 @@ it, the page in a real browser."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import shutil
@@ -22,7 +23,7 @@ FIVE = list(WORKSHOP_MODELS)
 EXPECTED_FIGURES = (
     ["learning_curves.png", "weights_shallow.png", "weights_deep.png", "interpolation.png",
      "embeddings_deep.png", "embeddings_conv.png", "denoising_denoising.png",
-     "vae_latent_vae.png", "vae_manifold_vae.png"]
+     "vae_latent_vae.png", "vae_manifold_vae.png", "robustness.png", "anomaly_scores.png"]
     + [f"codes_{n}.png" for n in FIVE]
     + [f"activations_{n}.png" for n in FIVE]
     + [f"generated_random_{n}.png" for n in FIVE if n != "vae"]
@@ -57,7 +58,7 @@ def test_report_rebuilds_the_same_report(workshop, tmp_path):
 def test_pca_baseline_by_hand(workshop):
     """The PCA column equals scikit-learn's PCA computed here on the same split."""
     m = json.loads((workshop / "metrics.json").read_text())
-    split = prepare_data(DataSpec(source="digits", holdout_people=2, mirror=True))
+    split = prepare_data(DataSpec(source="digits", holdout_people=2, normals=0.1, mirror=True))
     x_tr = split.train.images.reshape(len(split.train), -1)
     x_te = split.heldout.images.reshape(len(split.heldout), -1)
     pca = PCA(n_components=20, random_state=0).fit(x_tr)
@@ -104,6 +105,10 @@ def test_report_in_a_real_browser(workshop):
                     "#metrics tbody tr", "els => els.map(e => e.dataset.model)"
                 )
                 assert rows == FIVE
+                rows = page.eval_on_selector_all(
+                    "#anomaly tbody tr", "els => els.map(e => e.dataset.model)"
+                )
+                assert rows == FIVE
                 page.close()
         finally:
             browser.close()
@@ -143,3 +148,36 @@ def test_model_names_that_leave_the_folder_are_refused(workshop, tmp_path, capsy
     assert main(["report", str(copy)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "model='../../elsewhere/deep' is not valid" in err[0]
+
+
+def test_corruption_curve_starts_at_the_clean_scores(workshop):
+    """At level 0 the curve is each model's and PCA's held-out PSNR of the table; the input's
+    own PSNR falls as the corruption grows; the denoising model's shortfalls are stated."""
+    m = json.loads((workshop / "metrics.json").read_text())
+    curve = m["robustness"]
+    assert set(curve["levels"]) == {"gaussian", "saltpepper", "mask"}
+    for kind, levels in curve["levels"].items():
+        assert levels[0] == 0 and levels[-1] == 0.5
+        noisy = curve["input"][kind]
+        assert all(a > b for a, b in itertools.pairwise(noisy[1:])), (kind, noisy)
+        for name, entry in m["models"].items():
+            assert curve["methods"][name][kind][0] == pytest.approx(entry["heldout"]["psnr"])
+            k = entry["pca"]["n_components"]
+            assert curve["methods"][f"pca-{k}"][kind][0] == pytest.approx(entry["pca"]["psnr"])
+    assert isinstance(m["models"]["denoising"]["denoising"]["shortfalls"], list)
+    html = (workshop / "report.html").read_text()
+    assert "Robustness to corruption" in html and "denoising (trained on" in html
+
+
+def test_anomaly_section_against_pca(workshop):
+    """With unseen images of the training people kept back, every model is scored on telling
+    the held-out people apart, beside PCA at the same code size, with the achieved FPR."""
+    m = json.loads((workshop / "metrics.json").read_text())
+    n = m["data"]["normals"]
+    for entry in m["models"].values():
+        d = entry["anomaly"]
+        for part in (d, d["pca"]):
+            assert 0 <= part["auc"] <= 1 and 0 <= part["fpr"] <= 1 and 0 <= part["detected"] <= 1
+            assert part["n_calibration"] == n["n_calibration"] and part["n_normal"] == n["n_test"]
+            assert part["n_unusual"] == m["data"]["n_heldout"] and part["target_fpr"] == 0.05
+    assert '<table id="anomaly">' in (workshop / "report.html").read_text()

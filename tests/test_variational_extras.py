@@ -105,7 +105,7 @@ def test_the_trainer_sets_the_epoch_before_each_one_from_zero_and_after_a_resume
         ({"capacity": "25"}, r"capacity='25' is not valid"),
         ({"capacity_epochs": -2}, r"capacity_epochs=-2 is not valid; expected an integer >= 0"),
         ({"capacity_epochs": 5}, r"capacity_epochs=5 needs a capacity > 0 to rise to; set"),
-        ({"beta": -1}, r"beta=-1 is not valid; expected a number >= 0"),
+        ({"beta": -1}, r"beta=-1 is not valid; expected a finite number >= 0"),
     ],
 )
 @pytest.mark.parametrize("name", ["vae", "conv-vae", "beta-vae"])

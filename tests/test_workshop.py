@@ -37,10 +37,16 @@ def test_run_writes_every_sub_run_metrics_figures_report(workshop):
 
 def test_heldout_people_never_in_training_and_counts(workshop):
     m = json.loads((workshop / "metrics.json").read_text())
-    split = prepare_data(DataSpec(source="digits", holdout_people=2, mirror=True))
+    split = prepare_data(DataSpec(source="digits", holdout_people=2, normals=0.1, mirror=True))
     assert set(np.unique(split.heldout.labels)) == {8, 9}
     assert not set(np.unique(split.train.labels)) & {8, 9}
     assert m["data"]["n_train"] == len(split.train) and m["data"]["n_heldout"] == len(split.heldout)
+    # the usual images of the anomaly section: every training digit, none of them trained on
+    assert set(np.unique(split.normals.labels)) == set(range(8))
+    seen = {row.tobytes() for row in split.train.images}
+    assert not any(row.tobytes() in seen for row in split.normals.images)
+    n = m["data"]["normals"]
+    assert n["n_calibration"] + n["n_test"] == len(split.normals)
     assert "leave-one-out" in m["data"]["split"]["knn"]
 
 

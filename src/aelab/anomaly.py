@@ -23,7 +23,17 @@ import math
 
 import numpy as np
 
-__all__ = ["calibrate", "check_rate", "p_values", "squared_errors", "threshold_at"]
+DEFAULT_FPR = 0.05  # the false-positive rate a threshold is set for unless told otherwise
+
+__all__ = [
+    "DEFAULT_FPR",
+    "calibrate",
+    "check_rate",
+    "detection",
+    "p_values",
+    "squared_errors",
+    "threshold_at",
+]
 
 
 def check_rate(value: float, name: str, high: float = 1.0) -> float:
@@ -71,3 +81,33 @@ def p_values(calibration: np.ndarray, scores: np.ndarray) -> np.ndarray:
     """Conformal p-values of ``scores`` against the sorted ``calibration`` scores."""
     below = np.searchsorted(calibration, np.asarray(scores, dtype=np.float64), side="right")
     return (1.0 + below) / (len(calibration) + 1.0)
+
+
+def detection(
+    calibration: np.ndarray, normal: np.ndarray, unusual: np.ndarray, fpr: float = DEFAULT_FPR
+) -> dict[str, float | int]:
+    """How well scores tell ``unusual`` samples from ``normal`` ones, all never trained on.
+
+    The threshold comes from ``calibration`` (normal samples apart from ``normal``) at the
+    target ``fpr``; ``normal`` then measures the false-positive rate it achieves and
+    ``unusual`` the share it detects. The ROC-AUC (unusual samples the positives, lower scores
+    more unusual) is over ``normal`` and ``unusual``; it needs no threshold.
+    """
+    from sklearn.metrics import roc_auc_score
+
+    normal = np.asarray(normal, dtype=np.float64)
+    unusual = np.asarray(unusual, dtype=np.float64)
+    if not len(normal) or not len(unusual):
+        raise ValueError("detection needs at least one normal and one unusual score")
+    threshold = threshold_at(calibrate(calibration), check_rate(fpr, "fpr"))
+    labels = np.r_[np.zeros(len(normal)), np.ones(len(unusual))]
+    return {
+        "auc": float(roc_auc_score(labels, -np.r_[normal, unusual])),
+        "target_fpr": float(fpr),
+        "fpr": float(np.mean(normal < threshold)),
+        "detected": float(np.mean(unusual < threshold)),
+        "threshold": threshold if math.isfinite(threshold) else None,
+        "n_calibration": len(calibration),
+        "n_normal": len(normal),
+        "n_unusual": len(unusual),
+    }

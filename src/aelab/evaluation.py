@@ -48,8 +48,10 @@ def evaluate(
     -------
     dict
         ``{"data": ..., "models": {name: {"code_size", "mse", "pca_mse", "ratio",
-        "knn_accuracy", "pca_knn_accuracy"}}, "pca_curve": [{"n_components", "mse"}]}``;
-        ``ratio`` is None where PCA is exact (as many components as pixels).
+        "knn_accuracy", "pca_knn_accuracy"[, "anomaly"]}}, "pca_curve": [{"n_components",
+        "mse"}], "robustness": ...}``; ``ratio`` is None where PCA is exact (as many components
+        as pixels); ``anomaly`` where the split kept unseen images of its training people
+        (``DataSpec.normals``); ``robustness`` is :func:`aelab.robustness.corruption_curve`'s.
     """
     from .report import evaluate as report_evaluate
 
@@ -75,8 +77,15 @@ def evaluate(
             "knn_accuracy": m["heldout"]["knn_accuracy"],
             "pca_knn_accuracy": m["pca"]["knn_accuracy"],
         }
+        if "anomaly" in m:  # the split kept unseen images of its training people
+            table[name]["anomaly"] = m["anomaly"]
     curve = pca_curve(split.train.images, split.heldout.images, sizes) if sizes else []
-    return {"data": result["data"], "models": table, "pca_curve": curve}
+    return {
+        "data": result["data"],
+        "models": table,
+        "pca_curve": curve,
+        "robustness": result["robustness"],
+    }
 
 
 def pca_curve(x_train: np.ndarray, x_test: np.ndarray, sizes: tuple[int, ...]) -> list[dict]:

@@ -46,6 +46,7 @@ class DataSpec:
     mirror: bool = False
     holdout_people: int | None = None
     holdout: float | None = None
+    normals: float | None = None  # with holdout_people: unseen images of training people
     seed: int = 0
     stream: bool = False  # read a folder one batch at a time instead of loading it whole
     follow_links: bool = False  # read symbolic links in a folder (skipped by default)
@@ -67,6 +68,8 @@ class DataSpec:
                 f"stream=True is not valid for data={self.source!r} ({what}); allowed: a "
                 "folder of images; set stream=False to load other data into memory"
             )
+        if self.normals is not None:
+            check_normals(self.normals, self.split_kwargs())
         if self.stream and self.skip_bad:
             raise ValueError(
                 "skip_bad=True is not valid with stream=True: unreadable images are found only "
@@ -89,6 +92,18 @@ class DataSpec:
     def from_dict(cls, d: dict[str, Any]) -> DataSpec:
         """The inverse of :meth:`to_dict`; unknown fields are an error naming them."""
         return from_fields(cls, d)
+
+
+def check_normals(normals: object, split_kwargs: dict[str, Any]) -> None:
+    """``normals``: a fraction in (0, 1), and only where whole people or classes are held out
+    (otherwise the held-out images are already unseen normals)."""
+    if isinstance(normals, bool) or not isinstance(normals, (int, float)) or not 0 < normals < 1:
+        raise ValueError(f"normals={normals!r} is not valid; expected a fraction in (0, 1)")
+    if "holdout_people" not in split_kwargs:
+        raise ValueError(
+            f"normals={normals!r} is not valid with {split_kwargs}; it needs holdout_people=K "
+            "(the held-out people are then the unusual images, these the usual ones)"
+        )
 
 
 def current_versions() -> dict[str, str]:

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from . import distributed
+from . import distributed, tracking
 from .callbacks import Checkpoint
 from .checkpoint import STATE_FILES, check_history, load_state, load_weights, read_json
 from .data import ImageFolderDataset, ImageSet, carve_validation, load_dataset, mirror, split
@@ -46,6 +46,9 @@ class Split:
     train: ImageSet | ImageFolderDataset
     heldout: ImageSet | ImageFolderDataset
     validation: ImageSet | ImageFolderDataset | None = None
+    # unseen images of the training people (DataSpec.normals): the usual images against which
+    # the report asks whether the held-out people look unusual
+    normals: ImageSet | ImageFolderDataset | None = None
 
     def with_validation(self, fraction: float, spec: DataSpec) -> Split:
         """This split with ``fraction`` of its training people (when the held-out set is whole
@@ -60,7 +63,7 @@ class Split:
             mirrored=spec.mirror,
             seed=spec.seed,
         )
-        return Split(train, self.heldout, validation)
+        return Split(train, self.heldout, validation, self.normals)
 
     @functools.cached_property
     def fingerprint(self) -> dict[str, str]:
@@ -70,6 +73,8 @@ class Split:
         parts = {"train": fingerprint(self.train), "heldout": fingerprint(self.heldout)}
         if self.validation is not None:
             parts["validation"] = fingerprint(self.validation)
+        if self.normals is not None:
+            parts["normals"] = fingerprint(self.normals)
         return parts
 
     def describe(self) -> dict[str, Any]:
@@ -82,6 +87,8 @@ class Split:
         }
         if self.validation is not None:
             out["n_validation"] = len(self.validation)
+        if self.normals is not None:
+            out["n_normals"] = len(self.normals)
         return out
 
 
@@ -119,9 +126,13 @@ def prepare_data(spec: DataSpec, validation: float = 0.0) -> Split:
             spec.source, data_home=spec.data_home, skip_bad=spec.skip_bad, **reading
         )
     train, heldout = split(data, seed=spec.seed, **spec.split_kwargs())
+    normals = None
+    if spec.normals:  # a stratified share of every training person's images, never trained on
+        train, normals = split(train, holdout=spec.normals, seed=spec.seed)
     if spec.mirror:
         train, heldout = mirror(train), (mirror(heldout) if len(heldout) else heldout)
-    return Split(train, heldout).with_validation(validation, spec)
+        normals = None if normals is None else mirror(normals)
+    return Split(train, heldout, normals=normals).with_validation(validation, spec)
 
 
 class Run:
@@ -239,6 +250,7 @@ def train_run(
     overwrite: bool = False,
     progress: bool | None = None,
     split_data: Split | None = None,
+    log: Any = None,
 ) -> Run:
     """Train recipe ``name`` as ``train`` says and write its run directory ``out``.
 
@@ -249,6 +261,8 @@ def train_run(
     checkpoint leaves nothing behind; one that fails later keeps its last checkpoint, to be
     resumed.
     ``resume=True`` is :func:`resume_run` with ``train.epochs`` and ``train.device``.
+    ``log`` names experiment trackers, e.g. ``"tensorboard"`` (:func:`aelab.tracking.parse_log`;
+    by default in ``out/tensorboard`` and ``out/mlruns``).
 
     Under ``torchrun`` (a process group initialised, see :mod:`aelab.distributed`) every process
     calls this with the same arguments: each validates and loads (a failure anywhere stops all
@@ -259,11 +273,12 @@ def train_run(
         if overwrite:
             raise ValueError("resume=True and overwrite=True exclude each other; pass one")
         return resume_run(
-            out, model=name, epochs=train.epochs, device=train.device, progress=progress
+            out, model=name, epochs=train.epochs, device=train.device, progress=progress, log=log
         )
 
     def prepare() -> tuple[Trainer, RunConfig, Split]:
         get_recipe(name)  # an unknown name fails before any data is read
+        tracking.parse_log(log)
         check_workers(data, train)
         if split_data is None:
             split = prepare_data(data, train.validation)
@@ -280,7 +295,7 @@ def train_run(
             RunDir.create(out, kind="train", overwrite=overwrite) if distributed.is_main() else None
         )
     )
-    return _train_into(rundir, out, trainer, config, split, progress)
+    return _train_into(rundir, out, trainer, config, split, progress, log)
 
 
 def resume_run(
@@ -291,6 +306,7 @@ def resume_run(
     device: str | None = None,
     data_home: str | None = None,
     progress: bool | None = None,
+    log: Any = None,
 ) -> Run:
     """Continue the run in ``out`` from its last checkpoint (or from the start, if it stopped
     before its first), to the result an uninterrupted run would have reached.
@@ -314,8 +330,11 @@ def resume_run(
         run's files, which could name any folder.
     progress : bool, optional
         See :meth:`Trainer.fit`.
+    log : str or list of str, optional
+        Experiment trackers, as for :func:`train_run`.
     """
     out = Path(out)
+    tracking.parse_log(log)
 
     def prepare() -> tuple[Trainer, RunConfig, Split, RunDir | None]:
         rundir = RunDir.resume(out) if distributed.is_main() else None
@@ -357,7 +376,7 @@ def resume_run(
         return trainer, config, split, rundir
 
     trainer, config, split, rundir = distributed.agree(prepare)
-    return _train_into(rundir, out, trainer, config, split, progress)
+    return _train_into(rundir, out, trainer, config, split, progress, log)
 
 
 def _seeded(seed: int, build, *args, **kwargs) -> BaseAutoencoder:
@@ -369,7 +388,13 @@ def _seeded(seed: int, build, *args, **kwargs) -> BaseAutoencoder:
 
 
 def _train_into(
-    rundir: RunDir | None, out: Path, trainer: Trainer, config: RunConfig, split: Split, progress
+    rundir: RunDir | None,
+    out: Path,
+    trainer: Trainer,
+    config: RunConfig,
+    split: Split,
+    progress,
+    log: Any = None,
 ) -> Run:
     """Train ``trainer`` on ``split``, checkpointing into ``rundir`` (rank 0's; None on the
     others), and publish the finished run."""
@@ -385,7 +410,7 @@ def _train_into(
             x_train,
             x_heldout,
             x_validation=x_validation,
-            callbacks=[checkpoint],
+            callbacks=[checkpoint, *tracking.for_run(log, rundir, config, split.heldout)],
             progress=progress,
             desc=config.model,
         )
@@ -413,7 +438,7 @@ def check_split(config: RunConfig, split: Split, out: str | os.PathLike) -> None
     if config.data is not None:  # the run's own validation set, carved as it was
         split = split.with_validation(config.train.validation, config.data)
     now = split.fingerprint
-    parts = ("train", "heldout", "validation")
+    parts = ("train", "heldout", "validation", "normals")
     changed = [part for part in parts if recorded.get(part) != now.get(part)]
     if changed:
         source = config.data.source if config.data is not None else "the data"

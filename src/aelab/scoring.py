@@ -84,14 +84,17 @@ def open_detector(
     from .runs import load_run
 
     split = load_run(run).data(data_home, carve=False)
-    held = split.heldout if hasattr(split.heldout, "images") else split.heldout.load()
+    # the run's unseen images of its training people where it kept some (DataSpec.normals;
+    # its held-out people are then the unusual ones), else its held-out images
+    held, what = (split.heldout, "held-out") if split.normals is None else (split.normals, "normal")
+    held = held if hasattr(held, "images") else held.load()
     if not len(held):
         raise ValueError(
             f"run='{run}' holds out no images to set the threshold on; pass --calibrate DATA "
             "(normal images the model did not train on)"
         )
     est.set_threshold(_as_samples(est, held.images))
-    return est, f"the run's {len(held)} held-out images"
+    return est, f"the run's {len(held)} {what} images"
 
 
 def score(est: Autoencoder, images: np.ndarray, names: list[str]) -> list[dict[str, Any]]:

@@ -6,15 +6,20 @@ outlier); ``predict`` gives +1 for inliers and -1 for outliers; ``p_values`` the
 p-values against the calibration scores (:mod:`aelab.anomaly`). The threshold is set at fit
 from a share (``calibration``) of ``X`` held out of training, at the false-positive rate
 ``fpr`` (or ``contamination``, PyOD's and scikit-learn's spelling); ``set_threshold`` sets it
-again from any normal data.
+again from any normal data. ``anomaly_score="elbo"`` scores a variational model's samples by
+their evidence lower bound instead of their reconstruction error.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import torch
 from sklearn.utils.validation import check_is_fitted
 
 from .. import anomaly
+
+ANOMALY_SCORES = ("reconstruction", "elbo")
+ELBO_SAMPLES = 16  # draws of the code per sample for the ELBO's expected log-likelihood
 
 
 class OutlierMethods:
@@ -57,16 +62,50 @@ class OutlierMethods:
 
         return self._from_tensor(self._map(_reconstruct, self._to_tensor(X, X.dtype)), np.float64)
 
+    def _check_anomaly_score(self, variational: bool) -> str:
+        """``anomaly_score``, checked against the model (``variational``: it has a posterior)."""
+        kind = self.anomaly_score
+        if kind not in ANOMALY_SCORES:
+            raise ValueError(
+                f"anomaly_score={kind!r} is not valid; allowed: "
+                + ", ".join(repr(k) for k in ANOMALY_SCORES)
+            )
+        if kind == "elbo" and not variational:
+            raise ValueError(
+                f"anomaly_score='elbo' is not valid for model={self.model!r}: it has no "
+                "posterior; use a variational model or anomaly_score='reconstruction'"
+            )
+        return kind
+
+    def _scores_of(self, X: np.ndarray) -> np.ndarray:
+        """The scores of an already checked ``X``."""
+        if self._check_anomaly_score(self.model_.variational) == "elbo":
+            from ..models.likelihood import elbo
+
+            device = next(self.model_.parameters()).device
+            g = torch.Generator(device).manual_seed(0)  # the same X, the same scores
+
+            def fn(model, xb):
+                return elbo(model, xb, ELBO_SAMPLES, generator=g)
+
+            return self._map(fn, self._to_tensor(X, X.dtype)).numpy().astype(np.float64)
+        return -anomaly.squared_errors(X, self._reconstructed(X))
+
     def score_samples(self, X) -> np.ndarray:
-        """How normal each sample is: its negative mean squared reconstruction error per value,
-        in ``X``'s units (higher = more normal; 0 = reconstructed exactly).
+        """How normal each sample is (higher = more normal). With
+        ``anomaly_score="reconstruction"``: the negative mean squared reconstruction error per
+        value, in ``X``'s units (0 = reconstructed exactly); with ``"elbo"`` (variational models):
+        the evidence lower bound of the scaled sample in nats, from the closed-form KL and
+        :data:`ELBO_SAMPLES` seeded draws of the code.
 
         Returns
         -------
         scores : ndarray of shape (n_samples,), float64
         """
-        X, x_hat = self._errors(X)
-        return -anomaly.squared_errors(X, x_hat)
+        check_is_fitted(self)
+        X = self._validate(X, reset=False)
+        self._check_range(X)
+        return self._scores_of(X)
 
     def error_map(self, X) -> np.ndarray:
         """Per-value squared reconstruction error, shaped like the samples (for images, a map
@@ -91,7 +130,7 @@ class OutlierMethods:
     def _calibrate_on(self, X: np.ndarray) -> None:
         """The threshold from rows of the ``X`` fit has checked already (its feature names
         are gone: checking again would warn)."""
-        self._set_calibration(-anomaly.squared_errors(X, self._reconstructed(X)))
+        self._set_calibration(self._scores_of(X))
 
     @property
     def threshold_(self) -> float:

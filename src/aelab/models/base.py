@@ -173,5 +173,17 @@ class BaseAutoencoder(nn.Module):
         return {}
 
 
+def is_number(value: object) -> bool:
+    """A finite real number (not a bool)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_nonnegative(name: str, value: object, unit: str = "") -> None:
+    """A weight, a KL target: a finite number >= 0, else one line naming ``name``."""
+    if not is_number(value) or value < 0:
+        suffix = f" ({unit})" if unit else ""
+        raise ValueError(f"{name}={value!r} is not valid; expected a finite number >= 0{suffix}")
+
+
 def flat_size(shape: tuple[int, ...]) -> int:
     return math.prod(shape)

@@ -25,10 +25,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import ModelOutput
+from .base import ModelOutput, check_nonnegative
 from .dense import DENSE_QUICK, DENSE_SCHEDULE, DenseAutoencoder, DenseConfig
 from .registry import Recipe, register_family, register_model
-from .sparse import check_weight
 
 
 @dataclasses.dataclass
@@ -40,7 +39,7 @@ class ContractiveConfig(DenseConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        check_weight("lam", self.lam)
+        check_nonnegative("lam", self.lam)
 
 
 def mlp_jacobian_norm(mlp: nn.Sequential, x: torch.Tensor) -> torch.Tensor:

@@ -104,3 +104,37 @@ def log_likelihood(
             log_w.append(log_px_z + log_pz_qz)
         out.append(torch.logsumexp(torch.cat(log_w), 0) - math.log(k))  # (b,)
     return torch.cat(out)
+
+
+@torch.no_grad()
+def elbo(
+    model: BaseAutoencoder,
+    x: torch.Tensor,
+    samples: int = 16,
+    *,
+    sigma: float | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The evidence lower bound of each image, in nats: ``E_q[log p(x | z)] - KL(q(z | x) ||
+    p(z))`` with the KL in closed form and the expectation over ``samples`` draws of ``z``.
+
+    The observation model is :func:`log_likelihood`'s (a Gaussian decoder with
+    :func:`observation_sigma` unless ``sigma`` is given); ``elbo <= log p(x)`` in expectation.
+
+    Returns
+    -------
+    tensor ``(N,)``, float64
+    """
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
+        raise ValueError(f"samples={samples!r} is not valid; expected an integer >= 1")
+    if not getattr(model, "variational", False):
+        raise TypeError(f"{type(model).__name__} has no posterior (variational is False)")
+    sigma = observation_sigma(model) if sigma is None else float(sigma)
+    log_norm = -0.5 * flat_size(model.input_shape) * (LOG_2PI + 2 * math.log(sigma))
+    mu, logvar = model.posterior(x)  # (N, d)
+    kl = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(-1).double()
+    eps = torch.randn((samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)
+    z = mu + torch.exp(0.5 * logvar) * eps  # (s, N, d)
+    x_hat = model.decode(z.flatten(0, 1)).unflatten(0, (samples, len(x)))
+    sq = (x_hat - x).square().flatten(2).sum(-1).double()  # (s, N)
+    return (-0.5 * sq / sigma**2 + log_norm).mean(0) - kl

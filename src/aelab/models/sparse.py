@@ -18,12 +18,11 @@ divided by about half the number of pixels (Ng's ``beta=3`` is about ``1.5e-3`` 
 from __future__ import annotations
 
 import dataclasses
-import math
 
 import torch
 import torch.nn.functional as F
 
-from .base import ModelOutput
+from .base import ModelOutput, check_nonnegative, is_number
 from .dense import DENSE_QUICK, DENSE_SCHEDULE, DenseAutoencoder, DenseConfig
 from .registry import Recipe, register_family, register_model
 
@@ -47,9 +46,9 @@ class SparseConfig(DenseConfig):
             raise ValueError(
                 f"penalty={self.penalty!r} is not valid; allowed: {', '.join(PENALTIES)}"
             )
-        check_weight("l1", self.l1)
-        check_weight("beta", self.beta)
-        if not _is_number(self.rho) or not 0 < self.rho < 1:
+        check_nonnegative("l1", self.l1)
+        check_nonnegative("beta", self.beta)
+        if not is_number(self.rho) or not 0 < self.rho < 1:
             raise ValueError(f"rho={self.rho!r} is not valid; expected a number between 0 and 1")
         n = self.latent_dim
         if self.k is not None and not (
@@ -66,16 +65,6 @@ class SparseConfig(DenseConfig):
                 f"latent_activation={self.latent_activation!r} is not valid with penalty='kl'; "
                 "expected 'sigmoid' (the KL penalty reads each unit as a probability of firing)"
             )
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def check_weight(name: str, value: object) -> None:
-    """A penalty weight: a finite number >= 0."""
-    if not _is_number(value) or value < 0:
-        raise ValueError(f"{name}={value!r} is not valid; expected a finite number >= 0")
 
 
 def top_k(z: torch.Tensor, k: int) -> torch.Tensor:

@@ -19,14 +19,13 @@ Constrained Variational Framework".
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import BaseAutoencoder, ModelOutput, flat_size
+from .base import BaseAutoencoder, ModelOutput, check_nonnegative, flat_size
 from .conv import CONV_QUICK, ConvConfig, conv_decoder, conv_encoder_body
 from .dense import DenseConfig, mlp
 from .likelihood import log_likelihood
@@ -51,20 +50,14 @@ class GaussianEncoder(nn.Module):
         return self.mu(h), self.logvar(h)
 
 
-def _check_beta(beta: float) -> None:
-    if not isinstance(beta, (int, float)) or not beta >= 0:
-        raise ValueError(f"beta={beta!r} is not valid; expected a number >= 0")
-
-
 def _check_schedule(c: VAEConfig | ConvVAEConfig) -> None:
-    _check_beta(c.beta)
+    check_nonnegative("beta", c.beta)
     for name in ("warmup", "capacity_epochs"):
         value = getattr(c, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise ValueError(f"{name}={value!r} is not valid; expected an integer >= 0 (epochs)")
     cap = c.capacity
-    if isinstance(cap, bool) or not (isinstance(cap, (int, float)) and 0 <= cap < math.inf):
-        raise ValueError(f"capacity={cap!r} is not valid; expected a finite number >= 0 (nats)")
+    check_nonnegative("capacity", cap, "nats")
     if c.capacity_epochs and not cap:
         raise ValueError(
             f"capacity_epochs={c.capacity_epochs} needs a capacity > 0 to rise to; "

@@ -28,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import distributed
-from .base import BaseAutoencoder, ModelOutput
+from .base import BaseAutoencoder, ModelOutput, check_nonnegative
 from .conv import CONV_QUICK, ConvConfig, conv_decoder, conv_encoder_body
 from .registry import Recipe, register_family, register_model
 
@@ -56,8 +56,7 @@ class VQVAEConfig(ConvConfig):
                 f"latent_dim={self.latent_dim} is not valid for code_dim={self.code_dim}; "
                 "expected a multiple of code_dim (the code is latent_dim // code_dim slots)"
             )
-        if isinstance(self.beta, bool) or not isinstance(self.beta, (int, float)) or self.beta < 0:
-            raise ValueError(f"beta={self.beta!r} is not valid; expected a number >= 0")
+        check_nonnegative("beta", self.beta)
         d = self.decay
         if isinstance(d, bool) or not isinstance(d, (int, float)) or not 0 <= d < 1:
             raise ValueError(f"decay={self.decay!r} is not valid; expected 0 <= decay < 1")

@@ -27,6 +27,7 @@ from .charts import (
     learning_curves,
     pca_ratio,
 )
+from .curves import robustness, score_histograms
 from .grid import image_grid, png_bytes, save
 from .images import (
     codes_and_reconstructions,
@@ -50,6 +51,8 @@ __all__ = [
     "manifold",
     "pca_ratio",
     "png_bytes",
+    "robustness",
     "save",
+    "score_histograms",
     "weight_tiles",
 ]
