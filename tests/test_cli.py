@@ -150,7 +150,30 @@ def _bad_inputs(tmp_path, small_npz):
         (["train", "deep", *d, "--workers", "2"], "workers=2 is not valid without stream=True"),
         (["train", "deep", *folder, "--stream", "--skip-bad"],
          "skip_bad=True (--skip-bad) is not valid with stream=True (--stream)"),
+        (["train", "deep", *d, "--k", "3"], "k is not a parameter of model 'deep'"),
+        (["train", "sparse", *d, "--penalty", "l2"], "penalty='l2' (--penalty) is not valid"),
+        (["train", "deep", *d, "--normals", "0.1"], "normals=0.1 (--normals) is not valid with"),
+        (["train", "deep", "--data", "digits", "--holdout-people", "2", "--normals", "1"],
+         "normals=1.0 (--normals) is not valid; expected a fraction in (0, 1)"),
     ]  # fmt: skip
+
+
+def test_family_fields_from_the_command_line(small_npz, tmp_path, capsys):
+    """Each family flag reaches the model's config.json (and the model trains with it)."""
+    runs = {
+        "topk": ["--k", "3"],
+        "sparse": ["--penalty", "kl", "--latent-activation", "sigmoid", "--rho", "0.1"],
+        "beta-vae": ["--warmup", "2", "--capacity", "5", "--capacity-epochs", "2"],
+    }
+    for name, flags in runs.items():
+        out = tmp_path / name
+        code = main(["train", name, "--data", str(small_npz), "--epochs", "1", "--out", str(out),
+                     "--quiet", *flags])  # fmt: skip
+        assert code == 0, capsys.readouterr().err
+        config = json.loads((out / "config.json").read_text())["model"]["config"]
+        for flag, value in zip(flags[::2], flags[1::2], strict=True):
+            field = flag[2:].replace("-", "_")
+            assert str(config[field]) == value or config[field] == float(value), (field, config)
 
 
 def test_every_user_error_is_one_line_exit_2_nothing_written(small_npz, tmp_path, capsys):

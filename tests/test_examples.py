@@ -26,3 +26,7 @@ def test_workshop_notebook_executes(tmp_path, monkeypatch):
         o for o in outputs if "application/vnd.jupyter.widget-view+json" in o.get("data", {})
     ]
     assert widgets  # aelab.explore(...) displayed its sliders
+    pages = [o["data"]["text/html"] for o in outputs if "text/html" in o.get("data", {})]
+    pages = ["".join(p) if isinstance(p, list) else p for p in pages]
+    assert any("<b>aelab run</b> shallow" in p for p in pages)  # a Run displays itself
+    assert any("<b>aelab workshop</b>" in p and "deep" in p for p in pages)

@@ -7,6 +7,7 @@ and measure them against PCA on held-out data.
 from ._version import __version__
 from .callbacks import Callback, Checkpoint, EarlyStopping
 from .data import DATASETS, ImageFolderDataset, ImageSet, load_dataset
+from .display import Workshop, open_workshop
 from .estimator import Autoencoder
 from .explorer import explore
 from .models import FAMILIES, MODELS, build_model
@@ -30,11 +31,13 @@ __all__ = [
     "RunConfig",
     "TrainConfig",
     "Trainer",
+    "Workshop",
     "__version__",
     "build_model",
     "explore",
     "load_dataset",
     "load_run",
+    "open_workshop",
     "resolve",
     "resume_run",
     "train_run",

@@ -207,6 +207,12 @@ class Run:
     def reconstruct(self, x: np.ndarray | torch.Tensor, batch_size: int = 512) -> np.ndarray:
         return self.decode(self.encode(x, batch_size), batch_size)
 
+    def _repr_html_(self) -> str:
+        """Jupyter's view: the run's summary and learning curves (:mod:`aelab.display`)."""
+        from .display import run_html
+
+        return run_html(self)
+
     def explore(self, **kwargs: Any) -> Any:
         """The Jupyter explorer of this run: sliders over its code and the live decode (see
         :func:`aelab.explore`; needs ``pip install aelab[notebook]``)."""

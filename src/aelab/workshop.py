@@ -17,6 +17,7 @@ from .recipes import SCHEDULES, resolve
 from .runconfig import DataSpec, RunConfig
 from .rundir import RunDir, check_name
 from .runs import Split, check_split, prepare_data, resume_run, train_run
+from .tracking import parse_log
 
 WORKSHOP_MODELS = ("shallow", "deep", "conv", "denoising", "vae")
 
@@ -48,6 +49,7 @@ def run_workshop(
     log: Callable[[str], None] | None = None,
     report: bool = True,
     split: Split | None = None,
+    tracking: Any = None,
 ) -> dict[str, Any]:
     """Train ``models`` on one split of ``data`` into ``out/<model>/``, then write the report.
 
@@ -55,9 +57,12 @@ def run_workshop(
     model's epoch count (a quick look; the schedule sets the rest). ``out`` is claimed as
     :func:`aelab.runs.train_run` claims a run's folder (locked; an earlier workshop replaced only
     with ``overwrite``, once this one is whole). An interrupted workshop continues with
-    :func:`resume_workshop`. Returns the workshop record (also ``out/workshop.json``).
+    :func:`resume_workshop`. ``tracking`` names experiment trackers, as ``log`` does for
+    :func:`aelab.runs.train_run`: each model logs as its own run (TensorBoard: ``DIR/<model>``).
+    Returns the workshop record (also ``out/workshop.json``).
     """
     log = log or (lambda _msg: None)
+    targets = parse_log(tracking)
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r} is not valid; allowed: {', '.join(SCHEDULES)}")
     models = check_models(models)
@@ -83,7 +88,7 @@ def run_workshop(
             f"{'x'.join(map(str, split.train.image_shape))} from {data.source}; "
             f"schedule {record['settings']['schedule']}"
         )
-        _train_models(rundir, record, configs, data, split, progress, log, resume=False)
+        _train_models(rundir, record, configs, data, split, progress, log, targets, resume=False)
         if report:
             _report(rundir, split, log)
     return {**record, "out": str(rundir.target)}
@@ -96,6 +101,7 @@ def resume_workshop(
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
     report: bool = True,
+    tracking: Any = None,
 ) -> dict[str, Any]:
     """Finish the workshop in ``out``: models already trained are kept as they are, one that was
     interrupted continues from its last checkpoint, the others train; then the report.
@@ -104,6 +110,7 @@ def resume_workshop(
     one the folder's files name), and checked against each model's record of its split.
     """
     log = log or (lambda _msg: None)
+    targets = parse_log(tracking)
     with RunDir.resume(out, kind="workshop") as rundir:
         record = rundir.read_json("workshop.json")
         try:
@@ -118,7 +125,7 @@ def resume_workshop(
         split = prepare_data(data)
         configs = _configs(models, split, schedule, settings)
         record.setdefault("seconds", {})
-        _train_models(rundir, record, configs, data, split, progress, log, resume=True)
+        _train_models(rundir, record, configs, data, split, progress, log, targets, resume=True)
         if report:
             _report(rundir, split, log)
     return {**record, "out": str(rundir.target)}
@@ -132,8 +139,9 @@ def _configs(models, split: Split, schedule: str, settings: dict[str, Any]) -> d
     }
 
 
-def _train_models(rundir, record, configs, data, split, progress, log, *, resume) -> None:
+def _train_models(rundir, record, configs, data, split, progress, log, targets, *, resume):
     for name in record["models"]:
+        trackers = [t.for_model(name) for t in targets]
         folder = rundir.path / check_name(name, "model")
         manifest = Manifest.read(folder) if folder.is_dir() else None
         start = time.perf_counter()
@@ -142,9 +150,13 @@ def _train_models(rundir, record, configs, data, split, progress, log, *, resume
             log(f"{name}: already trained")
             continue
         if resume and manifest is not None:
-            run = resume_run(folder, model=name, data_home=data.data_home, progress=progress)
+            run = resume_run(
+                folder, model=name, data_home=data.data_home, progress=progress, log=trackers
+            )
         else:
-            run = train_run(name, data, configs[name], folder, progress=progress, split_data=split)
+            run = train_run(
+                name, data, configs[name], folder, progress=progress, split_data=split, log=trackers
+            )
         seconds = time.perf_counter() - start
         record["seconds"][name] = record["seconds"].get(name, 0.0) + seconds
         rundir.write_json("workshop.json", record)

@@ -10,7 +10,7 @@ import re
 import sys
 from collections.abc import Sequence
 
-from .parser import build_parser
+from .parser import FAMILY_FLAGS, build_parser
 
 FLAGS = {
     "skip_bad": "--skip-bad",
@@ -22,6 +22,9 @@ FLAGS = {
     "max_image_pixels": "--max-image-pixels",
     "data_home": "--data-home",
     "learning_rate": "--lr",
+    "normals": "--normals",
+    "log": "--log",
+    **{flag[2:].replace("-", "_"): flag for flag, _, _ in FAMILY_FLAGS},
 }
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError)
 

@@ -80,10 +80,13 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
     from .. import distributed
     from ..recipes import given, resolve
     from ..runs import prepare_data, resume_run, train_run
+    from ..tracking import parse_log
+    from .parser import family_overrides
 
+    log = parse_log(args.log)  # a bad --log fails before any data is read
     overrides = given(
         latent_dim=args.latent_dim, hidden=args.hidden, channels=args.filters, beta=args.beta
-    )
+    ) | family_overrides(args)
     main = distributed.is_main()
     progress = False if args.quiet else None
     start = time.perf_counter()
@@ -97,6 +100,7 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
             device=args.device,
             data_home=args.data_home,
             progress=progress,
+            log=log,
         )
     else:
         from ..rundir import check_out_dir
@@ -159,6 +163,7 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
             overwrite=args.overwrite,
             progress=progress,
             split_data=split,
+            log=log,
         )
     if main:
         last = run.history[-1] if run.history else {}
@@ -184,6 +189,7 @@ def _data_spec(args: argparse.Namespace):
         mirror=args.mirror,
         holdout_people=args.holdout_people,
         holdout=args.holdout,
+        normals=args.normals,
         seed=args.seed,
         stream=getattr(args, "stream", False),
         follow_links=args.follow_links,
@@ -196,14 +202,19 @@ def _log(msg: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from ..tracking import parse_log
     from ..workshop import resume_workshop, run_workshop
+
+    trackers = parse_log(args.log)  # a bad --log fails before any data is read
 
     start = time.perf_counter()
     progress = False if args.quiet else None
     if args.resume:
         if args.out is None or args.overwrite:
             raise ValueError("resume=True needs the workshop's out folder, and no overwrite")
-        record = resume_workshop(args.out, data_home=args.data_home, progress=progress, log=_log)
+        record = resume_workshop(
+            args.out, data_home=args.data_home, progress=progress, log=_log, tracking=trackers
+        )
     else:
         record = run_workshop(
             _data_spec(args),
@@ -218,6 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             overwrite=args.overwrite,
             progress=progress,
             log=_log,
+            tracking=trackers,
         )
     print(f"wrote {record['out']}/report.html in {time.perf_counter() - start:.0f} s")
     return 0
@@ -282,6 +294,24 @@ def cmd_score(args: argparse.Namespace) -> int:
         + (f"; wrote {out}" if out else ""),
         file=sys.stderr,
     )
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from ..export import export_run
+
+    start = time.perf_counter()
+    try:
+        record = export_run(
+            args.run_dir, args.out, args.format, args.logvar, overwrite=args.overwrite
+        )
+    except ImportError as e:  # onnx is an optional extra: its message names the install
+        raise ValueError(str(e)) from None
+    for name, reason in record.get("skipped", {}).items():
+        print(f"left out {name}: {reason}", file=sys.stderr)
+    models = record["models"] if "models" in record else {record["recipe"]: record}
+    done = ", ".join(f"{n} ({r['family']}, code {r['code_size']})" for n, r in models.items())
+    print(f"wrote {record['out']}: {done} in {time.perf_counter() - start:.1f} s")
     return 0
 
 

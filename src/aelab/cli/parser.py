@@ -14,10 +14,37 @@ CONV_KERNELS_HELP = (
     "auto (default): on a CPU, time each convolution's passes in oneDNN and PyTorch's own "
     "kernels and run each in the faster; default: PyTorch's choice, bit-reproducible runs"
 )
+LOG_HELP = (
+    "log to an experiment tracker: tensorboard[:DIR] (default DIR: RUN/tensorboard) or "
+    "mlflow[:URI] (default: a file store in RUN/mlruns); repeat or comma-separate for both "
+    '(pip install "aelab[tensorboard]", "aelab[mlflow]")'
+)
 
 
 # The library's messages name its parameters (skip_bad=True); an error reported here also names
 # the flag that sets each, at its first mention.
+# fields of one family's config (aelab models lists them): the flag's name is the field's
+FAMILY_FLAGS = (
+    ("--penalty", str, "sparse: the code's penalty, l1, kl or topk"),
+    ("--l1", float, "sparse, penalty l1: weight of the mean absolute code"),
+    ("--rho", float, "sparse, penalty kl: target mean activation of each unit"),
+    ("--k", int, "topk: code units kept per image"),
+    ("--latent-activation", str, "dense families: the code's activation (relu, sigmoid, none)"),
+    ("--lam", float, "contractive: weight of the encoder Jacobian's squared norm"),
+    ("--warmup", int, "variational: epochs over which the KL weight rises to beta"),
+    ("--capacity", float, "variational: target KL per image in nats (Burgess et al.)"),
+    ("--capacity-epochs", int, "variational: epochs over which the capacity rises"),
+    ("--codebook-size", int, "vqvae: codes each slot chooses from"),
+    ("--code-dim", int, "vqvae: values per slot"),
+)
+
+
+def family_overrides(args: argparse.Namespace) -> dict[str, object]:
+    """The family fields given on the command line (:data:`FAMILY_FLAGS`)."""
+    fields = (flag[2:].replace("-", "_") for flag, _, _ in FAMILY_FLAGS)
+    return {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
+
+
 def _int_list(text: str) -> tuple[int, ...]:
     text = text.strip()
     if text in ("", "none"):
@@ -112,6 +139,13 @@ def _data_args(
         metavar="FRACTION",
         help="hold out a stratified random fraction (default for other sets: 0.1)",
     )
+    g.add_argument(
+        "--normals",
+        type=float,
+        metavar="FRACTION",
+        help="with held-out people: also keep this share of each training person's images "
+        "unseen, to ask whether the held-out people look unusual (the report's anomaly section)",
+    )
     if stream:
         g.add_argument(
             "--stream",
@@ -139,6 +173,8 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         help="convolution filters per stage (conv models; default 32,64,128)",
     )
     g.add_argument("--beta", type=float, help="KL weight of variational models")
+    for flag, kind, text in FAMILY_FLAGS:
+        g.add_argument(flag, type=kind, help=text)
     g = p.add_argument_group("training")
     g.add_argument(
         "--noise",
@@ -195,6 +231,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         help="also checkpoint every N epochs (always at the end)",
     )
     g.add_argument("--quiet", action="store_true", help="no progress bar")
+    g.add_argument("--log", action="append", metavar="KIND[:WHERE]", help=LOG_HELP)
 
 
 def _run_data_home(p: argparse.ArgumentParser) -> None:
@@ -275,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="auto", help=PRECISION_HELP)
     p.add_argument("--conv-kernels", default="auto", help=CONV_KERNELS_HELP)
     p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.add_argument("--log", action="append", metavar="KIND[:WHERE]", help=LOG_HELP)
     _data_args(p)
     p.set_defaults(func=commands.cmd_run)
 
@@ -321,6 +359,28 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     _run_data_home(p)
     p.set_defaults(func=commands.cmd_score)
+
+    p = sub.add_parser(
+        "export", help="write a trained model's encoder and decoder as ONNX or TorchScript graphs"
+    )
+    p.add_argument("run_dir", metavar="RUN", help="a run (aelab train) or workshop (aelab run)")
+    p.add_argument(
+        "--format",
+        default="onnx",
+        help="onnx (default; pip install 'aelab[onnx]') or torchscript",
+    )
+    p.add_argument(
+        "--out",
+        metavar="DIR",
+        help="a new folder (default: RUN-FORMAT beside the run; a workshop's models in DIR/NAME/)",
+    )
+    p.add_argument(
+        "--logvar",
+        action="store_true",
+        help="variational models: the encoder also gives the posterior's log-variance, logvar",
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in DIR")
+    p.set_defaults(func=commands.cmd_export)
 
     p = sub.add_parser(
         "explore", help="a local page with sliders through a trained model's latent space"

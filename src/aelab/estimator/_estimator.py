@@ -34,6 +34,7 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return estimator._validate_data(X, **kwargs)
 
 
+from .. import tracking
 from ..device import memory_format
 from ..models import MODELS, BaseAutoencoder, Recipe, get_recipe
 from ..recipes import given, resolve
@@ -144,6 +145,15 @@ class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMi
         The share of ``X`` held out of training at fit to set the threshold on normal samples
         the model did not see. 0: train on all of ``X`` and set the threshold on the training
         samples themselves (their errors are smaller: more false positives than ``fpr``).
+    anomaly_score : {"reconstruction", "elbo"}, default="reconstruction"
+        What :meth:`score_samples` measures: the negative reconstruction error, or for a
+        variational model its evidence lower bound (which also counts how unlikely the code is).
+    log : str or None, default=None
+        Experiment trackers to log the training to: ``"tensorboard[:DIR]"`` (default DIR
+        ``runs/tensorboard/MODEL-DATE-TIME``), ``"mlflow[:URI]"`` (default: a file store in
+        ``runs/mlruns``), or both comma-separated (:mod:`aelab.tracking`; needs
+        ``pip install "aelab[tensorboard]"`` or ``"aelab[mlflow]"``). The calibration share of
+        ``X`` is the held-out set shown. None: nothing is logged.
 
     Attributes
     ----------
@@ -222,6 +232,8 @@ class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMi
         fpr: float = 0.05,
         contamination: float | None = None,
         calibration: float = 0.1,
+        anomaly_score: str = "reconstruction",
+        log: str | None = None,
     ) -> None:
         self.model = model
         self.latent_dim = latent_dim
@@ -240,6 +252,8 @@ class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMi
         self.fpr = fpr
         self.contamination = contamination
         self.calibration = calibration
+        self.anomaly_score = anomaly_score
+        self.log = log
 
     # ------------------------------------------------------------------ scikit-learn plumbing
 
@@ -308,7 +322,16 @@ class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMi
             model = recipe.family_class(resolved.model)
         self._fit_scaling(X, model)  # the range of all of X, calibration rows included
         trainer = Trainer(model, resolved.train)
-        trainer.fit(self._to_tensor(X_train), progress=bool(self.verbose), desc=self.model)
+        trackers = []
+        if self.log:  # the calibration rows (else the first training rows) as the held-out set
+            shown = X[held] if held is not None and len(held) else X_train
+            pictures = len(self.sample_shape_) > 1
+            heldout = tracking.Heldout(self._to_tensor(shown[: tracking.EMBEDDED]), None, pictures)
+            model_params = {"name": self.model, "family": recipe.family, **resolved.model.to_dict()}
+            params = {"model": model_params, "train": resolved.train.to_dict()}
+            trackers = tracking.trackers(self.log, self.model, params=params, heldout=heldout)
+        x_train = self._to_tensor(X_train)
+        trainer.fit(x_train, progress=bool(self.verbose), desc=self.model, callbacks=trackers)
         self.model_ = trainer.model.eval()
         self.history_ = trainer.history
         self._train_config = resolved.train
@@ -338,6 +361,8 @@ class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMi
         if self.noise is not None and not isinstance(self.noise, str):
             raise ValueError(f"noise={self.noise!r} is not valid; expected a string or None")
         self._check_calibration()
+        self._check_anomaly_score(recipe.family_class.variational)
+        tracking.parse_log(self.log)
         return recipe
 
     def _train_settings(self) -> dict[str, Any]:

@@ -1,0 +1,57 @@
+"""aelab as a package, not a checkout: the wheel built from the sources, installed into a fresh
+virtual environment, trains, reports and prints its version from a folder that is not the
+checkout (templates, static files and the data it needs all inside the wheel)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+import aelab
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _run(args, cwd, **kw):
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600, **kw)
+    assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-2000:])
+    return proc
+
+
+def test_the_wheel_works_outside_the_checkout(tmp_path):
+    src = tmp_path / "src-copy"  # build from a copy: the checkout gains no build/ folder
+    shutil.copytree(
+        ROOT / "src", src / "src", ignore=shutil.ignore_patterns("*.egg-info", "__pycache__")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy2(ROOT / name, src / name)
+    dist = tmp_path / "dist"
+    _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist)], src)
+    (wheel,) = dist.glob("aelab-*.whl")
+    assert wheel.name.startswith(f"aelab-{aelab.__version__}-")
+    env_dir = tmp_path / "venv"
+    # torch and the other dependencies come from this interpreter's site-packages; aelab only
+    # from the wheel, which the venv's own site-packages puts first
+    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    bin_dir = env_dir / ("Scripts" if sys.platform == "win32" else "bin")
+    python = bin_dir / "python"
+    _run(
+        [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)], tmp_path
+    )
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    where = _run([python, "-c", "import aelab; print(aelab.__file__)"], work).stdout.strip()
+    assert Path(where).is_relative_to(env_dir), where
+    aelab_cmd = str(bin_dir / "aelab")
+    assert _run([aelab_cmd, "--version"], work).stdout.strip() == f"aelab {aelab.__version__}"
+    _run([aelab_cmd, "train", "shallow", "--epochs", "1", "--out", "one", "--quiet"], work)
+    assert (work / "one" / "model.safetensors").is_file()
+    _run([aelab_cmd, "run", "--data", "digits", "--models", "shallow", "--epochs", "1",
+          "--out", "ws", "--quiet"], work)  # fmt: skip
+    assert "<table" in (work / "ws" / "report.html").read_text()
+    installed = Path(where).parent
+    assert (installed / "templates" / "report.html.j2").is_file()
+    assert {p.name for p in (installed / "explorer" / "static").iterdir()} >= {"index.html"}
