@@ -104,7 +104,7 @@ def export_model(
     check_format(format)
     if logvar and not model.variational:
         raise ValueError(f"logvar=True is not valid for family {model.family!r}: not variational")
-    if not isinstance(getattr(model, "encoder", None), nn.Module):
+    if not model.exportable:  # the class's capability (models.base)
         raise NotExportable(
             f"family {model.family!r} cannot be exported: its encode() is not a network but a "
             "search for the code (gradient steps on the decoder's error), which a graph cannot hold"

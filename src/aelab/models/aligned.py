@@ -107,6 +107,7 @@ class AlignedAutoencoder(BaseAutoencoder):
     family = "aligned"
     draws_weights = True
     needs_data_init = True
+    exportable = False  # encode() is refine_steps of Adam, not a network
 
     def __init__(self, config: AlignedConfig) -> None:
         super().__init__(config)

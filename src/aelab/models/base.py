@@ -105,6 +105,8 @@ class BaseAutoencoder(nn.Module):
     draws_weights: ClassVar[bool] = False  # weight_images(): first and last layers as images
     needs_data_init: ClassVar[bool] = False  # init_from_data(x): the Trainer calls it with the
     #   training images before the first epoch (a basis that starts at PCA's)
+    exportable: ClassVar[bool] = True  # encode() is a network a graph can hold (aelab export);
+    #   False where it is a search (gradient steps on the decoder's error)
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
