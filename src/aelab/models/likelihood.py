@@ -39,6 +39,18 @@ def observation_sigma(model: BaseAutoencoder) -> float:
     return math.sqrt(beta * flat_size(model.input_shape) / (2 * model.latent_dim))
 
 
+def _gaussian(model: BaseAutoencoder, sigma: float | None) -> tuple[float, float]:
+    """The decoder's ``sigma`` (given, or :func:`observation_sigma`) and the constant of
+    ``log N(x; x_hat, sigma^2 I)`` per image; a model without a posterior is refused."""
+    if not getattr(model, "variational", False):
+        raise TypeError(f"{type(model).__name__} has no posterior (variational is False)")
+    if sigma is None:
+        sigma = observation_sigma(model)
+    elif isinstance(sigma, bool) or not (isinstance(sigma, (int, float)) and 0 < sigma < math.inf):
+        raise ValueError(f"sigma={sigma!r} is not valid; expected a finite number > 0")
+    return sigma, -0.5 * flat_size(model.input_shape) * (LOG_2PI + 2 * math.log(sigma))
+
+
 @torch.no_grad()
 def log_likelihood(
     model: BaseAutoencoder,
@@ -76,14 +88,7 @@ def log_likelihood(
     for name, value in (("k", k), ("batch_size", batch_size)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} is not valid; expected an integer >= 1")
-    if not getattr(model, "variational", False):
-        raise TypeError(f"{type(model).__name__} has no posterior (variational is False)")
-    if sigma is None:
-        sigma = observation_sigma(model)
-    elif isinstance(sigma, bool) or not (isinstance(sigma, (int, float)) and 0 < sigma < math.inf):
-        raise ValueError(f"sigma={sigma!r} is not valid; expected a finite number > 0")
-    n_pixels = flat_size(model.input_shape)
-    log_norm = -0.5 * n_pixels * (LOG_2PI + 2 * math.log(sigma))  # log N's constant, per image
+    sigma, log_norm = _gaussian(model, sigma)
     out = []
     for xb in x.split(max(1, batch_size // k)):  # (b, C, H, W)
         mu, logvar = model.posterior(xb)  # (b, d) each
@@ -127,10 +132,7 @@ def elbo(
     """
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 1:
         raise ValueError(f"samples={samples!r} is not valid; expected an integer >= 1")
-    if not getattr(model, "variational", False):
-        raise TypeError(f"{type(model).__name__} has no posterior (variational is False)")
-    sigma = observation_sigma(model) if sigma is None else float(sigma)
-    log_norm = -0.5 * flat_size(model.input_shape) * (LOG_2PI + 2 * math.log(sigma))
+    sigma, log_norm = _gaussian(model, sigma)
     mu, logvar = model.posterior(x)  # (N, d)
     kl = 0.5 * (mu.square() + logvar.exp() - 1 - logvar).sum(-1).double()
     eps = torch.randn((samples, *mu.shape), generator=generator, device=mu.device, dtype=mu.dtype)

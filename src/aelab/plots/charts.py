@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -17,6 +16,7 @@ from .grid import (
     _ALIVE_COLOR,
     _DEAD_COLOR,
     _numeric,
+    panel_axes,
 )
 
 
@@ -51,12 +51,7 @@ def learning_curves(
         raise ValueError(
             f"histories must be a non-empty dict of model name to records, got {histories!r}"
         )
-    n_cols = min(3, len(histories))
-    n_rows = math.ceil(len(histories) / n_cols)
-    fig = Figure(figsize=(4.0 * n_cols, 3.0 * n_rows + 0.4), layout="constrained")
-    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
-    for ax in axes[len(histories) :]:
-        ax.set_axis_off()
+    fig, axes = panel_axes(len(histories), 3.0)
     for ax, (name, records) in zip(axes, histories.items(), strict=False):
         ax.set_title(str(name))
         ax.set_xlabel("epoch")

@@ -9,6 +9,8 @@ from collections.abc import Mapping
 import numpy as np
 from matplotlib.figure import Figure
 
+from .grid import panel_axes
+
 
 def robustness(curve: Mapping, title: str = "Robustness to corruption") -> Figure:
     """Held-out PSNR against the corruption level, one panel per noise kind.
@@ -64,12 +66,7 @@ def score_histograms(
     """
     if not scores:
         raise ValueError("scores is empty: nothing to draw")
-    n_cols = min(3, len(scores))
-    n_rows = math.ceil(len(scores) / n_cols)
-    fig = Figure(figsize=(4.0 * n_cols, 2.8 * n_rows + 0.4), layout="constrained")
-    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
-    for ax in axes[len(scores) :]:
-        ax.set_axis_off()
+    fig, axes = panel_axes(len(scores), 2.8)
     for ax, (name, (normal, unusual, threshold)) in zip(axes, scores.items(), strict=False):
         both = np.concatenate([normal, unusual])
         bins = np.linspace(both.min(), both.max(), 25) if np.ptp(both) > 0 else 10

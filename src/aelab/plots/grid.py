@@ -239,3 +239,14 @@ def save(fig: Figure, path: str | PathLike, dpi: int = 100) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=dpi, format="png")
     return path
+
+
+def panel_axes(n: int, panel_height: float, width: float = 4.0, cols: int = 3):
+    """A figure of ``n`` panels, up to ``cols`` a row (unused ones hidden), and its axes."""
+    n_cols = min(cols, n)
+    n_rows = -(-n // n_cols)
+    fig = Figure(figsize=(width * n_cols, panel_height * n_rows + 0.4), layout="constrained")
+    axes = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    for ax in axes[n:]:
+        ax.set_axis_off()
+    return fig, axes
