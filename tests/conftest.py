@@ -15,6 +15,15 @@ DATA = Path(__file__).resolve().parent / "data"
 SHIPPED_MAT = DATA / "olivettifaces.mat"
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _own_pixel_cache(tmp_path_factory):
+    """Streamed folders cache their pixels (aelab.data.cache): in a folder of the test session,
+    never in the user's ~/.cache; subprocesses inherit it."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AELAB_CACHE_HOME", str(tmp_path_factory.mktemp("cache-home")))
+        yield
+
+
 def _olivetti_mat_path() -> Path:
     # The original file scikit-learn's fetcher downloads, shipped in tests/data/ (see its
     # README.md); AELAB_OLIVETTI_MAT points at another copy.

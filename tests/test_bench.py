@@ -81,9 +81,23 @@ def test_models_section_writes_json(olivetti_mat, tmp_path, capsys):
     assert 0 < row["mfu"] < 1 and row["images_per_s"] == pytest.approx(
         720 / row["seconds_per_epoch"]
     )
-    peak = result["peak"]["fp32"]["flops_per_s"]
+    assert row["precision_asked"] == "auto" and row["precision"] in ("fp32", "bf16")
+    peak = result["peak"][row["precision"]]["flops_per_s"]  # against the precision it ran in
     assert result["peak_end"]["fp32"]["flops_per_s"] > 0  # the drift during the run
     assert row["mfu"] == pytest.approx(row["flops_per_image"] * row["images_per_s"] / peak)
+    # several precisions: each trained, the first one's row kept, each loss against fp32's
+    both = tmp_path / "both.json"
+    code = main(["--sections", "models", "--models", "shallow", "--epochs-scale", "0.005",
+                 "--precision", "fp32,bf16", "--olivetti-mat", str(olivetti_mat),
+                 "--out", str(both)])  # fmt: skip
+    assert code == 0
+    result = json.loads(both.read_text())
+    check = result["precision_check"]["shallow"]
+    assert result["models"]["shallow"]["precision"] == "fp32"
+    assert check["bf16_loss_ratio"] == pytest.approx(
+        check["bf16"]["final_loss"] / check["fp32"]["final_loss"]
+    )
+    assert check["bf16"]["final_loss"] != check["fp32"]["final_loss"]  # really another precision
     # never overwrites an earlier result unless asked
     assert main(["--sections", "models", "--out", str(out)]) == 2
     assert "--out=" in capsys.readouterr().err
@@ -114,8 +128,11 @@ def test_scaling_streams_and_holds_in_memory(tmp_path):
     assert code == 0
     rows = json.loads(out.read_text())["scaling"]["rows"]
     assert [(r["mode"], r["n"]) for r in rows] == [
-        ("memory", 40), ("memory", 80), ("stream", 40), ("stream", 80)
+        ("memory", 40), ("memory", 80), ("stream", 40), ("stream", 80),
+        ("cached", 40), ("cached", 80),  # no "cached-inline" without workers: the same
     ]  # fmt: skip
+    cached = [r for r in rows if r["mode"] == "cached"]
+    assert all(r["cached_items"] == r["n"] and r["fill_epoch_seconds"] > 0 for r in cached)
     assert all(r["seconds_per_epoch"] > 0 and r["peak_rss_mib"] > 0 for r in rows)
     assert len(list((tmp_path / "work" / "images-80").glob("*.png"))) == 80
 

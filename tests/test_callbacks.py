@@ -80,7 +80,7 @@ def test_state_dict_round_trip_continues_exactly():
     first.fit(x, held, progress=False)
     state = first.state_dict()
     assert state["epoch"] == 2 and len(state["history"]) == 2
-    assert set(state) == {"epoch", "history", "model", "optimizer", "conv_kernels"}
+    assert set(state) == {"epoch", "history", "model", "optimizer", "conv_kernels", "precision"}
     resumed = Trainer(_model(seed=9), TrainConfig(epochs=4, **cfg))  # other initial weights
     resumed.load_state_dict(state)
     resumed.fit(x, held, progress=False)

@@ -17,7 +17,7 @@ from aelab.models import build_model
 from aelab.runs import DataSpec, train_run
 from aelab.train import TrainConfig, Trainer
 
-COMBINATIONS = list(itertools.product(kernels.BACKENDS, repeat=3))
+COMBINATIONS = list(itertools.product(kernels.KERNELS, repeat=3))
 
 
 def _conv_model(seed=0):
@@ -30,12 +30,21 @@ def _conv_names(model):
     return [name for name, m in model.named_modules() if kernels.supported(m)]
 
 
-def _loss_and_grads(model, x, choices):
+def _loss_and_grads(model, x, choices, bf16=False):
     model.zero_grad(set_to_none=True)
-    with kernels.use(model, choices):
+    with kernels.use(model, choices), torch.autocast("cpu", torch.bfloat16, enabled=bf16):
         out = model(x, x)
-        out.loss.backward()
+    out.loss.backward()
     return out.x_hat.detach(), [p.grad.clone() for p in model.parameters()]
+
+
+def _choices(model, combination):
+    """``combination`` for each convolution; an ordinary one runs its backend directly."""
+    ordinary = tuple(k.removesuffix(kernels.ADJOINT) for k in combination)
+    return {
+        name: combination if isinstance(model.get_submodule(name), nn.ConvTranspose2d) else ordinary
+        for name in _conv_names(model)
+    }
 
 
 @pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
@@ -45,11 +54,54 @@ def test_every_backend_gives_pytorchs_output_and_gradients(combination, layout):
     x = torch.rand(5, 1, 24, 24, generator=torch.Generator().manual_seed(0))
     x = x.contiguous(memory_format=layout)
     expected_out, expected_grads = _loss_and_grads(model, x, {})
-    choices = dict.fromkeys(_conv_names(model), ConvKernels(*combination))
-    out, grads = _loss_and_grads(model, x, choices)
+    out, grads = _loss_and_grads(model, x, _choices(model, combination))
     torch.testing.assert_close(out, expected_out, rtol=1e-4, atol=1e-6)
     for got, want in zip(grads, expected_grads, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("kernel", ["onednn", "onednn-adjoint"])
+def test_under_bf16_autocast_the_kernels_compute_in_bf16_as_autocast_does(kernel):
+    model = _conv_model().to(memory_format=torch.channels_last)
+    x = torch.rand(5, 1, 24, 24, generator=torch.Generator().manual_seed(0))
+    x = x.contiguous(memory_format=torch.channels_last)
+    expected_out, expected_grads = _loss_and_grads(model, x, {}, bf16=True)
+    fp32_out, _ = _loss_and_grads(model, x, {})
+    out, grads = _loss_and_grads(model, x, _choices(model, (kernel,) * 3), bf16=True)
+    assert out.dtype == expected_out.dtype == torch.bfloat16
+    assert all(g.dtype == torch.float32 for g in grads)  # the weights stay float32
+    # bfloat16 keeps 8 bits: the same to a few of its steps, and far from exact float32
+    torch.testing.assert_close(out.float(), expected_out.float(), rtol=0, atol=2e-2)
+    assert (expected_out.float() - fp32_out).abs().max() > 1e-5
+    for got, want in zip(grads, expected_grads, strict=True):
+        scale = want.abs().max().clamp_min(1e-12)
+        assert (got - want).abs().max() / scale < 5e-2
+
+
+def test_a_transposed_convolution_runs_as_the_adjoint_of_a_convolution():
+    up = nn.ConvTranspose2d(3, 4, 3, stride=2, output_padding=1, bias=True)
+    model = nn.Sequential(up)
+    x = torch.rand(2, 3, 7, 7, requires_grad=True)
+    expected = up(x)
+    expected_grads = torch.autograd.grad(expected.square().sum(), (x, up.weight, up.bias))
+    adjoint = ConvKernels(*("onednn" + kernels.ADJOINT,) * 3)
+
+    def step():
+        with kernels.use(model, {"0": adjoint}):
+            y = model(x)
+            return y, torch.autograd.grad(y.square().sum(), (x, up.weight, up.bias))
+
+    y, grads = step()
+    assert y.shape == expected.shape == (2, 4, 16, 16)
+    torch.testing.assert_close(y, expected, rtol=1e-5, atol=1e-6)
+    for got, want in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    ops = _aten_ops(step)  # the forward pass is an ordinary convolution's input gradient
+    assert "aten::convolution_backward" in ops and "aten::mkldnn_convolution" in ops
+    assert not any("transpose" in op for op in ops)
+    with pytest.raises(ValueError, match=r"allowed kernels for Conv2d: onednn, native$"):
+        with kernels.use(nn.Sequential(nn.Conv2d(1, 1, 3)), {"0": adjoint}):
+            pass
 
 
 def _aten_ops(fn):
@@ -118,7 +170,12 @@ def test_tune_times_the_large_layers_and_changes_nothing():
     assert all(p.grad is None for p in model.parameters())
     assert set(choices) <= set(_conv_names(model))
     assert all(isinstance(c, ConvKernels) and c != ConvKernels() for c in choices.values())
-    assert all(b in kernels.BACKENDS for c in choices.values() for b in c)
+    assert all(
+        k in kernels.kernels_for(model.get_submodule(n)) for n, c in choices.items() for k in c
+    )
+    # in bfloat16, on what autocast gives each layer, and in oneDNN's kernels only
+    bf16 = kernels.tune(model, x, x, repeats=1, min_flops=0, dtype=torch.bfloat16)
+    assert all(k.startswith("onednn") for c in bf16.values() for k in c)
     # below the FLOP threshold nothing is timed; off the CPU or without inputs nothing either
     assert kernels.tune(model, x, x, min_flops=float("inf")) == {}
     assert kernels.tune(model) == {}
@@ -147,8 +204,8 @@ def test_trainer_tunes_only_when_asked_and_worth_it(monkeypatch):
     x = torch.rand(40, 1, 24, 24)
     monkeypatch.setattr(kernels, "tune", _refuse)
     # "default" never tunes; "auto" does not with fewer steps left than TUNE_MIN_STEPS (here
-    # 2 steps of 40 images), nor in bfloat16
-    cases = [("default", 1, "fp32"), ("auto", 3, "fp32"), ("auto", 1, "bf16")]
+    # 2 steps of 40 images)
+    cases = [("default", 1, "fp32"), ("auto", 3, "fp32"), ("default", 1, "bf16")]
     for mode, min_steps, precision in cases:
         monkeypatch.setattr(train, "TUNE_MIN_STEPS", min_steps)
         config = TrainConfig(epochs=2, batch_size=40, conv_kernels=mode, device="cpu",
@@ -156,8 +213,14 @@ def test_trainer_tunes_only_when_asked_and_worth_it(monkeypatch):
         trainer = Trainer(_conv_model(), config)
         trainer.fit(x, progress=False)
         assert trainer.conv_kernels == {} and trainer.tuning_seconds == 0.0
-        if mode == "default" or precision == "bf16":  # not even when asked directly
+        if mode == "default":  # not even when asked directly
             assert trainer.tune_conv_kernels(x) == {}
+    # in bfloat16 the kernels are timed in bfloat16
+    asked = []
+    monkeypatch.setattr(kernels, "tune", lambda *a, **k: asked.append(k["dtype"]) or {})
+    config = TrainConfig(epochs=1, batch_size=40, device="cpu", precision="bf16")
+    Trainer(_conv_model(), config).fit(x, progress=False)
+    assert asked == [torch.bfloat16]
     monkeypatch.undo()  # the real tune, with both thresholds lowered
     monkeypatch.setattr(train, "TUNE_MIN_STEPS", 1)
     monkeypatch.setattr(kernels, "MIN_FLOPS", 0)

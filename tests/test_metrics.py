@@ -59,6 +59,15 @@ def test_psnr_is_mean_of_per_image_values_with_a_cap_for_exact_images():
         assert psnr(x, x_hat) == pytest.approx((PSNR_CAP_DB + 20.0) / 2, abs=1e-4)
 
 
+def test_psnr_is_skimages_per_image_psnr_averaged():
+    from skimage.metrics import peak_signal_noise_ratio
+
+    rng = np.random.default_rng(3)
+    x, x_hat = rng.random((7, 3, 9, 5)), rng.random((7, 3, 9, 5))
+    per_image = [peak_signal_noise_ratio(a, b, data_range=1.0) for a, b in zip(x, x_hat)]
+    assert psnr(x, x_hat) == pytest.approx(np.mean(per_image), rel=1e-12)
+
+
 def test_psnr_rejects_bad_data_range_and_non_images():
     x = np.zeros((1, 1, 4, 4))
     with pytest.raises(ValueError, match="data_range"):

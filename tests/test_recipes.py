@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -42,7 +43,8 @@ def test_resolve_applies_overrides_on_the_schedule_and_validates_once():
     r = resolve("denoising", (1, 16, 16), model={"latent_dim": 8}, train={"epochs": 3})
     assert r.recipe.name == "denoising" and r.model.latent_dim == 8
     assert r.model.channels == (32, 64)  # 16x16 fits two of the recipe's three stages
-    assert r.train == TrainConfig(epochs=3, batch_size=32, optimizer="adam", noise="gaussian:0.05")
+    expected = TrainConfig(epochs=3, batch_size=32, optimizer="adam", noise="gaussian:0.05")
+    assert r.train == dataclasses.replace(expected, precision="fp32")  # auto, decided: not shown
     assert resolve("denoising", (1, 28, 28), train={"noise": "none"}).train.noise is None
     quick = resolve("conv", (1, 64, 64), schedule_name="quick", n_train=720).train
     assert (quick.epochs, quick.batch_size) == (16, 80)
@@ -64,8 +66,9 @@ def test_every_entry_point_trains_the_vae_with_rmsprop(tmp_path, capsys):
     cli = json.loads((tmp_path / "cli" / "config.json").read_text())["train"]
     X = np.random.default_rng(0).random((64, 16))
     est = Autoencoder(model="vae", epochs=1, random_state=0, device="cpu").fit(X)
+    peaks = {p: {"flops_per_s": 1e12} for p in ("fp32", "bf16")}
     bench = bench_model("vae", torch.zeros(32, 1, 8, 8), epochs=1, precision="fp32",
-                        device="cpu", peak=1e12)  # fmt: skip
+                        device="cpu", peaks=peaks)  # fmt: skip
     assert cli["optimizer"] == est._train_config.optimizer == bench["optimizer"] == "rmsprop"
     assert cli["batch_size"] == bench["batch_size"] == 32
     # the estimator's own defaults (100 epochs of 64) are overrides, as documented; None is the

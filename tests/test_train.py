@@ -88,7 +88,8 @@ def test_train_config_errors():
 
 def test_trainer_uses_fused_kernels_and_keeps_precision():
     model = build_model("vae", (1, 8, 8))
-    trainer = Trainer(model, TrainConfig(epochs=1, optimizer="rmsprop", device="cpu"))
+    config = TrainConfig(epochs=1, optimizer="rmsprop", device="cpu", precision="fp32")
+    trainer = Trainer(model, config)
     assert isinstance(trainer.optimizer, RMSprop) and trainer.precision == "fp32"
     adam = Trainer(build_model("deep", (1, 8, 8)), TrainConfig(device="cpu")).optimizer
     assert adam.defaults["fused"] is True

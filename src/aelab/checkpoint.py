@@ -222,8 +222,8 @@ STATE_FILES = (
 
 def save_state(directory: str | os.PathLike, state: dict[str, Any]) -> dict[str, str]:
     """A trainer's :meth:`~aelab.train.Trainer.state_dict` as the files of :data:`STATE_FILES`
-    in ``directory`` (``trainer.json``: the epoch and the convolution kernels chosen). Returns
-    each file's SHA-256 by name."""
+    in ``directory`` (``trainer.json``: the epoch, the convolution kernels chosen and the
+    precision). Returns each file's SHA-256 by name."""
     directory = Path(directory)
     digests = {"model.safetensors": save_tensors(directory / "model.safetensors", state["model"])}
     digests |= save_optimizer(state["optimizer"], directory)
@@ -231,6 +231,8 @@ def save_state(directory: str | os.PathLike, state: dict[str, Any]) -> dict[str,
     trainer = {"epoch": state["epoch"]}
     if state.get("conv_kernels") is not None:
         trainer["conv_kernels"] = state["conv_kernels"]
+    if state.get("precision") is not None:
+        trainer["precision"] = state["precision"]
     digests["trainer.json"] = write_json(directory / "trainer.json", trainer)
     return digests
 
@@ -249,4 +251,5 @@ def load_state(directory: str | os.PathLike) -> dict[str, Any]:
         "model": load_tensors(directory / "model.safetensors"),
         "optimizer": load_optimizer(directory),
         "conv_kernels": trainer.get("conv_kernels"),
+        "precision": trainer.get("precision"),  # absent before 0.2.1: "auto" decides again
     }

@@ -16,10 +16,14 @@ import torch
 from torch import nn
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
-# "auto" is float32 everywhere: bfloat16 autocast has not been shown to keep the notebook's
-# losses on a device where it is fast (on CPUs without native bfloat16 it is orders of magnitude
-# slower; see benchmarks/README.md).
+# "auto" is bfloat16 autocast where the device computes in bfloat16 natively (native_bf16) and
+# the model has been shown to end the notebook's full schedule within 2% of float32's final loss
+# (Recipe.autocast_bf16, benchmarks/README.md); float32 elsewhere: on CPUs without native
+# bfloat16 it is many times slower. A recipe's "auto" is decided when the run is configured
+# (aelab.recipes.resolve), so config.json records what the run trains in.
 PRECISIONS = ("auto", "fp32", "bf16")
+# CPU flags (Linux /proc/cpuinfo names) of instructions that compute in bfloat16
+_BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def check_device(device: str) -> None:
@@ -43,11 +47,38 @@ def resolve_device(device: str = "auto") -> torch.device:
     return torch.device(device)
 
 
-def resolve_precision(precision: str, device: torch.device) -> str:
-    """``fp32`` or ``bf16`` for ``precision`` on ``device``; ``auto`` is ``fp32`` (PRECISIONS)."""
+def cpu_flags() -> frozenset[str]:
+    """The CPU's feature flags as Linux names them (``/proc/cpuinfo``); empty elsewhere."""
+    try:
+        with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return frozenset(line.partition(":")[2].split())
+    except OSError:
+        pass
+    return frozenset()
+
+
+def native_bf16(device: torch.device, flags: frozenset[str] | None = None) -> bool:
+    """Whether ``device`` computes in bfloat16 natively: a CPU with AVX512_BF16 or AMX (oneDNN
+    present), or a CUDA GPU of compute capability 8.0 or more. ``flags`` (default
+    :func:`cpu_flags`) are the CPU's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_capability(device) >= (8, 0)
+    if device.type != "cpu" or not torch.backends.mkldnn.is_available():
+        return False
+    return any(f in (cpu_flags() if flags is None else flags) for f in _BF16_CPU_FLAGS)
+
+
+def resolve_precision(precision: str, device: torch.device, shown: bool = False) -> str:
+    """``fp32`` or ``bf16`` for ``precision`` on ``device``. ``auto`` is ``bf16`` where the model
+    was ``shown`` to keep its loss in bfloat16 (a recipe's ``autocast_bf16``) and the device has
+    :func:`native_bf16`; ``fp32`` otherwise."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision={precision!r} is not valid; allowed: {', '.join(PRECISIONS)}")
-    return "fp32" if precision == "auto" else precision
+    if precision != "auto":
+        return precision
+    return "bf16" if shown and native_bf16(device) else "fp32"
 
 
 def autocast(precision: str, device: torch.device) -> contextlib.AbstractContextManager:

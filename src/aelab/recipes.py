@@ -21,7 +21,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from .device import resolve_device
+from .device import resolve_device, resolve_precision
 from .memory import check_fits
 from .models import ModelConfig, Recipe, get_recipe, model_config
 from .noise import parse_noise
@@ -120,9 +120,11 @@ def resolve(
     if unknown:
         raise ValueError(f"{unknown[0]} is not a training setting; allowed: {', '.join(known)}")
     train_config = TrainConfig(**fields)
-    check_fits(
-        recipe.family_class, config, train_config.batch_size, resolve_device(train_config.device)
-    )
+    device = resolve_device(train_config.device)
+    if train_config.precision == "auto":  # decided now, so that config.json says which
+        precision = resolve_precision("auto", device, shown=recipe.autocast_bf16)
+        train_config = dataclasses.replace(train_config, precision=precision)
+    check_fits(recipe.family_class, config, train_config.batch_size, device)
     return Resolved(recipe, config, train_config)
 
 

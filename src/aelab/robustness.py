@@ -66,6 +66,7 @@ def corruption_curve(
     """
     x = np.asarray(x, dtype=np.float32)
     out: dict[str, Any] = {"levels": {}, "input": {}, "methods": {n: {} for n in methods}}
+    clean: dict[str, float] = {}  # level 0 of every kind is the same clean input: once each
     for i, (kind, kind_levels) in enumerate(levels.items()):
         out["levels"][kind] = [float(v) for v in kind_levels]
         out["input"][kind] = []
@@ -75,7 +76,13 @@ def corruption_curve(
             noisy = corrupt(x, kind, float(level), seed=seed + 1000 * i + j)
             out["input"][kind].append(psnr(x, np.clip(noisy, 0.0, 1.0)))
             for name, reconstruct in methods.items():
-                out["methods"][name][kind].append(psnr(x, reconstruct(noisy)))
+                if level == 0 and name in clean:
+                    value = clean[name]
+                else:
+                    value = psnr(x, reconstruct(noisy))
+                    if level == 0:
+                        clean[name] = value
+                out["methods"][name][kind].append(value)
     return out
 
 

@@ -51,9 +51,23 @@ class DataSpec:
     stream: bool = False  # read a folder one batch at a time instead of loading it whole
     follow_links: bool = False  # read symbolic links in a folder (skipped by default)
     max_image_pixels: int | None = MAX_IMAGE_PIXELS  # refuse larger images before decoding
+    # streamed folders: "auto" (the default folder, aelab.data.cache.default_cache_dir), "off",
+    # or a folder; decoded pixels kept for later epochs (results are the same: not in the split)
+    cache: str = "auto"
 
     def __post_init__(self) -> None:
         self.source = str(self.source)
+        self.cache = os.fspath(self.cache) if isinstance(self.cache, os.PathLike) else self.cache
+        if not isinstance(self.cache, str) or not self.cache.strip():
+            raise ValueError(
+                f"cache={self.cache!r} is not valid; allowed: 'auto' (the default folder), "
+                "'off' or a folder path"
+            )
+        if self.cache != "auto" and not self.stream:
+            raise ValueError(
+                f"cache={self.cache!r} is not valid without stream=True: only streamed folders "
+                "are cached (in memory, images are decoded once); drop it or stream the folder"
+            )
         if self.image_size is not None:
             self.image_size = tuple(self.image_size)
         if not isinstance(self.stream, bool):
@@ -86,6 +100,8 @@ class DataSpec:
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
         d["image_size"] = list(self.image_size) if self.image_size else None
+        if self.cache == "auto":  # the default: left out, so that older aelab reads the file
+            del d["cache"]
         return d
 
     @classmethod

@@ -120,7 +120,8 @@ def prepare_data(spec: DataSpec, validation: float = 0.0) -> Split:
         "max_image_pixels": spec.max_image_pixels,
     }
     if spec.stream:
-        data = ImageFolderDataset(Path(spec.source).expanduser(), **reading)
+        cache = {"auto": True, "off": None}.get(spec.cache, spec.cache)
+        data = ImageFolderDataset(Path(spec.source).expanduser(), cache=cache, **reading)
     else:
         data = load_dataset(
             spec.source, data_home=spec.data_home, skip_bad=spec.skip_bad, **reading
@@ -183,7 +184,7 @@ class Run:
         never taken from the run's files, which could name any folder. A streamed run gives
         streamed folders; ``.load()`` reads one into memory.
         """
-        spec = dataclasses.replace(self.data_spec, data_home=data_home)
+        spec = _local(self.data_spec, data_home)
         split = prepare_data(spec, self.config.train.validation if carve else 0.0)
         check_split(self.config, split, self.path)
         return split
@@ -229,6 +230,15 @@ class Run:
         """``t`` on the model's device, images in the layout the model trained in."""
         fmt = memory_format(self.model) if t.ndim == 4 else torch.contiguous_format
         return t.to(next(self.model.parameters()).device, memory_format=fmt)
+
+
+def _local(spec: DataSpec, data_home: str | None, cache: str | None = None) -> DataSpec:
+    """The run's data spec with this machine's folders: ``data_home`` and ``cache`` are never
+    taken from the run's files, which could name any folder (a pixel cache is written to); a
+    recorded cache folder gives way to the default one, unless ``cache`` says otherwise."""
+    if cache is None:
+        cache = spec.cache if spec.cache in ("auto", "off") else "auto"
+    return dataclasses.replace(spec, data_home=data_home, cache=cache)
 
 
 def _tensor(a: np.ndarray | torch.Tensor) -> torch.Tensor:
@@ -313,6 +323,7 @@ def resume_run(
     data_home: str | None = None,
     progress: bool | None = None,
     log: Any = None,
+    cache: str | None = None,
 ) -> Run:
     """Continue the run in ``out`` from its last checkpoint (or from the start, if it stopped
     before its first), to the result an uninterrupted run would have reached.
@@ -338,6 +349,10 @@ def resume_run(
         See :meth:`Trainer.fit`.
     log : str or list of str, optional
         Experiment trackers, as for :func:`train_run`.
+    cache : str, optional
+        A streamed run's pixel cache now: ``"auto"``, ``"off"`` or a folder (see
+        :class:`~aelab.runconfig.DataSpec`); default the run's own, except that a folder named
+        in the run's files is never written to (the default folder is used instead).
     """
     out = Path(out)
     tracking.parse_log(log)
@@ -367,7 +382,7 @@ def resume_run(
                 epochs=saved.train.epochs if epochs is None else epochs,
                 device=saved.train.device if device is None else device,
             )
-            spec = dataclasses.replace(saved.data, data_home=data_home)
+            spec = _local(saved.data, data_home, cache)
             split = prepare_data(spec, saved.train.validation)
             check_split(saved, split, out)
             config = dataclasses.replace(saved, train=train, versions=current_versions())

@@ -74,7 +74,8 @@ class TrainConfig:
     noise: str | None = None  # corruption of the inputs, e.g. "gaussian:0.05" (denoising)
     checkpoint_every: int = 0  # epochs between checkpoints; 0: only at the end
     workers: int = 0  # DataLoader processes reading a streamed Dataset; 0: in this process
-    precision: str = "auto"  # fp32, bf16 (autocast) or auto (fp32; see device.PRECISIONS)
+    precision: str = "auto"  # fp32, bf16 (autocast) or auto: fp32 here; aelab.recipes.resolve
+    #   makes a recipe's auto bf16 where shown to keep its loss (device.PRECISIONS)
     conv_kernels: str = "auto"  # auto: each convolution's passes in their fastest CPU kernels
     augment: str | None = None  # random warps of training images, e.g. "affine" (aelab.augment)
     validation: float = 0.0  # share of training people (or images) held out to choose the epoch
@@ -197,7 +198,8 @@ class Trainer:
 
     def state_dict(self) -> dict[str, Any]:
         """Everything a resumed run needs: ``epoch``, ``history``, ``model`` and ``optimizer``
-        state, and the ``conv_kernels`` chosen. Tensors are the live ones (save, don't keep)."""
+        state, the ``conv_kernels`` chosen and the ``precision`` trained in. Tensors are the live
+        ones (save, don't keep)."""
         kernels_ = self.conv_kernels
         return {
             "epoch": self.epoch,
@@ -205,6 +207,7 @@ class Trainer:
             "model": self.model.state_dict(),
             "optimizer": self.optimizer.state_dict(),
             "conv_kernels": None if kernels_ is None else {k: list(v) for k, v in kernels_.items()},
+            "precision": self.precision,
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -339,8 +342,8 @@ class Trainer:
         """Choose :attr:`conv_kernels` now, by timing on the first training batch, however long
         the run (:meth:`fit` does it itself when at least :data:`TUNE_MIN_STEPS` steps are left).
 
-        Only with ``conv_kernels="auto"``, on a CPU and in float32 (the kernels are timed, and
-        run, in the precision of the weights); otherwise the choice stays PyTorch's (``{}``).
+        Only with ``conv_kernels="auto"`` and on a CPU (the kernels are timed, and run, in the
+        trainer's precision); otherwise the choice stays PyTorch's (``{}``).
         """
         source = InMemory(self, x_train) if torch.is_tensor(x_train) else Streamed(self, x_train)
         return self._tune(source)
@@ -348,13 +351,14 @@ class Trainer:
     def _tune(self, source: InMemory | Streamed) -> dict[str, Any]:
         self.conv_kernels, self.tuning_seconds = {}, 0.0
         batch = self._local_batch(len(source))
-        wanted = self.config.conv_kernels == "auto" and self.precision == "fp32"
+        wanted = self.config.conv_kernels == "auto"
         has_convs = any(kernels.supported(m) for m in self.model.modules())
         if not (wanted and has_convs) or self.device.type != "cpu" or not batch:
             return self.conv_kernels
         probe = source.probe(batch)  # (B, C, H, W) on the device
         start = time.perf_counter()
-        self.conv_kernels = kernels.tune(self.model, probe, probe)
+        dtype = torch.bfloat16 if self.precision == "bf16" else None
+        self.conv_kernels = kernels.tune(self.model, probe, probe, dtype=dtype)
         self.tuning_seconds = time.perf_counter() - start
         return self.conv_kernels
 
@@ -400,8 +404,7 @@ class Trainer:
         ):
             stack.callback(_close, hooks, self)
             self._choose_conv_kernels(source)
-            if self.precision == "fp32":  # see _tune
-                stack.enter_context(kernels.use(self.model, self.conv_kernels))
+            stack.enter_context(kernels.use(self.model, self.conv_kernels))
             if self.epoch == 0 and getattr(self.model, "needs_data_init", False):
                 self.model.init_from_data(source.probe(min(len(source), DATA_INIT_IMAGES)))
             for hook in hooks:

@@ -60,7 +60,12 @@ def build_parser(prog: str = "aelab bench") -> argparse.ArgumentParser:
         default=0.05,
         help="the notebook's epochs times this, at least 2, for aelab and Keras alike (0.05)",
     )
-    p.add_argument("--precision", default="auto", help="auto, fp32 or bf16 (default auto)")
+    p.add_argument(
+        "--precision",
+        default="auto",
+        help="auto, fp32 or bf16, or several (fp32,bf16): each model trained in each, the first "
+        "compared with Keras, the final losses compared with fp32's (default auto: per model)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--data-home", metavar="DIR", help="where olivetti is (see aelab datasets)")
     p.add_argument("--olivetti-mat", metavar="FILE", help="the original olivettifaces.mat")
@@ -106,7 +111,7 @@ def run(args: argparse.Namespace) -> int:
     if args.workers < 0:
         raise ValueError(f"--workers={args.workers} is not valid; expected an integer >= 0")
     device = str(resolve_device(args.device))
-    precision = resolve_precision(args.precision, torch.device(device))
+    precisions = _choices("precision", args.precision, ("auto", *PRECISIONS))
     if "keras" in sections and not (args.keras_python and args.keras_script):
         raise ValueError(
             "--sections includes keras: pass --keras-python and --keras-script "
@@ -145,39 +150,7 @@ def run(args: argparse.Namespace) -> int:
         if "models" in sections or "keras" in sections:
             x_train, _ = olivetti_split(data_home)
             x = torch.from_numpy(x_train.images)
-            peak = result["peak"][precision]["flops_per_s"]
-            result["models"] = {}
-            keras_runs = []
-            for name in models:
-                epochs = scaled_epochs(name, args.epochs_scale)
-                row = bench_model(
-                    name, x, epochs=epochs, precision=precision, device=device, peak=peak
-                )
-                result["models"][name] = row
-                log(
-                    f"{name}: {row['seconds_per_epoch']:.3f} s/epoch, "
-                    f"{row['images_per_s']:,.0f} images/s, MFU {row['mfu']:.1%}, "
-                    f"final loss {row['final_loss']:.5f} after {epochs} epochs"
-                )
-                if "keras" in sections:  # right after aelab's: a shared VM drifts within minutes
-                    keras_runs.append(
-                        run_keras(
-                            args.keras_python,
-                            args.keras_script,
-                            scale=args.epochs_scale,
-                            mat=args.olivetti_mat,
-                            models=[name],
-                        )
-                    )
-                    versus = compare({name: row}, keras_runs[-1])[name]
-                    log(
-                        f"  Keras: {versus['keras_seconds_per_epoch']:.3f} s/epoch; aelab "
-                        f"{versus['speedup']:.2f}x faster, final loss "
-                        f"{versus['loss_ratio']:.3f}x Keras's"
-                    )
-            if keras_runs:
-                result["keras"] = merge_keras(keras_runs)
-                result["versus_keras"] = compare(result["models"], result["keras"])
+            result.update(models_section(args, x, models, precisions, result["peak"], device))
         if "layers" in sections:
             from ..models import get_recipe
 
@@ -203,6 +176,7 @@ def run(args: argparse.Namespace) -> int:
                 workdir=workdir,
             )
         # measured again at the end: how far the machine's speed drifted during the run
+        precision = resolve_precision(precisions[0], torch.device(device), None)
         result["peak_end"] = {precision: matmul_peak(precision, device)}
         log(
             f"peak {precision} matmul at the end: "
@@ -213,3 +187,65 @@ def run(args: argparse.Namespace) -> int:
     os.replace(tmp_out, out)
     print(f"wrote {out}")
     return 0
+
+
+def models_section(args, x, models, precisions, peaks, device) -> dict[str, Any]:
+    """The ``models`` (and ``keras``) sections: each model in each of ``precisions``, then the
+    Keras port's right after it; with several precisions, each final loss against fp32's."""
+    out: dict[str, Any] = {"models": {}}
+    keras_runs, check = [], {}
+    for name in models:
+        epochs = scaled_epochs(name, args.epochs_scale)
+        rows = {}
+        for precision in precisions:
+            row = bench_model(
+                name, x, epochs=epochs, precision=precision, device=device, peaks=peaks
+            )
+            rows[precision] = row
+            log(
+                f"{name} ({row['precision']}): {row['seconds_per_epoch']:.3f} s/epoch, "
+                f"{row['images_per_s']:,.0f} images/s, MFU {row['mfu']:.1%}, "
+                f"final loss {row['final_loss']:.5f} after {epochs} epochs"
+            )
+        out["models"][name] = rows[precisions[0]]
+        if len(rows) > 1:
+            check[name] = precision_check(rows)
+        if "keras" in args.sections:  # right after aelab's: a shared VM drifts within minutes
+            keras_runs.append(
+                run_keras(
+                    args.keras_python,
+                    args.keras_script,
+                    scale=args.epochs_scale,
+                    mat=args.olivetti_mat,
+                    models=[name],
+                )
+            )
+            versus = compare({name: out["models"][name]}, keras_runs[-1])[name]
+            log(
+                f"  Keras: {versus['keras_seconds_per_epoch']:.3f} s/epoch; aelab "
+                f"{versus['speedup']:.2f}x faster, final loss "
+                f"{versus['loss_ratio']:.3f}x Keras's"
+            )
+    if check:
+        out["precision_check"] = check
+    if keras_runs:
+        out["keras"] = merge_keras(keras_runs)
+        out["versus_keras"] = compare(out["models"], out["keras"])
+    return out
+
+
+def precision_check(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Each precision's s/epoch and final loss, and both as ratios to fp32's where it ran."""
+    by = {row["precision"]: row for row in rows.values()}
+    summary: dict[str, Any] = {
+        p: {k: row[k] for k in ("seconds_per_epoch", "final_loss", "mfu")} for p, row in by.items()
+    }
+    if "fp32" in by and "bf16" in by:
+        fp32, bf16 = by["fp32"], by["bf16"]
+        summary["bf16_loss_ratio"] = bf16["final_loss"] / fp32["final_loss"]
+        summary["bf16_speedup"] = fp32["seconds_per_epoch"] / bf16["seconds_per_epoch"]
+        log(
+            f"  bf16: final loss {summary['bf16_loss_ratio']:.4f}x fp32's, "
+            f"{summary['bf16_speedup']:.2f}x as fast"
+        )
+    return summary

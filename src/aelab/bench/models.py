@@ -50,10 +50,12 @@ def bench_model(
     epochs: int,
     precision: str,
     device: str,
-    peak: float,
+    peaks: dict[str, dict[str, Any]],
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Train recipe ``name`` on ``x_train`` for ``epochs`` with its (the notebook's) schedule."""
+    """Train recipe ``name`` on ``x_train`` for ``epochs`` with its (the notebook's) schedule, in
+    ``precision`` (``auto``: the trainer's choice for this model); MFU is against the matmul
+    peak of the precision it ran in (``peaks``, from :func:`~aelab.bench.machine.matmul_peak`)."""
     import torch
 
     from ..recipes import resolve
@@ -66,6 +68,7 @@ def bench_model(
         torch.manual_seed(seed)
         model = resolved.recipe.family_class(resolved.model)
     trainer = Trainer(model, config)
+    peak = peaks[trainer.precision]["flops_per_s"]
     # as for the notebook's full schedule, however few epochs are measured here
     trainer.tune_conv_kernels(x_train)
     probe = x_train[: config.batch_size].to(trainer.device, memory_format=trainer.memory_format)
@@ -81,7 +84,8 @@ def bench_model(
         "epochs": epochs,
         "batch_size": config.batch_size,
         "optimizer": config.optimizer,
-        "precision": precision,
+        "precision": trainer.precision,
+        "precision_asked": precision,
         "n_train": n,
         "seconds_per_epoch": per_epoch,
         "first_epoch_seconds": seconds[0],

@@ -16,6 +16,7 @@ FLAGS = {
     "skip_bad": "--skip-bad",
     "image_size": "--image-size",
     "stream": "--stream",
+    "cache": "--cache",
     "resume": "--resume",
     "overwrite": "--overwrite",
     "follow_links": "--follow-links",

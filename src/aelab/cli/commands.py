@@ -101,6 +101,7 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
             data_home=args.data_home,
             progress=progress,
             log=log,
+            cache=_cache(args),
         )
     else:
         from ..rundir import check_out_dir
@@ -142,6 +143,7 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
             return data_split, resolved.train
 
         split, train = distributed.agree(validate)  # a bad argument stops every process alike
+        cached = getattr(split.train, "cache_path", None) is not None
         if main:
             for note in split.train.notes:
                 print(note, file=sys.stderr)
@@ -149,6 +151,7 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
                 f"{args.model}: {len(split.train)} training, {len(split.heldout)} held-out "
                 f"images of {'x'.join(map(str, split.train.image_shape))} from {data.source}"
                 + (" (streamed from disk)" if data.stream else "")
+                + (f", pixels cached in {split.train.cache_path.parent}" if cached else "")
                 + (f", {distributed.world()} processes" if distributed.world() > 1 else ""),
                 file=sys.stderr,
             )
@@ -177,9 +180,23 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
     return 0
 
 
+def _cache(args: argparse.Namespace) -> str | None:
+    """``--cache DIR`` / ``--no-cache`` as ``DataSpec.cache`` (None: neither given)."""
+    if getattr(args, "no_cache", False):
+        return "off"
+    return getattr(args, "cache", None)
+
+
 def _data_spec(args: argparse.Namespace):
     from ..runconfig import DataSpec
 
+    cache, resume = _cache(args), getattr(args, "resume", False)
+    if cache is not None and not resume and not getattr(args, "stream", False):
+        flag = "--no-cache" if cache == "off" else "--cache"
+        raise ValueError(
+            f"{flag} is only meaningful with --stream: the pixel cache keeps the decoded images "
+            "of a streamed folder (in memory, images are decoded once)"
+        )
     return DataSpec(
         source=args.data,
         data_home=args.data_home,
@@ -194,6 +211,7 @@ def _data_spec(args: argparse.Namespace):
         stream=getattr(args, "stream", False),
         follow_links=args.follow_links,
         max_image_pixels=args.max_image_pixels,
+        cache="auto" if cache is None or resume else cache,  # resuming: see resume_run
     )
 
 

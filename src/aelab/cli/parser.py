@@ -7,8 +7,9 @@ import argparse
 from . import commands
 
 PRECISION_HELP = (
-    "fp32, bf16 (bfloat16 autocast, float32 weights) or auto (default: fp32; see "
-    "benchmarks/README.md for where bf16 pays)"
+    "fp32, bf16 (bfloat16 autocast, float32 weights) or auto (default: bf16 where the device "
+    "computes in bfloat16 natively and the model family keeps its loss in bf16, fp32 elsewhere; "
+    "see benchmarks/README.md)"
 )
 CONV_KERNELS_HELP = (
     "auto (default): on a CPU, time each convolution's passes in oneDNN and PyTorch's own "
@@ -152,6 +153,19 @@ def _data_args(
             action="store_true",
             help="folders only: read images from disk batch by batch instead of loading them "
             "all into memory (for data sets larger than memory; see --workers)",
+        )
+        cache = g.add_mutually_exclusive_group()
+        cache.add_argument(
+            "--cache",
+            metavar="DIR",
+            help="with --stream: keep the decoded pixels in DIR, so that epochs after the first "
+            "read them back instead of decoding (default: on, in $AELAB_CACHE_HOME/pixels or "
+            "~/.cache/aelab/pixels; safe to delete)",
+        )
+        cache.add_argument(
+            "--no-cache",
+            action="store_true",
+            help="with --stream: no pixel cache, every epoch decodes every image",
         )
 
 

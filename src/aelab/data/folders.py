@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .cache import PixelCache, cache_dir, folder_cache
 from .images import ImageSet, _check_channels, _check_memory, _fit_image, parse_image_size
 from .listing import _list_image_folder, _listing
 from .reading import MAX_IMAGE_PIXELS, _check_max_pixels, _read_image
@@ -163,6 +164,11 @@ class ImageFolderDataset(Dataset):
         Read symbolic links to files and folders, as :func:`load_image_folder` does.
     max_image_pixels : int or None, default=MAX_IMAGE_PIXELS
         Refuse images with more pixels, as :func:`load_image_folder` does; None: no limit.
+    cache : None, True or path-like, default=None
+        Keep decoded pixels in a memory-mapped file under this folder (True: the default one,
+        :func:`~aelab.data.cache.default_cache_dir`), read back by later epochs in any process,
+        bit for bit what decoding gives (:mod:`aelab.data.cache`). Where it cannot be made (no
+        room, no permission) a note says why and images are decoded every time. None: off.
 
     Attributes
     ----------
@@ -172,7 +178,7 @@ class ImageFolderDataset(Dataset):
     image_shape : tuple
         ``(C, H, W)`` of every item.
     notes : list of str
-        Messages for the user (skipped non-image files and symbolic links).
+        Messages for the user (skipped non-image files and symbolic links, the pixel cache).
 
     Notes
     -----
@@ -197,6 +203,7 @@ class ImageFolderDataset(Dataset):
         mirror: bool = False,
         follow_links: bool = False,
         max_image_pixels: int | None = MAX_IMAGE_PIXELS,
+        cache: bool | str | os.PathLike | None = None,
     ) -> None:
         self.root = Path(path)
         self.name = str(path)
@@ -204,6 +211,7 @@ class ImageFolderDataset(Dataset):
         _check_channels(channels)
         _check_max_pixels(max_image_pixels)
         _check_flag("follow_links", follow_links)
+        where = cache_dir(cache)
         self.channels = channels or 1
         self.max_image_pixels = max_image_pixels
         if self._size is not None:  # one image and a batch are held at a time
@@ -214,22 +222,52 @@ class ImageFolderDataset(Dataset):
         self.notes = list(listing.notes)
         self._files = np.array([os.fsencode(f) for f in listing.files])  # (N,) bytes
         self._flipped = np.zeros(len(self._files), dtype=bool)
+        self._slots = np.arange(len(self._files))  # each item's cache slot: its file's place
         self._reference: tuple[Path, tuple[int, int]] | None = None
+        self._cache: PixelCache | None = None
+        first = None
         if self._size is None:  # the first image fixes the size, as in load_image_folder
-            first = self.root / listing.files[0]
-            self._reference = (first, self._read(first).shape[1:])
+            first = self._read(self.root / listing.files[0])
+            self._reference = (self.root / listing.files[0], first.shape[1:])
+        if where is not None:
+            options = {"channels": self.channels, "image_size": self._size}
+            options |= {"max_image_pixels": max_image_pixels, "follow_links": bool(follow_links)}
+            self._cache, note = folder_cache(
+                where, self.root, listing.files, options, self.image_shape, first
+            )
+            self.notes += [note] if note else []
         if mirror:
-            self._files, self._flipped, self.labels = self._mirrored_arrays()
+            self._files, self._flipped, self._slots, self.labels = self._mirrored_arrays()
 
     def __len__(self) -> int:
         return len(self._files)
 
     def __getitem__(self, index: int) -> torch.Tensor:
         """Image ``index`` as a float32 tensor ``(C, H, W)`` in [0, 1]."""
-        x = self._read(self.root / os.fsdecode(self._files[index]))  # (C, H, W)
+        x = self._item(index)  # (C, H, W)
         if self._flipped[index]:
             x = x[..., ::-1]
         return torch.from_numpy(np.ascontiguousarray(x))
+
+    def __getitems__(self, indices) -> list[torch.Tensor]:
+        """Items ``indices`` (a batch, as ``DataLoader`` asks for it): with a pixel cache, those
+        cached are read in one go, the others decoded and stored (:meth:`PixelCache.fetch`)."""
+        index = np.asarray(indices, dtype=np.int64).reshape(-1)
+        if self._cache is None:
+            return [self[i] for i in index.tolist()]
+        batch = self._cache.fetch(self._slots[index], lambda j: self._decode(index[j]))
+        flipped = self._flipped[index]
+        batch[flipped] = batch[flipped][..., ::-1]
+        return list(torch.from_numpy(batch).unbind(0))
+
+    def _item(self, index: int) -> np.ndarray:
+        """Item ``index`` unflipped: from the pixel cache, else decoded (and stored there)."""
+        if self._cache is None:
+            return self._decode(index)
+        return self._cache.fetch(self._slots[[index]], lambda _: self._decode(index))[0]
+
+    def _decode(self, index: int) -> np.ndarray:
+        return self._read(self.root / os.fsdecode(self._files[index]))
 
     def _read(self, path: Path) -> np.ndarray:
         # The message is the whole story (file, reason, remedy) on one line: in a DataLoader
@@ -250,6 +288,16 @@ class ImageFolderDataset(Dataset):
         h, w = self._size if self._size is not None else self._reference[1]
         return (self.channels, int(h), int(w))
 
+    @property
+    def cached_items(self) -> int:
+        """How many items the pixel cache holds (0 without one)."""
+        return 0 if self._cache is None else self._cache.filled(self._slots)
+
+    @property
+    def cache_path(self) -> Path | None:
+        """The pixel cache's file, ``<cache>/<key>/pixels.bin`` (None without one)."""
+        return None if self._cache is None else self._cache.path
+
     def listing(self) -> Iterator[tuple[str, int, bool]]:
         """``(name, size, flipped)`` of each item, in order, reading no pixels: the file's path
         relative to the folder, its size in bytes (-1 when it is gone) and whether the item is
@@ -267,6 +315,7 @@ class ImageFolderDataset(Dataset):
         index = np.asarray(index)
         out = copy.copy(self)
         out._files, out._flipped = self._files[index], self._flipped[index]
+        out._slots = self._slots[index]
         out.labels = None if self.labels is None else self.labels[index]
         out.notes = list(self.notes)
         return out
@@ -274,15 +323,16 @@ class ImageFolderDataset(Dataset):
     def mirrored(self) -> ImageFolderDataset:
         """The items followed by their left-right mirrors, as :func:`mirror` (reads nothing)."""
         out = copy.copy(self)
-        out._files, out._flipped, out.labels = self._mirrored_arrays()
+        out._files, out._flipped, out._slots, out.labels = self._mirrored_arrays()
         out.notes = list(self.notes)
         return out
 
     def _mirrored_arrays(self):
         files = np.concatenate([self._files, self._files])
         flipped = np.concatenate([self._flipped, ~self._flipped])
+        slots = np.concatenate([self._slots, self._slots])  # a mirror shares its file's slot
         labels = None if self.labels is None else np.concatenate([self.labels, self.labels])
-        return files, flipped, labels
+        return files, flipped, slots, labels
 
     def load(self) -> ImageSet:
         """Every item read into memory, as an :class:`ImageSet`."""
