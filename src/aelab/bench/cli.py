@@ -176,7 +176,7 @@ def run(args: argparse.Namespace) -> int:
                 workdir=workdir,
             )
         # measured again at the end: how far the machine's speed drifted during the run
-        precision = resolve_precision(precisions[0], torch.device(device), None)
+        precision = resolve_precision(precisions[0], torch.device(device))
         result["peak_end"] = {precision: matmul_peak(precision, device)}
         log(
             f"peak {precision} matmul at the end: "
