@@ -48,11 +48,12 @@ def resolve_device(device: str = "auto") -> torch.device:
 
 
 def cpu_flags() -> frozenset[str]:
-    """The CPU's feature flags as Linux names them (``/proc/cpuinfo``); empty elsewhere."""
+    """The CPU's feature flags as Linux names them (``/proc/cpuinfo``: ``flags`` on x86,
+    ``Features`` on Arm); empty elsewhere."""
     try:
         with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
             for line in f:
-                if line.startswith("flags"):
+                if line.startswith(("flags", "Features")):
                     return frozenset(line.partition(":")[2].split())
     except OSError:
         pass

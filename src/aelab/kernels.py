@@ -183,7 +183,7 @@ class _Convolution(torch.autograd.Function):
         if need_x:
             grad_x = _run(ctx.kernels.input_grad, "input_grad", x, weight, bias, ctx.geom, grad)
         if need_w or need_b:
-            kernel = ctx.kernels.weight_grad
+            kernel, bias = ctx.kernels.weight_grad, bias if need_b else None  # no unasked grad
             grad_w, grad_b = _run(kernel, "weight_grad", x, weight, bias, ctx.geom, grad)
         return grad_x, grad_w, grad_b, None, None
 

@@ -37,16 +37,11 @@ _SPEED_FLAGS = (
 
 
 def cpu_flags() -> list[str]:
-    """The flags of :data:`_SPEED_FLAGS` this CPU reports (Linux ``/proc/cpuinfo``)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return []
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            have = set(line.split(":", 1)[1].split())
-            return [f for f in _SPEED_FLAGS if f in have]
-    return []
+    """The flags of :data:`_SPEED_FLAGS` this CPU reports (:func:`aelab.device.cpu_flags`)."""
+    from ..device import cpu_flags as all_flags
+
+    have = all_flags()
+    return [f for f in _SPEED_FLAGS if f in have]
 
 
 def cpu_name() -> str:
