@@ -85,19 +85,28 @@ def test_models_section_writes_json(olivetti_mat, tmp_path, capsys):
     peak = result["peak"][row["precision"]]["flops_per_s"]  # against the precision it ran in
     assert result["peak_end"]["fp32"]["flops_per_s"] > 0  # the drift during the run
     assert row["mfu"] == pytest.approx(row["flops_per_image"] * row["images_per_s"] / peak)
-    # several precisions: each trained, the first one's row kept, each loss against fp32's
+    # several precisions and seeds: each trained with each, the first one's row kept, the mean
+    # loss against fp32's
     both = tmp_path / "both.json"
     code = main(["--sections", "models", "--models", "shallow", "--epochs-scale", "0.005",
-                 "--precision", "fp32,bf16", "--olivetti-mat", str(olivetti_mat),
-                 "--out", str(both)])  # fmt: skip
+                 "--precision", "fp32,bf16", "--seeds", "0,1", "--olivetti-mat",
+                 str(olivetti_mat), "--out", str(both)])  # fmt: skip
     assert code == 0
     result = json.loads(both.read_text())
     check = result["precision_check"]["shallow"]
     assert result["models"]["shallow"]["precision"] == "fp32"
+    assert check["seeds"] == [0, 1]
+    fp32, bf16 = check["fp32"], check["bf16"]
+    assert fp32["final_loss"] == fp32["final_losses"][0]  # the first seed's, as with one
+    assert len(set(fp32["final_losses"])) == 2  # another seed, another run
     assert check["bf16_loss_ratio"] == pytest.approx(
-        check["bf16"]["final_loss"] / check["fp32"]["final_loss"]
+        bf16["mean_final_loss"] / fp32["mean_final_loss"]
     )
-    assert check["bf16"]["final_loss"] != check["fp32"]["final_loss"]  # really another precision
+    assert fp32["mean_final_loss"] == pytest.approx(sum(fp32["final_losses"]) / 2)
+    assert check["bf16_loss_ratios"] == pytest.approx(
+        [b / f for b, f in zip(bf16["final_losses"], fp32["final_losses"], strict=True)]
+    )
+    assert bf16["final_losses"] != fp32["final_losses"]  # really another precision
     # never overwrites an earlier result unless asked
     assert main(["--sections", "models", "--out", str(out)]) == 2
     assert "--out=" in capsys.readouterr().err
@@ -108,6 +117,8 @@ def test_models_section_writes_json(olivetti_mat, tmp_path, capsys):
     [
         (["--sections", "models,speed"], "--sections='models,speed' is not valid; allowed:"),
         (["--models", "pca"], "--models='pca' is not valid; allowed: shallow"),
+        (["--seeds", "0,0"], "--seeds='0,0' is not valid; expected distinct integers >= 0"),
+        (["--seeds", "x"], "--seeds='x' is not valid; expected distinct integers >= 0"),
         (["--epochs-scale", "0"], "--epochs-scale=0.0 is not valid; expected > 0"),
         (["--sections", "keras"], "pass --keras-python and --keras-script"),
         (["--scaling-sizes", "1k"], "--scaling-sizes='1k' is not valid"),

@@ -33,6 +33,8 @@ import torch
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from .models.layers import autocast_on, is_full_precision, no_autocast
+
 BACKENDS = ("onednn", "native")
 # A pass's kernel: a backend, computing the pass directly or (transposed convolutions only) as the
 # adjoint ordinary convolution's pass (module docstring).
@@ -193,10 +195,14 @@ def _forward(module: nn.Module, x: torch.Tensor, output_size=None, *, geom, kern
         return type(module).forward(module, x, output_size)
     weight, bias = module.weight, module.bias
     device = x.device.type
-    if torch.is_autocast_enabled(device):  # as autocast runs a convolution: in its dtype
-        dtype = torch.get_autocast_dtype(device)
-        x, weight = x.to(dtype), weight.to(dtype)
-        bias = None if bias is None else bias.to(dtype)
+    if not autocast_on(device):
+        return _Convolution.apply(x, weight, bias, geom, kernels)
+    if is_full_precision(module):  # aelab.models.layers: in the weight's dtype, autocast off
+        with no_autocast(device):
+            return _Convolution.apply(x.to(weight.dtype), weight, bias, geom, kernels)
+    dtype = torch.get_autocast_dtype(device)  # as autocast runs a convolution: in its dtype
+    x, weight = x.to(dtype), weight.to(dtype)
+    bias = None if bias is None else bias.to(dtype)
     return _Convolution.apply(x, weight, bias, geom, kernels)
 
 
@@ -322,7 +328,9 @@ def _tune(model, inputs, repeats, min_flops, dtype) -> dict[str, ConvKernels]:
     for module, x, y in seen:
         if forward_flops(module, x, y) < min_flops:
             continue
-        cast = dtype or module.weight.dtype
+        # a full-precision layer (aelab.models.layers) runs in its weight's dtype under autocast
+        full = is_full_precision(module)
+        cast = module.weight.dtype if full or dtype is None else dtype
         x, y = x.to(cast), y.to(cast)
         grad = torch.randn_like(y)  # same shape and memory format as the output
         weight = module.weight.detach().to(cast)
@@ -330,7 +338,7 @@ def _tune(model, inputs, repeats, min_flops, dtype) -> dict[str, ConvKernels]:
         best = [float("inf")] * 3
         times = {}
         for kernel in kernels_for(module):  # PyTorch's choice first: the others' yardstick
-            if reduced and not kernel.startswith("onednn"):
+            if reduced and not full and not kernel.startswith("onednn"):
                 continue  # PyTorch's own bfloat16 convolutions: 5-50x slower than oneDNN's
             fns = passes(x, weight, bias, geometry(module), grad, kernel)
             times[kernel] = [

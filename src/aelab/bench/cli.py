@@ -32,6 +32,16 @@ def _choices(flag: str, text: str, allowed: Sequence[str]) -> list[str]:
     return chosen
 
 
+def _seeds(text: str) -> list[int]:
+    try:
+        seeds = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        seeds = []
+    if not seeds or min(seeds) < 0 or len(set(seeds)) < len(seeds):
+        raise ValueError(f"--seeds={text!r} is not valid; expected distinct integers >= 0: 0,1,2")
+    return seeds
+
+
 def _sizes(text: str) -> list[int]:
     try:
         sizes = [int(s.replace("_", "")) for s in text.split(",") if s.strip()]
@@ -65,6 +75,12 @@ def build_parser(prog: str = "aelab bench") -> argparse.ArgumentParser:
         default="auto",
         help="auto, fp32 or bf16, or several (fp32,bf16): each model trained in each, the first "
         "compared with Keras, the final losses compared with fp32's (default auto: per model)",
+    )
+    p.add_argument(
+        "--seeds",
+        default="0",
+        help="seeds of the models section (0): with several, each model trained with each in "
+        "each precision, and the precision check on mean final losses",
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--data-home", metavar="DIR", help="where olivetti is (see aelab datasets)")
@@ -105,6 +121,7 @@ def run(args: argparse.Namespace) -> int:
     sections = _choices("sections", args.sections, SECTIONS)
     models = _choices("models", args.models, BENCH_MODELS)
     sizes = _sizes(args.scaling_sizes)
+    args.seed_list = _seeds(args.seeds)
     schedules = _choices("schedules", args.schedules, tuple(END_TO_END))
     if not args.epochs_scale > 0:
         raise ValueError(f"--epochs-scale={args.epochs_scale} is not valid; expected > 0")
@@ -190,26 +207,30 @@ def run(args: argparse.Namespace) -> int:
 
 
 def models_section(args, x, models, precisions, peaks, device) -> dict[str, Any]:
-    """The ``models`` (and ``keras``) sections: each model in each of ``precisions``, then the
-    Keras port's right after it; with several precisions, each final loss against fp32's."""
+    """The ``models`` (and ``keras``) sections: each model in each of ``precisions`` with each
+    seed, then the Keras port's right after it; with several precisions, each final loss against
+    fp32's. ``models`` keeps the first precision's row of the first seed."""
     out: dict[str, Any] = {"models": {}}
     keras_runs, check = [], {}
     for name in models:
         epochs = scaled_epochs(name, args.epochs_scale)
-        rows = {}
-        for precision in precisions:
-            row = bench_model(
-                name, x, epochs=epochs, precision=precision, device=device, peaks=peaks
-            )
-            rows[precision] = row
-            log(
-                f"{name} ({row['precision']}): {row['seconds_per_epoch']:.3f} s/epoch, "
-                f"{row['images_per_s']:,.0f} images/s, MFU {row['mfu']:.1%}, "
-                f"final loss {row['final_loss']:.5f} after {epochs} epochs"
-            )
-        out["models"][name] = rows[precisions[0]]
-        if len(rows) > 1:
-            check[name] = precision_check(rows)
+        runs: dict[str, list[dict[str, Any]]] = {}
+        for seed in args.seed_list:
+            for precision in precisions:
+                row = bench_model(
+                    name, x, epochs=epochs, precision=precision, device=device, peaks=peaks,
+                    seed=seed,
+                )  # fmt: skip
+                runs.setdefault(precision, []).append(row)
+                log(
+                    f"{name} ({row['precision']}, seed {seed}): "
+                    f"{row['seconds_per_epoch']:.3f} s/epoch, "
+                    f"{row['images_per_s']:,.0f} images/s, MFU {row['mfu']:.1%}, "
+                    f"final loss {row['final_loss']:.5f} after {epochs} epochs"
+                )
+        out["models"][name] = runs[precisions[0]][0]
+        if len(runs) > 1:
+            check[name] = precision_check(runs, args.seed_list)
         if "keras" in args.sections:  # right after aelab's: a shared VM drifts within minutes
             keras_runs.append(
                 run_keras(
@@ -234,18 +255,27 @@ def models_section(args, x, models, precisions, peaks, device) -> dict[str, Any]
     return out
 
 
-def precision_check(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """Each precision's s/epoch and final loss, and both as ratios to fp32's where it ran."""
-    by = {row["precision"]: row for row in rows.values()}
-    summary: dict[str, Any] = {
-        p: {k: row[k] for k in ("seconds_per_epoch", "final_loss", "mfu")} for p, row in by.items()
-    }
+def precision_check(runs: dict[str, list[dict[str, Any]]], seeds: Sequence[int]) -> dict:
+    """Each precision's s/epoch, final loss and MFU (the first seed's, as with one seed) and its
+    final loss per seed and their mean; bf16's against fp32's where both ran: the ratio of mean
+    final losses (what a recipe's ``autocast_bf16`` is decided on), per seed, and the speed-up
+    of the first seed's runs."""
+    by = {rows[0]["precision"]: rows for rows in runs.values()}
+    summary: dict[str, Any] = {"seeds": list(seeds)}
+    for p, rows in by.items():
+        summary[p] = {k: rows[0][k] for k in ("seconds_per_epoch", "final_loss", "mfu")}
+        losses = [row["final_loss"] for row in rows]
+        summary[p].update(final_losses=losses, mean_final_loss=sum(losses) / len(losses))
     if "fp32" in by and "bf16" in by:
-        fp32, bf16 = by["fp32"], by["bf16"]
-        summary["bf16_loss_ratio"] = bf16["final_loss"] / fp32["final_loss"]
+        fp32, bf16 = summary["fp32"], summary["bf16"]
+        summary["bf16_loss_ratio"] = bf16["mean_final_loss"] / fp32["mean_final_loss"]
+        summary["bf16_loss_ratios"] = [
+            b / f for b, f in zip(bf16["final_losses"], fp32["final_losses"], strict=True)
+        ]
         summary["bf16_speedup"] = fp32["seconds_per_epoch"] / bf16["seconds_per_epoch"]
+        per_seed = ", ".join(f"{r:.3f}" for r in summary["bf16_loss_ratios"])
         log(
-            f"  bf16: final loss {summary['bf16_loss_ratio']:.4f}x fp32's, "
-            f"{summary['bf16_speedup']:.2f}x as fast"
+            f"  bf16: mean final loss {summary['bf16_loss_ratio']:.4f}x fp32's (per seed "
+            f"{per_seed}), {summary['bf16_speedup']:.2f}x as fast"
         )
     return summary

@@ -17,6 +17,7 @@ from torch import nn
 
 from .base import BaseAutoencoder, ModelConfig, _check_activation, activation, flat_size
 from .dense import _check_sizes
+from .layers import FullPrecisionLinear
 from .registry import QuickBudget, Recipe, register_family, register_model
 
 _NOTEBOOK_DECODER_KERNELS = (5, 3, 2)
@@ -113,7 +114,7 @@ def conv_decoder(c: ConvConfig) -> nn.Sequential:
     (h, w), paddings = decoder_grid(c)
     c_top = c.channels[-1]
     layers: list[nn.Module] = [
-        nn.Linear(c.latent_dim, c_top * h * w),
+        FullPrecisionLinear(c.latent_dim, c_top * h * w),  # from the code (models.layers)
         activation(c.activation),
         nn.Unflatten(1, (c_top, h, w)),  # (B, c_top*h*w) -> (B, c_top, h, w)
     ]
@@ -141,7 +142,7 @@ class ConvAutoencoder(BaseAutoencoder):
     def __init__(self, config: ConvConfig) -> None:
         super().__init__(config)
         body, width = conv_encoder_body(config)
-        head: list[nn.Module] = [nn.Linear(width, config.latent_dim)]
+        head: list[nn.Module] = [FullPrecisionLinear(width, config.latent_dim)]  # the code
         if config.latent_activation is not None:
             head.append(activation(config.latent_activation))
         self.encoder = nn.Sequential(*body, *head)

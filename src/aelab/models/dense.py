@@ -12,6 +12,7 @@ import itertools
 from torch import nn
 
 from .base import BaseAutoencoder, ModelConfig, _check_activation, activation, flat_size
+from .layers import FullPrecisionLinear
 from .registry import QuickBudget, Recipe, register_family, register_model
 
 
@@ -35,12 +36,22 @@ def _check_sizes(name: str, sizes) -> tuple[int, ...]:
     return sizes
 
 
-def mlp(sizes: tuple[int, ...], act: str, last_act: str | None) -> nn.Sequential:
-    """Linear layers ``sizes[0] -> sizes[1] -> ...`` with ``act`` between and ``last_act`` after."""
+def mlp(
+    sizes: tuple[int, ...],
+    act: str,
+    last_act: str | None,
+    *,
+    full_first: bool = False,
+    full_last: bool = False,
+) -> nn.Sequential:
+    """Linear layers ``sizes[0] -> sizes[1] -> ...`` with ``act`` between and ``last_act`` after;
+    ``full_first`` / ``full_last``: that layer keeps full precision under autocast (a code layer,
+    :mod:`aelab.models.layers`)."""
     layers: list[nn.Module] = []
     for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
-        layers.append(nn.Linear(n_in, n_out))
         last = i == len(sizes) - 2
+        full = (i == 0 and full_first) or (last and full_last)
+        layers.append((FullPrecisionLinear if full else nn.Linear)(n_in, n_out))
         if not last or last_act is not None:
             layers.append(activation(last_act if last else act))
     return nn.Sequential(*layers)
@@ -62,12 +73,20 @@ class DenseAutoencoder(BaseAutoencoder):
         super().__init__(config)
         c = config
         n = flat_size(c.input_shape)
+        # the code layers keep full precision under autocast where a hidden layer, not the image,
+        # is on their other side: bfloat16 costs them little time and much loss (models.layers)
+        deep = bool(c.hidden)
         self.encoder = nn.Sequential(
             nn.Flatten(),  # (B, C, H, W) -> (B, C*H*W)
-            mlp((n, *c.hidden, c.latent_dim), c.activation, c.latent_activation),
+            mlp((n, *c.hidden, c.latent_dim), c.activation, c.latent_activation, full_last=deep),
         )
         self.decoder = nn.Sequential(
-            mlp((c.latent_dim, *reversed(c.hidden), n), c.activation, c.output_activation),
+            mlp(
+                (c.latent_dim, *reversed(c.hidden), n),
+                c.activation,
+                c.output_activation,
+                full_first=deep,
+            ),
             nn.Unflatten(1, c.input_shape),  # (B, C*H*W) -> (B, C, H, W)
         )
         self.reset_parameters()

@@ -51,7 +51,7 @@ class Recipe:
     report_embeddings: bool = False  # the report draws PCA and t-SNE of its codes
     autocast_bf16: bool = False  # precision="auto" trains it in bfloat16 autocast where the
     #   device computes in bf16 natively: the benchmark showed it ending its seed schedule
-    #   within 2% of float32's final loss, or below it (benchmarks/README.md)
+    #   within 2% of float32's final loss, or below it, averaged over seeds (benchmarks/README.md)
 
     @property
     def family_class(self) -> type[BaseAutoencoder]:

@@ -20,7 +20,6 @@ offers random or PCA codes; :meth:`VQVAE.sample_codes` draws each slot's code in
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 
 import torch
@@ -30,6 +29,7 @@ from torch import nn
 from .. import distributed
 from .base import BaseAutoencoder, ModelOutput, check_nonnegative
 from .conv import CONV_QUICK, ConvConfig, conv_decoder, conv_encoder_body
+from .layers import FullPrecisionLinear, no_autocast
 from .registry import Recipe, register_family, register_model
 
 LAPLACE_EPS = 1e-5  # smoothing of the EMA counts: a code nobody uses never divides by zero
@@ -62,14 +62,6 @@ class VQVAEConfig(ConvConfig):
             raise ValueError(f"decay={self.decay!r} is not valid; expected 0 <= decay < 1")
 
 
-def _float32(device: str) -> contextlib.AbstractContextManager:
-    """No autocast: bf16 distances pick the wrong codes and bf16 sums drift (the meta device,
-    where aelab.memory counts, has no autocast to turn off)."""
-    if torch.amp.is_autocast_available(device):
-        return torch.autocast(device, enabled=False)
-    return contextlib.nullcontext()
-
-
 class VectorQuantizer(nn.Module):
     """Nearest-code quantisation of vectors ``(N, D)`` against a codebook ``(K, D)``.
 
@@ -95,7 +87,7 @@ class VectorQuantizer(nn.Module):
     def forward(self, z_e: torch.Tensor, update: bool = False):
         """Quantised ``z_e`` ``(N, D)`` with straight-through gradients, the indices ``(N,)`` and
         the commitment loss; ``update`` moves the codebook towards this batch afterwards."""
-        with _float32(z_e.device.type):
+        with no_autocast(z_e.device.type):  # bf16 distances pick the wrong codes, sums drift
             z = z_e.to(self.codebook.dtype)  # float32 under autocast; float64 in a .double() copy
             idx = self.nearest(z.detach())
             z_q = self.codebook[idx]  # (N, D), the codes before this batch moves them
@@ -137,7 +129,7 @@ class VQVAE(BaseAutoencoder):
         super().__init__(config)
         c = config
         body, width = conv_encoder_body(c)
-        self.encoder = nn.Sequential(*body, nn.Linear(width, c.latent_dim))
+        self.encoder = nn.Sequential(*body, FullPrecisionLinear(width, c.latent_dim))
         self.quantizer = VectorQuantizer(c.codebook_size, c.code_dim, c.decay, c.restart_after)
         self.decoder = conv_decoder(c)
         self.reset_parameters()
