@@ -40,12 +40,13 @@ NLL_SAMPLES = 100  # importance samples per image for extra_metrics' nll, at mos
 class GaussianEncoder(nn.Module):
     """``body`` features -> ``(mu, logvar)``, each ``(B, latent_dim)``."""
 
-    def __init__(self, body: nn.Module, width: int, latent_dim: int) -> None:
+    def __init__(self, body: nn.Module, width: int, latent_dim: int, full: bool = True) -> None:
         super().__init__()
         self.body = body
-        # code layers: full precision under autocast (models.layers), as the dense ones'
-        self.mu = FullPrecisionLinear(width, latent_dim)
-        self.logvar = FullPrecisionLinear(width, latent_dim)
+        # code layers: full precision under autocast (models.layers) unless they read the image
+        linear = FullPrecisionLinear if full else nn.Linear
+        self.mu = linear(width, latent_dim)
+        self.logvar = linear(width, latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.body(x)
@@ -191,7 +192,8 @@ class VAE(_Variational):
         c = config
         n = flat_size(c.input_shape)
         body = nn.Sequential(nn.Flatten(), mlp((n, *c.hidden), c.activation, c.activation))
-        self.encoder = GaussianEncoder(body, c.hidden[-1] if c.hidden else n, c.latent_dim)
+        width = c.hidden[-1] if c.hidden else n
+        self.encoder = GaussianEncoder(body, width, c.latent_dim, full=bool(c.hidden))
         self.decoder = nn.Sequential(
             mlp(
                 (c.latent_dim, *reversed(c.hidden), n),
