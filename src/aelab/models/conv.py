@@ -150,12 +150,18 @@ class ConvAutoencoder(BaseAutoencoder):
         self.reset_parameters()
 
 
+def _torch_class(module: nn.Module) -> str:
+    """The name of the ``torch.nn`` layer ``module`` is (``Linear`` for a full-precision one)."""
+    return next(c.__name__ for c in type(module).__mro__ if c.__module__.startswith("torch.nn"))
+
+
 def layer_shapes(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, tuple]]:
-    """``(layer class, output shape without batch)`` for each leaf of encoder then decoder."""
+    """``(torch.nn layer class, output shape without batch)`` for each leaf of encoder then
+    decoder."""
     shapes: list[tuple[str, tuple]] = []
     hooks = [
         m.register_forward_hook(
-            lambda mod, _i, out: shapes.append((type(mod).__name__, tuple(out.shape[1:])))
+            lambda mod, _i, out: shapes.append((_torch_class(mod), tuple(out.shape[1:])))
         )
         for m in model.modules()
         if not list(m.children())
