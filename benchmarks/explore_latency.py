@@ -111,9 +111,9 @@ def stats(ms: list[float]) -> dict:
 def start_server(run_dir: Path, data_home: Path):
     import uvicorn
 
-    from aelab.explorer import open_spaces
-    from aelab.explorer.serve import bind, url_of
-    from aelab.explorer.server import create_app
+    from aelab.apps.explorer import open_spaces
+    from aelab.apps.explorer.serve import bind, url_of
+    from aelab.apps.explorer.server import create_app
 
     spaces = open_spaces(run_dir, data_home=data_home)
     app = create_app(spaces)

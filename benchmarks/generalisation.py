@@ -33,15 +33,15 @@ from pathlib import Path
 
 import torch
 
-from aelab import metrics
+from aelab.analysis import metrics
+from aelab.apps.evaluation import evaluate
 from aelab.bench.machine import cpu_flags
 from aelab.data import load_olivetti, mirror
-from aelab.evaluation import evaluate
+from aelab.data.spec import DataSpec
 from aelab.models import build_model
-from aelab.recipes import resolve
-from aelab.runconfig import DataSpec
-from aelab.runs import train_run
-from aelab.train import Trainer
+from aelab.runs.training import train_run
+from aelab.training.recipes import resolve
+from aelab.training.trainer import Trainer
 
 SECTIONS = ("search", "olivetti", "mnist")
 

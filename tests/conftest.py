@@ -70,7 +70,7 @@ def _running_server(app):
     """``app`` served by uvicorn on a free loopback port in a thread: yields (host, port)."""
     import uvicorn
 
-    from aelab.explorer.serve import bind
+    from aelab.apps.explorer.serve import bind
 
     sock = bind("127.0.0.1", 0)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))

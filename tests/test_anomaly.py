@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aelab import Autoencoder, anomaly
+from aelab import Autoencoder
+from aelab.analysis import anomaly
 
 
 def test_threshold_and_p_values_by_hand():
@@ -51,6 +52,7 @@ def fitted():
     return ae, normal[1200:], outliers
 
 
+@pytest.mark.slow
 def test_scores_decisions_and_predictions_agree(fitted):
     ae, normal, outliers = fitted
     X = np.concatenate([normal, outliers])
@@ -69,12 +71,12 @@ def test_the_threshold_holds_its_rate_on_unseen_normals_and_catches_outliers(fit
     ae, normal, outliers = fitted
     assert abs(np.mean(ae.predict(normal) == -1) - 0.05) <= 0.03  # 400 unseen normal samples
     assert np.mean(ae.predict(outliers) == -1) > 0.9
-    assert len(ae._calibration_scores) == 300  # 25% of the 1,200 held out of training
+    assert len(ae.calibration_scores_) == 300  # 25% of the 1,200 held out of training
 
 
 def test_contamination_is_the_same_threshold_spelled_as_pyod_does(fitted):
     ae, _, _ = fitted
-    at_ten = anomaly.threshold_at(ae._calibration_scores, 0.1)
+    at_ten = anomaly.threshold_at(ae.calibration_scores_, 0.1)
     try:
         ae.set_params(contamination=0.1)  # the threshold follows the parameter
         assert ae.threshold_ == at_ten
@@ -86,13 +88,13 @@ def test_contamination_is_the_same_threshold_spelled_as_pyod_does(fitted):
 
 def test_set_threshold_from_other_normal_data(fitted):
     ae, normal, _ = fitted
-    kept = ae._calibration_scores
+    kept = ae.calibration_scores_
     try:
         ae.set_threshold(normal)
-        assert len(ae._calibration_scores) == len(normal)
+        assert len(ae.calibration_scores_) == len(normal)
         assert np.mean(ae.predict(normal) == -1) <= 0.05
     finally:
-        ae._calibration_scores = kept
+        ae.calibration_scores_ = kept
 
 
 def test_save_and_load_keep_the_threshold(fitted, tmp_path):
@@ -125,9 +127,10 @@ def test_bad_rates_are_refused_before_training(params, words):
     assert "\n" not in str(e.value)
 
 
+@pytest.mark.slow
 def test_a_run_of_aelab_train_has_scores_but_asks_for_a_threshold(workshop):
     est = Autoencoder.load(workshop / "deep")
-    from aelab.runs import load_run
+    from aelab.runs.run import load_run
 
     x = load_run(workshop / "deep").data(carve=False).heldout.images[:20]
     assert est.score_samples(x).shape == (20,)
@@ -170,6 +173,7 @@ def test_elbo_by_hand_and_below_the_importance_sampled_likelihood():
     assert float(bound) <= float(log_likelihood(model, x, 200, generator=g).mean()) + 1e-6
 
 
+@pytest.mark.slow
 def test_the_elbo_as_the_anomaly_score_of_a_vae():
     normal, outliers = _data(1)
     ae = Autoencoder(model="vae", latent_dim=3, hidden=(32,), epochs=10, batch_size=64,

@@ -61,11 +61,13 @@ def test_conv_layers_cover_the_models_convolutions():
     assert result["step_ms_best_per_pass_channels_last"] <= min(channels_last)
 
 
+@pytest.mark.slow
 def test_matmul_peak_is_measured():
     peak = matmul_peak("fp32", seconds=0.05)
     assert peak["precision"] == "fp32" and peak["flops_per_s"] > 1e8 and peak["n"] >= 256
 
 
+@pytest.mark.slow
 def test_models_section_writes_json(olivetti_mat, tmp_path, capsys):
     out = tmp_path / "bench.json"
     code = main(["--sections", "models", "--models", "shallow", "--epochs-scale", "0.005",
@@ -132,6 +134,7 @@ def test_bad_arguments_exit_2_in_one_line(args, message, tmp_path, capsys):
     assert not (tmp_path / "b.json").exists()
 
 
+@pytest.mark.slow
 def test_scaling_streams_and_holds_in_memory(tmp_path):
     out = tmp_path / "scaling.json"
     code = main(["--sections", "scaling", "--scaling-sizes", "40,80", "--workers", "0",

@@ -6,11 +6,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aelab.callbacks import Callback, Checkpoint, EarlyStopping
 from aelab.models import build_model
-from aelab.rundir import RunDir
-from aelab.runs import read_state
-from aelab.train import TrainConfig, Trainer
+from aelab.runs.rundir import RunDir
+from aelab.runs.training import read_state
+from aelab.training.callbacks import Callback, Checkpoint, EarlyStopping
+from aelab.training.config import TrainConfig
+from aelab.training.trainer import Trainer
 
 
 def _model(seed=0):
@@ -152,7 +153,7 @@ def test_checkpoint_every_and_at_the_end(tmp_path):
 
 
 def test_the_nan_guard_checks_the_weights_and_the_heldout_loss():
-    from aelab.callbacks import FiniteLoss
+    from aelab.training.callbacks import FiniteLoss
 
     trainer = Trainer(_model(), TrainConfig(epochs=1, device="cpu"))
     record = {"epoch": 3, "loss": 0.1, "heldout_loss": 0.2, "seconds": 1.0}

@@ -6,17 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aelab.checkpoint import (
-    fit_weights,
-    load_optimizer,
-    load_state,
-    load_weights,
-    save_optimizer,
-    save_state,
-    save_weights,
-)
 from aelab.models import build_model
-from aelab.train import TrainConfig, Trainer
+from aelab.runs.checkpoint import load_optimizer, load_state, save_optimizer, save_state
+from aelab.training.config import TrainConfig
+from aelab.training.trainer import Trainer
+from aelab.utils.files import fit_weights, load_weights, save_weights
 
 
 def _fit(seed, epochs=2):

@@ -33,7 +33,9 @@ def _err(capsys):
     return err[-1] if err else ""
 
 
-@pytest.mark.parametrize("name", list(MODELS))
+@pytest.mark.parametrize(
+    "name", [pytest.param(n, marks=pytest.mark.slow) if n == "faces" else n for n in MODELS]
+)
 def test_one_epoch_run_of_every_model(name, small_npz, tmp_path, capsys):
     out = tmp_path / name
     code = main(["train", name, "--data", str(small_npz), "--epochs", "1", "--out", str(out),
@@ -52,6 +54,7 @@ def test_one_epoch_run_of_every_model(name, small_npz, tmp_path, capsys):
     assert f"wrote {out}: 1 epochs" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_olivetti_conv_run_with_mirrors_and_resume(olivetti_home, tmp_path, capsys):
     out = tmp_path / "conv"
     args = ["train", "conv", "--data", "olivetti", "--data-home", str(olivetti_home), "--mirror",
@@ -135,19 +138,22 @@ def _bad_inputs(tmp_path, small_npz):
         (["train", "deep", "--data", str(nan)], "NaN"),
         (["train", "deep", "--data", str(mixed)], "image-size"),
         (["train", "deep", *d, "--latent-dim", "0"], "latent_dim=0 is not valid"),
-        (["train", "deep", *d, "--batch-size", "0"], "batch_size=0 is not valid"),
-        (["train", "deep", *d, "--noise", "pink:3"], "noise='pink:3' is not valid"),
-        (["train", "deep", *d, "--optimizer", "lbfgs"], "optimizer='lbfgs' is not valid"),
-        (["train", "conv", *d, "--conv-kernels", "fast"], "conv_kernels='fast' is not valid"),
-        (["run", *d, "--conv-kernels", "fast"], "conv_kernels='fast' is not valid"),
+        (["train", "deep", *d, "--batch-size", "0"], "batch_size=0 (--batch-size) is not valid"),
+        (["train", "deep", *d, "--noise", "pink:3"], "noise='pink:3' (--noise) is not valid"),
+        (["train", "deep", *d, "--optimizer", "lbfgs"],
+         "optimizer='lbfgs' (--optimizer) is not valid"),
+        (["train", "conv", *d, "--conv-kernels", "fast"],
+         "conv_kernels='fast' (--conv-kernels) is not valid"),
+        (["run", *d, "--conv-kernels", "fast"], "conv_kernels='fast' (--conv-kernels) is not"),
         (["train", "deep", *d, "--out", str(locked / "run")], "is not writable"),
         (["train", "deep", "--data", "mnist", "--stream"],
          "stream=True (--stream) is not valid for data='mnist' (a registered data set); "
          "allowed: a folder of images"),
         (["train", "deep", *d, "--stream"], "stream=True (--stream) is not valid for data="),
         (["train", "deep", *folder, "--stream", "--workers", "-1"],
-         "workers=-1 is not valid; expected an integer >= 0"),
-        (["train", "deep", *d, "--workers", "2"], "workers=2 is not valid without stream=True"),
+         "workers=-1 (--workers) is not valid; expected an integer >= 0"),
+        (["train", "deep", *d, "--workers", "2"],
+         "workers=2 (--workers) is not valid without stream=True (--stream)"),
         (["train", "deep", *folder, "--stream", "--skip-bad"],
          "skip_bad=True (--skip-bad) is not valid with stream=True (--stream)"),
         (["train", "deep", *d, "--k", "3"], "k is not a parameter of model 'deep'"),
@@ -197,6 +203,7 @@ def test_every_user_error_is_one_line_exit_2_nothing_written(small_npz, tmp_path
         assert not out.exists(), args
 
 
+@pytest.mark.slow
 def test_real_entry_point_no_traceback(tmp_path):
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
     proc = subprocess.run([sys.executable, "-m", "aelab", "train", "deep", "--data", "cifar"],

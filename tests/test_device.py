@@ -5,8 +5,12 @@ from __future__ import annotations
 import pytest
 import torch
 
-from aelab import device
-from aelab.device import (
+from aelab.models import MODELS, build_model
+from aelab.training.config import TrainConfig
+from aelab.training.recipes import resolve
+from aelab.training.trainer import Trainer
+from aelab.utils import device
+from aelab.utils.device import (
     autocast,
     check_device,
     cpu_flags,
@@ -16,9 +20,6 @@ from aelab.device import (
     resolve_device,
     resolve_precision,
 )
-from aelab.models import MODELS, build_model
-from aelab.recipes import resolve
-from aelab.train import TrainConfig, Trainer
 
 
 def test_resolve_device():
@@ -89,7 +90,7 @@ def test_layouts_and_cpu_settings_are_restored():
 
 
 def test_a_trainer_records_the_precision_it_trained_in(tmp_path):
-    from aelab.checkpoint import load_state, save_state
+    from aelab.runs.checkpoint import load_state, save_state
 
     x = torch.rand(16, 1, 8, 8)
     trainer = Trainer(build_model("deep", (1, 8, 8)), TrainConfig(epochs=1, precision="bf16"))

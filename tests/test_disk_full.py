@@ -10,7 +10,9 @@ import sys
 
 import pytest
 
-from aelab.runs import read_state
+from aelab.runs.training import read_state
+
+pytestmark = pytest.mark.slow  # trains, kills, builds or starts a browser
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import shutil
 import pytest
 
 import aelab
-from aelab.workshop import WORKSHOP_MODELS
+from aelab.apps.workshop import WORKSHOP_MODELS
 
 
 def test_a_workshop_shows_its_table_and_curves(workshop):

@@ -19,7 +19,9 @@ from safetensors.numpy import load_file
 
 from aelab.cli import main
 from aelab.data import write_image_folder
-from aelab.distributed import agree, shard, world
+from aelab.utils.distributed import agree, shard, world
+
+pytestmark = pytest.mark.slow  # trains, kills, builds or starts a browser
 
 SRC = Path(__file__).resolve().parents[1] / "src"  # the checkout under test, not an installed one
 

@@ -20,8 +20,9 @@ from sklearn.preprocessing import MinMaxScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from aelab.estimator import Autoencoder
-from aelab.runs import DataSpec, load_run, train_run
-from aelab.train import TrainConfig
+from aelab.runs.run import DataSpec, load_run
+from aelab.runs.training import train_run
+from aelab.training.config import TrainConfig
 
 
 @pytest.fixture(autouse=True, scope="module")
@@ -183,9 +184,9 @@ def test_conv_model_on_images_and_conv_vae_samples():
     vae = Autoencoder(model="conv-vae", random_state=0, **small).fit(images)
     assert vae.sample(5, random_state=0).shape == (5, 8, 8)
     # a seeded estimator keeps PyTorch's kernels, whose floats do not depend on timing
-    assert ae._train_config.conv_kernels == "default"
+    assert ae.run_.config.train.conv_kernels == "default"
     unseeded = Autoencoder(model="conv", **small).fit(images)
-    assert unseeded._train_config.conv_kernels == "auto"
+    assert unseeded.run_.config.train.conv_kernels == "auto"
 
 
 def test_conv_model_refuses_a_table():
@@ -438,7 +439,7 @@ def test_only_variational_models_sample():
     ae = Autoencoder(**FAST).fit(np.random.RandomState(0).uniform(size=(20, 4)))
     assert not hasattr(ae, "sample")
     assert hasattr(Autoencoder(model="vae"), "sample")
-    with pytest.raises(AttributeError, match="only available for variational models"):
+    with pytest.raises(AttributeError, match="only available for models with a prior"):
         ae.sample(3)
 
 

@@ -7,11 +7,12 @@ import json
 import numpy as np
 import pytest
 
+from aelab.analysis.metrics import mse, pca_baseline
+from aelab.apps.evaluation import evaluate, format_table, pca_curve
 from aelab.cli import main
-from aelab.evaluation import evaluate, format_table, pca_curve
-from aelab.metrics import mse, pca_baseline
 
 
+@pytest.mark.slow
 def test_a_workshop_gives_one_row_per_model_matching_its_metrics(workshop, capsys):
     result = evaluate(workshop, sizes=(2, 4))
     metrics = json.loads((workshop / "metrics.json").read_text())["models"]

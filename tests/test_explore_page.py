@@ -11,8 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from aelab.explorer import open_spaces
-from aelab.explorer.server import create_app
+from aelab.apps.explorer import open_spaces
+from aelab.apps.explorer.server import create_app
+
+pytestmark = pytest.mark.slow  # trains, kills, builds or starts a browser
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--no-first-run"]  # fmt: skip

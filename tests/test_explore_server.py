@@ -19,10 +19,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from aelab.apps.explorer import open_spaces
+from aelab.apps.explorer.server import create_app
+from aelab.apps.explorer.space import MAX_UPLOAD_BYTES, LatentSpace
 from aelab.cli import main
-from aelab.explorer import open_spaces
-from aelab.explorer.server import create_app
-from aelab.explorer.space import MAX_UPLOAD_BYTES, LatentSpace
 
 
 @pytest.fixture(scope="module")
@@ -247,7 +247,7 @@ def test_clients_that_leave_mid_request_do_not_stop_the_others(spaces, serve_app
 def test_the_socket_says_it_is_tcp_so_answers_are_not_held_back():
     # asyncio sets TCP_NODELAY on accepted connections only when the listening socket's
     # protocol is TCP; with protocol 0 every keep-alive answer waited ~40 ms (Nagle + delayed ACK)
-    from aelab.explorer.serve import bind
+    from aelab.apps.explorer.serve import bind
 
     with bind("127.0.0.1", 0) as sock:
         assert sock.proto == socket.IPPROTO_TCP
@@ -278,6 +278,7 @@ def test_without_the_extra_the_command_says_what_to_install(workshop, monkeypatc
                    "pip install 'aelab[explore]'"]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_the_command_prints_its_url_warns_off_loopback_and_stops_on_ctrl_c(workshop):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(
@@ -309,7 +310,7 @@ def test_the_command_prints_its_url_warns_off_loopback_and_stops_on_ctrl_c(works
 
 
 def test_a_discrete_code_is_refused_by_name(workshop):
-    from aelab.runs import load_run
+    from aelab.runs.run import load_run
 
     run = load_run(Path(workshop) / "deep")
     run.model.discrete_codes = True  # an instance flag stands in for a codebook family

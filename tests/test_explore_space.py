@@ -6,8 +6,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aelab.explorer.space import MAX_UNIT_SLIDERS, PRIOR_SIGMAS, LatentSpace
-from aelab.runs import Split, load_run
+from aelab.apps.explorer.space import MAX_UNIT_SLIDERS, PRIOR_SIGMAS, LatentSpace
+from aelab.data.prepare import Split
+from aelab.runs.run import load_run
 
 
 def _space(workshop, name: str, n: int = 120) -> LatentSpace:

@@ -8,9 +8,9 @@ import numpy as np
 from PIL import Image
 
 import aelab
-from aelab.explorer import open_spaces
-from aelab.explorer.widget import Explorer
-from aelab.runs import load_run
+from aelab.apps.explorer import open_spaces
+from aelab.apps.explorer.widget import Explorer
+from aelab.runs.run import load_run
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -60,5 +60,5 @@ def test_explore_takes_a_run_or_its_folder(workshop):
 
     run = load_run(workshop / "vae")
     assert isinstance(aelab.explore(run), ipywidgets.VBox)
-    assert isinstance(run.explore(split=run.data(carve=False)), ipywidgets.VBox)
+    assert isinstance(aelab.explore(run, split=run.data(carve=False)), ipywidgets.VBox)
     assert isinstance(aelab.explore(workshop / "vae"), ipywidgets.VBox)

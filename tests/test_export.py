@@ -15,11 +15,12 @@ import torch
 ONNX_PACKAGES = ("onnx", "onnxruntime", "onnxscript")
 _onnx_before = {m for m in sys.modules if m.split(".")[0] in ONNX_PACKAGES}
 
+from aelab.apps.export import NotExportable, export_model, export_run  # noqa: E402
 from aelab.cli import main  # noqa: E402  (what importing aelab imports is counted)
-from aelab.export import NotExportable, export_model, export_run  # noqa: E402
-from aelab.manifest import Manifest, sha256_file  # noqa: E402
 from aelab.models import MODELS, build_model  # noqa: E402
-from aelab.runs import load_run  # noqa: E402
+from aelab.runs.manifest import Manifest  # noqa: E402
+from aelab.runs.run import load_run  # noqa: E402
+from aelab.utils.files import sha256_file  # noqa: E402
 
 # with this module run alone, the first import of aelab (conftest imports none at its top)
 IMPORTED_BY_AELAB = {m for m in sys.modules if m.split(".")[0] in ONNX_PACKAGES} - _onnx_before
@@ -262,7 +263,7 @@ def test_a_workshop_exports_every_model_into_its_folder(runs, capsys):
 def test_an_interrupted_export_leaves_nothing_and_the_next_one_cleans_up(
     runs, tmp_path, monkeypatch
 ):
-    import aelab.export as export
+    import aelab.apps.export as export
 
     out = tmp_path / "out"
     # a kill -9 in the middle leaves only the hidden staging folder beside out, unlocked

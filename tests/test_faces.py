@@ -10,16 +10,17 @@ import numpy as np
 import pytest
 import torch
 
-from aelab.augment import Affine, parse_augment
+from aelab.analysis.metrics import pca_baseline
 from aelab.cli import main
 from aelab.data import ImageSet, carve_validation, load_olivetti, mirror
-from aelab.metrics import pca_baseline
+from aelab.data.prepare import prepare_data
+from aelab.data.spec import DataSpec
 from aelab.models import AlignedAutoencoder, AlignedConfig, build_model
 from aelab.models.aligned import auto_pose, warp
-from aelab.recipes import resolve
-from aelab.runconfig import DataSpec
-from aelab.runs import prepare_data
-from aelab.train import TrainConfig, Trainer
+from aelab.training.augment import Affine, parse_augment
+from aelab.training.config import TrainConfig
+from aelab.training.recipes import resolve
+from aelab.training.trainer import Trainer
 
 
 def _rows(x: np.ndarray) -> set[bytes]:
@@ -58,6 +59,7 @@ def test_carving_a_share_of_images_keeps_an_image_and_its_mirror_together():
         carve_validation(both, 1.5, by_people=False, mirrored=True)
 
 
+@pytest.mark.slow
 def test_the_test_people_reach_neither_the_basis_nor_the_augmentation(olivetti_home):
     split = prepare_data(_faces(olivetti_home), validation=0.2)
     r = resolve("faces", (1, 64, 64), train={"epochs": 2, "validation": 0.2, "patience": 1})
@@ -201,6 +203,7 @@ def test_early_stopping_from_the_config_restores_the_best_epoch():
     assert not all(torch.equal(final[k], v) for k, v in states[trainer.epoch].items())
 
 
+@pytest.mark.slow
 def test_train_and_evaluate_from_the_command_line(tmp_path, capsys):
     run = tmp_path / "faces"
     code = main(["train", "faces", "--data", "digits", "--holdout-people", "2", "--epochs", "1",
@@ -235,4 +238,5 @@ def test_validation_patience_and_augment_from_the_command_line(tmp_path, capsys)
     assert main(["train", "deep", "--data", "digits", "--patience", "3", "--out",
                  str(tmp_path / "x")]) == 2  # fmt: skip
     err = capsys.readouterr().err
-    assert "patience=3 needs validation images" in err and not (tmp_path / "x").exists()
+    assert "patience=3 (--patience) needs validation images" in err
+    assert not (tmp_path / "x").exists()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aelab.generate import (
+from aelab.analysis.generate import (
     code_image_shape,
     interpolate,
     manifold_grid,

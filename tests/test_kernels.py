@@ -11,11 +11,14 @@ import torch
 from torch import nn
 from torch.profiler import ProfilerActivity, profile
 
-from aelab import kernels, train
-from aelab.kernels import ConvKernels
 from aelab.models import build_model
-from aelab.runs import DataSpec, train_run
-from aelab.train import TrainConfig, Trainer
+from aelab.runs.run import DataSpec
+from aelab.runs.training import train_run
+from aelab.training import kernels
+from aelab.training import trainer as train
+from aelab.training.config import TrainConfig
+from aelab.training.kernels import ConvKernels
+from aelab.training.trainer import Trainer
 
 COMBINATIONS = list(itertools.product(kernels.KERNELS, repeat=3))
 

@@ -19,15 +19,18 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from aelab.runs import load_run, read_state
+from aelab.runs.run import load_run
+from aelab.runs.training import read_state
+
+pytestmark = pytest.mark.slow  # trains, kills, builds or starts a browser
 
 # The command under test, with write_bytes announcing (and pausing after) every file written into
 # a checkpoint that is being built; nothing else of aelab is changed.
 DRIVER = textwrap.dedent("""
     import sys, time
-    import aelab.checkpoint as checkpoint
+    import aelab.utils.files as files
 
-    original = checkpoint.write_bytes
+    original = files.write_bytes
 
     def announced(path, data):
         digest = original(path, data)
@@ -36,7 +39,7 @@ DRIVER = textwrap.dedent("""
             time.sleep(0.15)
         return digest
 
-    checkpoint.write_bytes = announced
+    files.write_bytes = announced
     from aelab.cli import main
     raise SystemExit(main(sys.argv[1:]))
 """)

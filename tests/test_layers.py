@@ -8,7 +8,6 @@ import pytest
 import torch
 from torch import nn
 
-from aelab import kernels
 from aelab.models import build_model
 from aelab.models.layers import (
     FullPrecisionConvTranspose2d,
@@ -17,6 +16,7 @@ from aelab.models.layers import (
     is_full_precision,
     no_autocast,
 )
+from aelab.training import kernels
 
 BF16 = {"device_type": "cpu", "dtype": torch.bfloat16}
 

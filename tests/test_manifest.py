@@ -11,8 +11,9 @@ import pytest
 
 from aelab.cli import main
 from aelab.estimator import Autoencoder
-from aelab.manifest import MANIFEST, Manifest
-from aelab.runs import load_run, resume_run
+from aelab.runs.manifest import MANIFEST, Manifest
+from aelab.runs.run import load_run
+from aelab.runs.training import resume_run
 
 DEEP = ["train", "deep", "--data", "digits", "--quiet", "--batch-size", "512"]
 

@@ -7,7 +7,7 @@ import warnings
 import numpy as np
 import pytest
 
-from aelab.metrics import (
+from aelab.analysis.metrics import (
     PSNR_CAP_DB,
     dead_units,
     knn_accuracy,
@@ -18,7 +18,7 @@ from aelab.metrics import (
     reconstruction_scores,
     ssim,
 )
-from aelab.metrics.reconstruction import _ssim_win_size
+from aelab.analysis.metrics.reconstruction import _ssim_win_size
 
 
 def _rand(*shape, seed=0):

@@ -93,6 +93,7 @@ def test_the_new_family_trains_from_the_command_line(sparse_family, tmp_path, ca
     )
 
 
+@pytest.mark.slow
 def test_the_new_family_in_the_workshop_and_its_report(sparse_family, tmp_path, capsys):
     out = tmp_path / "workshop"
     args = ["run", "--data", "digits", "--models", "deep,sparse-test", "--epochs", "2",

@@ -7,7 +7,7 @@ import re
 import pytest
 import torch
 
-from aelab.noise import Noise, parse_noise
+from aelab.training.noise import Noise, parse_noise
 
 
 @pytest.mark.parametrize("spec", ["gaussian:0.3", "saltpepper:0.2", "mask:0.25"])

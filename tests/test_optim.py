@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from aelab.models import build_model
-from aelab.optim import OPTIMIZERS, RMSprop, make_optimizer
+from aelab.training.optim import OPTIMIZERS, RMSprop, make_optimizer
 
 
 @pytest.mark.parametrize("fused", [True, False])

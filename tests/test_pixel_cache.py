@@ -25,9 +25,10 @@ import aelab.data.folders
 from aelab.cli import main
 from aelab.data import ImageFolderDataset, load_image_folder, mirror, write_image_folder
 from aelab.data.cache import PixelCache, default_cache_dir
-from aelab.runconfig import DataSpec
-from aelab.runs import prepare_data, resume_run, train_run
-from aelab.train import TrainConfig
+from aelab.data.prepare import prepare_data
+from aelab.data.spec import DataSpec
+from aelab.runs.training import resume_run, train_run
+from aelab.training.config import TrainConfig
 
 N = 24
 
@@ -248,6 +249,7 @@ for i in range(len(data)):
 """
 
 
+@pytest.mark.slow
 def test_a_process_killed_in_the_middle_of_a_write_leaves_nothing_wrong(folder, tmp_path):
     expected = load_image_folder(folder).images
     cache = tmp_path / "c"
@@ -283,6 +285,7 @@ print(data.cached_items, hashlib.sha256(items.tobytes()).hexdigest(), flush=True
 """
 
 
+@pytest.mark.slow
 def test_two_processes_filling_one_cache_at_once(folder, tmp_path, monkeypatch):
     """A child process and this one create and fill one cache at the same moment, each reading
     in its own order, with a slow decoder (10 ms an image) so that their writes interleave."""
@@ -354,6 +357,7 @@ def test_creating_and_replacing_race_each_other_without_clobbering(folder, tmp_p
     assert sorted(p.name for p in path.parent.iterdir()) == ["meta.json", "pixels.bin"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(("context", "workers"), [("fork", 2), ("spawn", 1)])
 def test_dataloader_workers_fill_and_read_the_cache(folder, tmp_path, context, workers):
     """Workers map the file themselves (a spawned one gets the dataset pickled, without it)."""

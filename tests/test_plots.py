@@ -9,7 +9,7 @@ from matplotlib.figure import Figure
 from skimage.io import imread
 
 from aelab import plots
-from aelab.generate import manifold_grid
+from aelab.analysis.generate import manifold_grid
 
 
 def _rand(*shape, seed=0):

@@ -13,8 +13,8 @@ from aelab.bench.models import bench_model
 from aelab.cli import main
 from aelab.estimator import Autoencoder
 from aelab.models import MODELS
-from aelab.recipes import given, quick_schedule, resolve, schedule
-from aelab.train import TrainConfig
+from aelab.training.config import TrainConfig
+from aelab.training.recipes import given, quick_schedule, resolve, schedule
 
 
 def test_quick_schedule_bounds():
@@ -69,10 +69,10 @@ def test_every_entry_point_trains_the_vae_with_rmsprop(tmp_path, capsys):
     peaks = {p: {"flops_per_s": 1e12} for p in ("fp32", "bf16")}
     bench = bench_model("vae", torch.zeros(32, 1, 8, 8), epochs=1, precision="fp32",
                         device="cpu", peaks=peaks)  # fmt: skip
-    assert cli["optimizer"] == est._train_config.optimizer == bench["optimizer"] == "rmsprop"
+    assert cli["optimizer"] == est.run_.config.train.optimizer == bench["optimizer"] == "rmsprop"
     assert cli["batch_size"] == bench["batch_size"] == 32
     # the estimator's own defaults (100 epochs of 64) are overrides, as documented; None is the
     # recipe's
-    assert est._train_config.batch_size == 64
+    assert est.run_.config.train.batch_size == 64
     none = Autoencoder(model="vae", epochs=1, batch_size=None, device="cpu").fit(X)
-    assert none._train_config.batch_size == 32
+    assert none.run_.config.train.batch_size == 32

@@ -12,10 +12,11 @@ import numpy as np
 import pytest
 from sklearn.decomposition import PCA
 
+from aelab.apps.report import verdict
+from aelab.apps.workshop import WORKSHOP_MODELS
 from aelab.cli import main
-from aelab.report import verdict
-from aelab.runs import DataSpec, prepare_data
-from aelab.workshop import WORKSHOP_MODELS
+from aelab.data.prepare import prepare_data
+from aelab.runs.run import DataSpec
 
 FIVE = list(WORKSHOP_MODELS)
 
@@ -42,6 +43,7 @@ def test_every_figure_is_written_and_inline(workshop):
     assert html.count("beats PCA") + html.count("does not beat PCA") == len(FIVE)
 
 
+@pytest.mark.slow
 def test_report_rebuilds_the_same_report(workshop, tmp_path):
     copy = tmp_path / "copy"
     shutil.copytree(workshop, copy)
@@ -75,6 +77,7 @@ def test_verdict_sentence():
     assert "does not beat PCA" in verdict("deep", m) and "(50% higher)" in verdict("deep", m)
 
 
+@pytest.mark.slow
 def test_report_in_a_real_browser(workshop):
     """Chromium loads the page with no console errors; every image decoded; every model shown."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -115,6 +118,7 @@ def test_report_in_a_real_browser(workshop):
     assert errors == []
 
 
+@pytest.mark.slow
 def test_report_writes_only_regular_files_inside_its_folder(workshop, tmp_path, capsys):
     copy = tmp_path / "w"
     shutil.copytree(workshop, copy)

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aelab import anomaly
-from aelab.metrics import psnr
-from aelab.robustness import corrupt, corruption_curve, shortfalls
+from aelab.analysis import anomaly
+from aelab.analysis.metrics import psnr
+from aelab.analysis.robustness import corrupt, corruption_curve, shortfalls
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ import torch
 
 from aelab.cli import main
 from aelab.estimator import Autoencoder
-from aelab.runconfig import FORMAT_VERSION, RunConfig
-from aelab.runs import load_run, resume_run
+from aelab.runs.config import FORMAT_VERSION, RunConfig
+from aelab.runs.run import load_run
+from aelab.runs.training import resume_run
 
 
 @pytest.fixture(scope="module")
@@ -103,8 +104,8 @@ def test_a_config_that_is_not_json(tmp_path):
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from aelab.checkpoint import check_history  # noqa: E402
-from aelab.manifest import Manifest  # noqa: E402
+from aelab.runs.checkpoint import check_history  # noqa: E402
+from aelab.runs.manifest import Manifest  # noqa: E402
 
 JSON = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=8),
@@ -123,6 +124,7 @@ def _one_line_error(fn, *args):
         assert str(e) and "\n" not in str(e)
 
 
+@pytest.mark.slow
 @FUZZ
 @given(JSON)
 def test_any_json_is_a_config_or_one_line(value):

@@ -12,9 +12,21 @@ import textwrap
 import pytest
 
 from aelab.cli import main
-from aelab.rundir import RunDir, RunInUse, check_name, check_out_dir, unique_path
+from aelab.models import BaseAutoencoder
+from aelab.runs.rundir import RunDir, RunInUse, check_name, check_out_dir, unique_path
 
 DEEP = ["train", "deep", "--data", "digits", "--quiet", "--batch-size", "512"]
+
+
+def _diverging(monkeypatch):
+    """Every training loss NaN: a run that diverges by construction, on any CPU (an absurd
+    learning rate overflows on some CPUs' kernels and saturates on others)."""
+
+    def nan_code(self, x):
+        z = self.encode(x)
+        return z, z.sum() * float("nan")
+
+    monkeypatch.setattr(BaseAutoencoder, "training_code", nan_code)
 
 
 def _tree(folder):
@@ -64,13 +76,15 @@ def test_overwrite_never_deletes_a_folder_with_files_aelab_did_not_write(tmp_pat
     assert (run / "NOTES.md").read_text() == "mine"
 
 
-def test_overwrite_keeps_the_earlier_run_until_the_new_one_succeeds(tmp_path, capsys):
+def test_overwrite_keeps_the_earlier_run_until_the_new_one_succeeds(tmp_path, capsys, monkeypatch):
     out = tmp_path / "good_run"
     assert main([*DEEP, "--epochs", "2", "--out", str(out)]) == 0
     tree = _tree(out)
     good = {p: (out / p).read_bytes() for p in tree if (out / p).is_file()}
-    # the new run diverges (an absurd learning rate): the good run must still be there
-    code = main([*DEEP, "--epochs", "2", "--lr", "1e9", "--out", str(out), "--overwrite"])
+    # the new run diverges: the good run must still be there
+    with monkeypatch.context() as m:
+        _diverging(m)
+        code = main([*DEEP, "--epochs", "2", "--out", str(out), "--overwrite"])
     assert code == 1 and "the earlier run in" in _err(capsys)[-1]
     assert {p: (out / p).read_bytes() for p in good} == good and _tree(out) == tree
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging left
@@ -92,9 +106,11 @@ def test_a_replacement_interrupted_between_its_renames_is_repaired(tmp_path):
     assert out.is_dir() and not parked.exists() and not staging.exists()
 
 
-def test_a_failed_run_leaves_nothing_and_a_killed_one_can_be_resumed(tmp_path, capsys):
+def test_a_failed_run_leaves_nothing_and_a_killed_one_can_be_resumed(tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
-    assert main([*DEEP, "--epochs", "2", "--lr", "1e9", "--out", str(out)]) == 1
+    with monkeypatch.context() as m:
+        _diverging(m)
+        assert main([*DEEP, "--epochs", "2", "--out", str(out)]) == 1
     assert "diverged at epoch" in _err(capsys)[-1] and not out.exists()
     # a folder holding only what a run killed before its first checkpoint writes
     assert main([*DEEP, "--epochs", "1", "--out", str(out)]) == 0
@@ -111,6 +127,7 @@ def test_a_failed_run_leaves_nothing_and_a_killed_one_can_be_resumed(tmp_path, c
     assert len(json.loads((out / "history.json").read_text())) == 1
 
 
+@pytest.mark.slow
 def test_one_writer_at_a_time(tmp_path):
     out = tmp_path / "run"
     first = RunDir.create(out, kind="train")
@@ -131,6 +148,7 @@ def test_one_writer_at_a_time(tmp_path):
     assert not out.exists()  # the first claimant made it and wrote nothing: removed
 
 
+@pytest.mark.slow
 def test_two_trainings_into_one_folder_at_once(tmp_path):
     """Once both exited 0, leaving one run's config beside the other's weights."""
     out = tmp_path / "run"
@@ -148,11 +166,12 @@ def test_two_trainings_into_one_folder_at_once(tmp_path):
     assert codes == [0, 2], results
     loser = next(err for c, err in results if c == 2)
     assert "is in use by another aelab process" in loser or "already holds files" in loser
-    from aelab.runs import load_run
+    from aelab.runs.run import load_run
 
     assert len(load_run(out).history) == 30  # one whole run, verified file by file
 
 
+@pytest.mark.slow
 def test_runs_started_in_the_same_second_get_their_own_folders(tmp_path):
     code = textwrap.dedent("""
         from aelab.cli import main

@@ -9,9 +9,11 @@ import pytest
 import torch
 
 from aelab.cli import main
-from aelab.runconfig import DataSpec, RunConfig
-from aelab.runs import load_run, resume_run, train_run
-from aelab.train import TrainConfig
+from aelab.data.spec import DataSpec
+from aelab.runs.config import RunConfig
+from aelab.runs.run import load_run
+from aelab.runs.training import resume_run, train_run
+from aelab.training.config import TrainConfig
 
 
 @pytest.fixture(scope="module")
@@ -66,7 +68,7 @@ def test_run_directory_contents_and_load_run(digits_spec, tmp_path):
 
 
 def test_checkpoint_every(digits_spec, tmp_path, monkeypatch):
-    from aelab.rundir import RunDir
+    from aelab.runs.rundir import RunDir
 
     saved_epochs = []
     original = RunDir.commit_checkpoint

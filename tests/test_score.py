@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from aelab.cli import main
-from aelab.runs import load_run
+from aelab.runs.run import load_run
 
 
 @pytest.fixture(scope="module")

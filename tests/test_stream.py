@@ -25,8 +25,10 @@ from aelab.data import (
 )
 from aelab.data.folders import worker_error_message
 from aelab.models import build_model
-from aelab.runs import DataSpec, train_run
-from aelab.train import TrainConfig, Trainer
+from aelab.runs.run import DataSpec
+from aelab.runs.training import train_run
+from aelab.training.config import TrainConfig
+from aelab.training.trainer import Trainer
 
 # -- the Dataset -------------------------------------------------------------------------------
 
@@ -229,7 +231,7 @@ def test_worker_processes_train_like_the_training_process(digits_folder):
     assert all(np.isfinite([r["loss"], r["heldout_loss"]]).all() for r in workers.history)
     wa, wb = _weights(in_process.model), _weights(workers.model)
     assert all(torch.equal(wa[k], wb[k]) for k in wa)  # same items, same order
-    from aelab.batches import Streamed
+    from aelab.training.batches import Streamed
 
     loader = Streamed(workers, train).loader
     assert loader.num_workers == 2 and loader.persistent_workers and not loader.pin_memory

@@ -16,11 +16,12 @@ import numpy as np
 import pytest
 import torch
 
-from aelab import tracking
 from aelab.cli import build_parser, main
 from aelab.models import build_model
-from aelab.ownership import foreign_entries
-from aelab.train import TrainConfig, Trainer
+from aelab.runs.ownership import foreign_entries
+from aelab.training import tracking
+from aelab.training.config import TrainConfig
+from aelab.training.trainer import Trainer
 
 EPOCHS = 3
 
@@ -108,6 +109,7 @@ def test_bad_log_and_missing_extra_are_one_line_exit_2(digits_npz, tmp_path, cap
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_nothing_is_imported_or_written_without_log(digits_npz, tmp_path):
     script = f"""
 import sys
@@ -154,6 +156,7 @@ def test_tensorboard_gets_curves_images_hparams_and_projector(tmp_path):
     _check_projector(tmp_path / "tb", n=40, latent_dim=4)
 
 
+@pytest.mark.slow
 def test_cli_train_logs_to_tensorboard_and_mlflow(digits_npz, tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("MLFLOW_ALLOW_FILE_STORE", "true")  # MLflow 3 reads file stores so
     out = tmp_path / "run"
@@ -219,11 +222,12 @@ def test_only_rank_0_logs(tmp_path, monkeypatch):
 
 
 def test_aelab_run_gives_each_model_its_own_tensorboard_folder(digits_npz, tmp_path):
-    from aelab.runconfig import DataSpec
-    from aelab.workshop import run_workshop
+    from aelab.apps.workshop import run_workshop
+    from aelab.data.spec import DataSpec
 
     args = build_parser().parse_args(["run", "--log", "tensorboard:tb", "--log", "mlflow"])
     assert args.log == ["tensorboard:tb", "mlflow"]
     run_workshop(DataSpec(source=str(digits_npz)), tmp_path / "ws", models=["shallow"],
-                 epochs=1, report=False, tracking=f"tensorboard:{tmp_path / 'tb'}")  # fmt: skip
+                 train={"epochs": 1}, report=False,
+                 tracking=f"tensorboard:{tmp_path / 'tb'}")  # fmt: skip
     assert [e.step for e in _events(tmp_path / "tb" / "shallow").Scalars("loss/train")] == [1]

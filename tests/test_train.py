@@ -8,9 +8,10 @@ import pytest
 import torch
 
 from aelab.models import build_model
-from aelab.optim import RMSprop
-from aelab.runs import DataSpec
-from aelab.train import TrainConfig, Trainer
+from aelab.runs.run import DataSpec
+from aelab.training.config import TrainConfig
+from aelab.training.optim import RMSprop
+from aelab.training.trainer import Trainer
 
 
 @pytest.fixture(scope="module")

@@ -13,8 +13,9 @@ from aelab.cli import main
 from aelab.models import build_model
 from aelab.models.likelihood import log_likelihood, observation_sigma
 from aelab.models.variational import kl_per_unit
-from aelab.runs import load_run
-from aelab.train import TrainConfig, Trainer
+from aelab.runs.run import load_run
+from aelab.training.config import TrainConfig
+from aelab.training.trainer import Trainer
 
 
 def _rand(n, shape, seed=0):

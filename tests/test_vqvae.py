@@ -7,16 +7,17 @@ import copy
 import json
 import math
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from aelab.checkpoint import load_weights, save_weights
+from aelab.apps.explorer.space import LatentSpace
 from aelab.cli import main
-from aelab.explorer.space import LatentSpace
 from aelab.models import build_model, model_from_config
 from aelab.models.vqvae import LAPLACE_EPS, VectorQuantizer
-from aelab.runs import load_run
+from aelab.runs.run import load_run
+from aelab.utils.files import load_weights, save_weights
 
 CODEBOOK = torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0]])  # (K=3, D=2)
 
@@ -122,11 +123,18 @@ def test_usage_and_perplexity_against_a_hand_count(monkeypatch):
     p = [3 / 6, 2 / 6, 1 / 6]
     assert m["perplexity"] == pytest.approx(math.exp(-sum(q * math.log(q) for q in p)))
     assert model.code_indices(torch.rand(3, 1, 16, 16)).tolist() == [[0, 0], [0, 1], [1, 2]]
-    # sampling: each slot from its own frequencies, so slot 0 only ever draws code 0 or 1
-    z = model.sample_codes(50, torch.rand(3, 1, 16, 16), torch.Generator().manual_seed(0))
-    assert z.shape == (50, 8)
-    firsts = {tuple(r.tolist()) for r in z[:, :4]}
-    assert firsts <= {tuple(model.quantizer.codebook[i].tolist()) for i in (0, 1)}
+
+
+def test_the_prior_draws_every_slot_uniformly_from_the_codebook():
+    model = build_model("vqvae", (1, 16, 16), latent_dim=8, code_dim=4, codebook_size=4)
+    z = model.sample_prior(400, np.random.default_rng(0))
+    assert z.shape == (400, 8) and z.dtype == np.float64
+    rows = model.quantizer.codebook.double().numpy()
+    for slot in (z[:, :4], z[:, 4:]):  # each slot a codebook row; all four drawn, about evenly
+        drawn = [int(np.flatnonzero((rows == r).all(1))[0]) for r in slot]
+        assert sorted(set(drawn)) == [0, 1, 2, 3]
+        assert min(np.bincount(drawn)) > 60
+    assert np.array_equal(z, model.sample_prior(400, np.random.default_rng(0)))
 
 
 def test_trained_buffers_survive_save_and_load(tmp_path):

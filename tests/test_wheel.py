@@ -10,7 +10,11 @@ import sys
 import venv
 from pathlib import Path
 
+import pytest
+
 import aelab
+
+pytestmark = pytest.mark.slow  # trains, kills, builds or starts a browser
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -33,11 +37,17 @@ def test_the_wheel_works_outside_the_checkout(tmp_path):
     (wheel,) = dist.glob("aelab-*.whl")
     assert wheel.name.startswith(f"aelab-{aelab.__version__}-")
     env_dir = tmp_path / "venv"
-    # torch and the other dependencies come from this interpreter's site-packages; aelab only
-    # from the wheel, which the venv's own site-packages puts first
-    venv.create(env_dir, system_site_packages=True, with_pip=True)
+    venv.create(env_dir, with_pip=True)
     bin_dir = env_dir / ("Scripts" if sys.platform == "win32" else "bin")
     python = bin_dir / "python"
+    # torch and the other dependencies come from wherever this interpreter has them (its venv, or
+    # the system's site-packages), added after the new venv's own, so aelab comes from the wheel
+    # (folders named in a .pth file join sys.path; the .pth files inside them are not read, so a
+    # development install of aelab there stays out)
+    site = _run([python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                tmp_path).stdout.strip()  # fmt: skip
+    ours = [p for p in sys.path if Path(p).name in ("site-packages", "dist-packages")]
+    (Path(site) / "_aelab_test_deps.pth").write_text("\n".join(ours) + "\n")
     _run(
         [python, "-m", "pip", "install", "--quiet", "--no-deps", "--no-index", str(wheel)], tmp_path
     )
@@ -54,4 +64,6 @@ def test_the_wheel_works_outside_the_checkout(tmp_path):
     assert "<table" in (work / "ws" / "report.html").read_text()
     installed = Path(where).parent
     assert (installed / "templates" / "report.html.j2").is_file()
-    assert {p.name for p in (installed / "explorer" / "static").iterdir()} >= {"index.html"}
+    assert {p.name for p in (installed / "apps" / "explorer" / "static").iterdir()} >= {
+        "index.html"
+    }

@@ -7,10 +7,10 @@ import json
 
 import numpy as np
 
+from aelab.apps.workshop import WORKSHOP_MODELS
 from aelab.cli import main
-from aelab.runconfig import DataSpec
-from aelab.runs import prepare_data
-from aelab.workshop import WORKSHOP_MODELS
+from aelab.data.prepare import prepare_data
+from aelab.data.spec import DataSpec
 
 FIVE = list(WORKSHOP_MODELS)
 

@@ -4,17 +4,21 @@ Train the workshop notebook's five autoencoders (and more) on any image set, loo
 and measure them against PCA on held-out data.
 """
 
+from aelab.apps.display import Workshop, open_workshop
+from aelab.apps.explorer import explore
+from aelab.data.spec import DataSpec
+from aelab.runs.config import RunConfig
+from aelab.runs.run import Run, load_run
+from aelab.runs.training import resume_run, train_run
+from aelab.training.callbacks import Callback, Checkpoint, EarlyStopping
+from aelab.training.config import TrainConfig
+from aelab.training.recipes import resolve
+from aelab.training.trainer import Trainer
+
 from ._version import __version__
-from .callbacks import Callback, Checkpoint, EarlyStopping
 from .data import DATASETS, ImageFolderDataset, ImageSet, load_dataset
-from .display import Workshop, open_workshop
 from .estimator import Autoencoder
-from .explorer import explore
 from .models import FAMILIES, MODELS, build_model
-from .recipes import resolve
-from .runconfig import DataSpec, RunConfig
-from .runs import Run, load_run, resume_run, train_run
-from .train import TrainConfig, Trainer
 
 __all__ = [
     "DATASETS",

@@ -116,7 +116,7 @@ def main(argv: Sequence[str] | None = None, prog: str = "aelab bench") -> int:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from ..device import resolve_device, resolve_precision
+    from aelab.utils.device import resolve_device, resolve_precision
 
     sections = _choices("sections", args.sections, SECTIONS)
     models = _choices("models", args.models, BENCH_MODELS)

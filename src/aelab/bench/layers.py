@@ -55,8 +55,9 @@ def conv_layers(
 
     import torch
 
-    from .. import kernels
-    from ..device import keep_freed_memory
+    from aelab.training import kernels
+    from aelab.utils.device import keep_freed_memory
+
     from ..models import build_model
 
     model = build_model(name, (1, 64, 64))

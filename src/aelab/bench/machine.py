@@ -38,7 +38,7 @@ _SPEED_FLAGS = (
 
 def cpu_flags() -> list[str]:
     """The flags of :data:`_SPEED_FLAGS` this CPU reports (:func:`aelab.device.cpu_flags`)."""
-    from ..device import cpu_flags as all_flags
+    from aelab.utils.device import cpu_flags as all_flags
 
     have = all_flags()
     return [f for f in _SPEED_FLAGS if f in have]

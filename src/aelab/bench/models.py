@@ -58,8 +58,8 @@ def bench_model(
     peak of the precision it ran in (``peaks``, from :func:`~aelab.bench.machine.matmul_peak`)."""
     import torch
 
-    from ..recipes import resolve
-    from ..train import Trainer
+    from aelab.training.recipes import resolve
+    from aelab.training.trainer import Trainer
 
     settings = {"epochs": epochs, "seed": seed, "device": device, "precision": precision}
     resolved = resolve(name, tuple(x_train.shape[1:]), train=settings)

@@ -88,9 +88,10 @@ def scaling_worker(spec: dict[str, Any]) -> dict[str, Any]:
     streamed through a pixel cache in ``spec['cache']`` (``cached``: the first epoch fills it)."""
     import torch
 
+    from aelab.training.recipes import resolve
+    from aelab.training.trainer import Trainer
+
     from ..data import ImageFolderDataset, load_image_folder
-    from ..recipes import resolve
-    from ..train import Trainer
 
     if spec["mode"] == "memory":
         x = torch.from_numpy(load_image_folder(spec["folder"]).images)

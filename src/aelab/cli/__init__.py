@@ -6,41 +6,13 @@ one line naming the parameter, and the flag that sets it (:func:`with_flags`).
 
 from __future__ import annotations
 
-import re
 import sys
 from collections.abc import Sequence
 
-from .parser import FAMILY_FLAGS, build_parser
+from .flags import with_flags
+from .parser import build_parser
 
-FLAGS = {
-    "skip_bad": "--skip-bad",
-    "image_size": "--image-size",
-    "stream": "--stream",
-    "cache": "--cache",
-    "resume": "--resume",
-    "overwrite": "--overwrite",
-    "follow_links": "--follow-links",
-    "max_image_pixels": "--max-image-pixels",
-    "data_home": "--data-home",
-    "learning_rate": "--lr",
-    "normals": "--normals",
-    "log": "--log",
-    **{flag[2:].replace("-", "_"): flag for flag, _, _ in FAMILY_FLAGS},
-}
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError)
-
-
-def with_flags(message: str) -> str:
-    """``message`` with `` (--flag)`` after the first mention of each parameter in FLAGS."""
-    for param, flag in FLAGS.items():
-        if flag in message:
-            continue
-        # a plain word (stream, resume) is a parameter only as name=value; an underscored name
-        # (skip_bad) is one wherever it stands
-        value = r"(=[^\s,;:)]*)?" if "_" in param else r"=[^\s,;:)]*"
-        pattern = rf"(?<![\w/.'\"-]){param}{value}(?=[\s,;:)]|$)"
-        message = re.sub(pattern, lambda m, f=flag: f"{m.group(0)} ({f})", message, count=1)
-    return message
 
 
 def _one_line(e: OSError) -> str:
@@ -59,7 +31,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command in ("run", "report"):
-            from ..distributed import env_world_size
+            from aelab.utils.distributed import env_world_size
 
             if env_world_size() > 1:
                 raise ValueError(

@@ -8,9 +8,7 @@ import time
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..runconfig import DataSpec
-    from ..runs import Split
-    from ..train import TrainConfig
+    from aelab.data.spec import DataSpec
 
 
 def cmd_models(args: argparse.Namespace) -> int:
@@ -19,7 +17,7 @@ def cmd_models(args: argparse.Namespace) -> int:
     rows = [("name", "family", "code", "input", "can", "description")]
     for recipe in MODELS.values():
         cls = recipe.family_class
-        can = [c for c, has in (("sample", cls.variational), ("weights", cls.draws_weights)) if has]
+        can = [c for c, has in (("sample", cls.has_prior), ("weights", cls.draws_weights)) if has]
         rows.append(
             (
                 recipe.name,
@@ -63,13 +61,13 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from .. import distributed
-    from ..device import resolve_device
-    from ..models import get_recipe
+    from aelab.models import get_recipe
+    from aelab.utils import distributed
+    from aelab.utils.device import resolve_device
 
     get_recipe(args.model)  # an unknown name fails before anything is read
     data = _data_spec(args)
-    distributed.init_from_env(resolve_device(args.device))  # under torchrun: join the others
+    distributed.init_from_env(resolve_device(args.device or "auto"))  # under torchrun: join
     try:
         return _train(args, data)
     finally:
@@ -77,17 +75,12 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace, data: DataSpec) -> int:
-    from .. import distributed
-    from ..recipes import given, resolve
-    from ..runs import prepare_data, resume_run, train_run
-    from ..tracking import parse_log
-    from .parser import family_overrides
+    from aelab.runs.training import resume_run, train_run
+    from aelab.training.recipes import given
+    from aelab.utils import distributed
 
-    log = parse_log(args.log)  # a bad --log fails before any data is read
-    overrides = given(
-        latent_dim=args.latent_dim, hidden=args.hidden, channels=args.filters, beta=args.beta
-    ) | family_overrides(args)
-    main = distributed.is_main()
+    from .flags import config_values, family_overrides
+
     progress = False if args.quiet else None
     start = time.perf_counter()
     if args.resume:
@@ -100,75 +93,28 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
             device=args.device,
             data_home=args.data_home,
             progress=progress,
-            log=log,
+            log=args.log,
             cache=_cache(args),
         )
     else:
-        from ..rundir import check_out_dir
-        from ..runs import check_workers
-
-        settings = given(
-            epochs=args.epochs,
-            batch_size=args.batch_size,
-            optimizer=args.optimizer,
-            learning_rate=args.learning_rate,
-            noise=args.noise,
-            augment=args.augment,
-            validation=args.validation,
-            patience=args.patience,
-        )
-        settings |= {
-            "shuffle": not args.no_shuffle,
-            "seed": args.seed,
-            "device": args.device,
-            "checkpoint_every": args.checkpoint_every,
-            "precision": args.precision,
-            "conv_kernels": args.conv_kernels,
-            "workers": args.workers,
-        }
-
-        def validate() -> tuple[Split, TrainConfig]:
-            if main and args.out is not None:  # only rank 0 writes
-                check_out_dir(args.out, resume=False, overwrite=args.overwrite)
-            data_split = prepare_data(data)
-            resolved = resolve(  # the model and the schedule, validated before writing
-                args.model,
-                data_split.train.image_shape,
-                schedule_name=args.schedule,
-                n_train=len(data_split.train),
-                model=overrides,
-                train=settings,
-            )
-            check_workers(data, resolved.train)
-            return data_split, resolved.train
-
-        split, train = distributed.agree(validate)  # a bad argument stops every process alike
-        cached = getattr(split.train, "cache_path", None) is not None
-        if main:
-            for note in split.train.notes:
-                print(note, file=sys.stderr)
-            print(
-                f"{args.model}: {len(split.train)} training, {len(split.heldout)} held-out "
-                f"images of {'x'.join(map(str, split.train.image_shape))} from {data.source}"
-                + (" (streamed from disk)" if data.stream else "")
-                + (f", pixels cached in {split.train.cache_path.parent}" if cached else "")
-                + (f", {distributed.world()} processes" if distributed.world() > 1 else ""),
-                file=sys.stderr,
-            )
+        overrides = given(
+            latent_dim=args.latent_dim, hidden=args.hidden, channels=args.filters, beta=args.beta
+        ) | family_overrides(args)
         # without --out, a new folder runs/MODEL-DATE-TIME (-2, -3... for runs started in the
         # same second)
         run = train_run(
             args.model,
             data,
-            train,
+            config_values(args),
             args.out,
+            schedule=args.schedule,
             model_overrides=overrides,
             overwrite=args.overwrite,
             progress=progress,
-            split_data=split,
-            log=log,
+            log=args.log,
+            notify=_log,
         )
-    if main:
+    if distributed.is_main():
         last = run.history[-1] if run.history else {}
         held = last.get("heldout_loss")
         seconds = time.perf_counter() - start
@@ -188,7 +134,7 @@ def _cache(args: argparse.Namespace) -> str | None:
 
 
 def _data_spec(args: argparse.Namespace):
-    from ..runconfig import DataSpec
+    from aelab.data.spec import DataSpec
 
     cache, resume = _cache(args), getattr(args, "resume", False)
     if cache is not None and not resume and not getattr(args, "stream", False):
@@ -207,7 +153,7 @@ def _data_spec(args: argparse.Namespace):
         holdout_people=args.holdout_people,
         holdout=args.holdout,
         normals=args.normals,
-        seed=args.seed,
+        seed=0 if args.seed is None else args.seed,
         stream=getattr(args, "stream", False),
         follow_links=args.follow_links,
         max_image_pixels=args.max_image_pixels,
@@ -220,8 +166,10 @@ def _log(msg: str) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from ..tracking import parse_log
-    from ..workshop import resume_workshop, run_workshop
+    from aelab.apps.workshop import resume_workshop, run_workshop
+    from aelab.training.tracking import parse_log
+
+    from .flags import config_values
 
     trackers = parse_log(args.log)  # a bad --log fails before any data is read
 
@@ -239,11 +187,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.out,  # None: a new folder runs/workshop-DATE-TIME
             schedule=args.schedule,
             models=[m.strip() for m in args.models.split(",") if m.strip()],
-            seed=args.seed,
-            device=args.device,
-            precision=args.precision,
-            conv_kernels=args.conv_kernels,
-            epochs=args.epochs,
+            train=config_values(args),
             overwrite=args.overwrite,
             progress=progress,
             log=_log,
@@ -257,8 +201,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from ..checkpoint import write_bytes
-    from ..evaluation import CURVE_SIZES, evaluate, format_table
+    from aelab.apps.evaluation import CURVE_SIZES, evaluate, format_table
+    from aelab.utils.files import write_bytes
 
     out = None if args.out is None else Path(args.out)
     if out is not None and (out.is_dir() or (out.exists() and not args.overwrite)):
@@ -277,8 +221,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from ..checkpoint import write_bytes
-    from ..scoring import error_map_pngs, open_detector, read_images, rows_csv, score
+    from aelab.apps.scoring import error_map_pngs, open_scorer, read_images, rows_csv
+    from aelab.utils.files import write_bytes
 
     out = None if args.out is None else Path(args.out)
     if out is not None and (out.is_dir() or (out.exists() and not args.overwrite)):
@@ -288,12 +232,11 @@ def cmd_score(args: argparse.Namespace) -> int:
     if maps is not None and (maps.is_symlink() or maps.is_file() or
                              (maps.is_dir() and any(maps.iterdir()))):  # fmt: skip
         raise ValueError(f"maps='{maps}' exists and is not an empty folder; expected a new folder")
-    est, source = open_detector(args.run_dir, args.calibrate, args.data_home)
-    if args.fpr is not None:
-        est.set_params(fpr=args.fpr, contamination=None)
+    scorer = open_scorer(args.run_dir, args.calibrate, args.data_home, args.fpr)
     skipped: list[str] = []
-    images, names = read_images(args.data, tuple(est.input_shape_), args.data_home, skipped)
-    rows = score(est, images, names)
+    shape = tuple(scorer.detector.run.model.input_shape)
+    images, names = read_images(args.data, shape, args.data_home, skipped)
+    rows = scorer.score(images, names)
     text = rows_csv(rows)
     if out is None:
         sys.stdout.write(text.decode("utf-8"))
@@ -302,12 +245,12 @@ def cmd_score(args: argparse.Namespace) -> int:
     if maps is not None:
         maps.mkdir(parents=True, exist_ok=True)
         width = len(str(len(rows)))
-        for r, png in zip(rows, error_map_pngs(est, images)):
+        for r, png in zip(rows, error_map_pngs(scorer, images)):
             write_bytes(maps / f"{r['index']:0{width}d}.png", png)
     flagged = sum(r["outlier"] for r in rows)
     print(
-        f"{len(rows)} images, {flagged} outliers at fpr={est._rate():g} (threshold "
-        f"{est.threshold_:.6g} from {source})"
+        f"{len(rows)} images, {flagged} outliers at fpr={scorer.fpr:g} (threshold "
+        f"{scorer.threshold:.6g} from {scorer.source})"
         + (f"; skipped {len(skipped)} unreadable: {', '.join(skipped[:3])}" if skipped else "")
         + (f"; wrote {out}" if out else ""),
         file=sys.stderr,
@@ -316,7 +259,7 @@ def cmd_score(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from ..export import export_run
+    from aelab.apps.export import export_run
 
     start = time.perf_counter()
     try:
@@ -334,7 +277,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_explore(args: argparse.Namespace) -> int:
-    from ..device import check_device
+    from aelab.utils.device import check_device
 
     check_device(args.device)
     try:
@@ -342,8 +285,8 @@ def cmd_explore(args: argparse.Namespace) -> int:
         import uvicorn  # noqa: F401
     except ImportError as e:
         raise ValueError(f"aelab explore needs {e.name}: pip install 'aelab[explore]'") from None
-    from ..explorer import open_spaces
-    from ..explorer.serve import bind, serve
+    from aelab.apps.explorer import open_spaces
+    from aelab.apps.explorer.serve import bind, serve
 
     sock = bind(args.host, args.port)  # a port in use fails now, not after loading the models
     start = time.perf_counter()
@@ -359,7 +302,7 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from ..report import build_report
+    from aelab.apps.report import build_report
 
     start = time.perf_counter()
     build_report(args.run_dir, data_home=args.data_home)

@@ -5,45 +5,13 @@ from __future__ import annotations
 import argparse
 
 from . import commands
+from .flags import FAMILY_FLAGS, config_flags
 
-PRECISION_HELP = (
-    "fp32, bf16 (bfloat16 autocast, float32 weights) or auto (default: bf16 where the device "
-    "computes in bfloat16 natively and the model family keeps its loss in bf16, fp32 elsewhere; "
-    "see benchmarks/README.md)"
-)
-CONV_KERNELS_HELP = (
-    "auto (default): on a CPU, time each convolution's passes in oneDNN and PyTorch's own "
-    "kernels and run each in the faster; default: PyTorch's choice, bit-reproducible runs"
-)
 LOG_HELP = (
     "log to an experiment tracker: tensorboard[:DIR] (default DIR: RUN/tensorboard) or "
     "mlflow[:URI] (default: a file store in RUN/mlruns); repeat or comma-separate for both "
     '(pip install "aelab[tensorboard]", "aelab[mlflow]")'
 )
-
-
-# The library's messages name its parameters (skip_bad=True); an error reported here also names
-# the flag that sets each, at its first mention.
-# fields of one family's config (aelab models lists them): the flag's name is the field's
-FAMILY_FLAGS = (
-    ("--penalty", str, "sparse: the code's penalty, l1, kl or topk"),
-    ("--l1", float, "sparse, penalty l1: weight of the mean absolute code"),
-    ("--rho", float, "sparse, penalty kl: target mean activation of each unit"),
-    ("--k", int, "topk: code units kept per image"),
-    ("--latent-activation", str, "dense families: the code's activation (relu, sigmoid, none)"),
-    ("--lam", float, "contractive: weight of the encoder Jacobian's squared norm"),
-    ("--warmup", int, "variational: epochs over which the KL weight rises to beta"),
-    ("--capacity", float, "variational: target KL per image in nats (Burgess et al.)"),
-    ("--capacity-epochs", int, "variational: epochs over which the capacity rises"),
-    ("--codebook-size", int, "vqvae: codes each slot chooses from"),
-    ("--code-dim", int, "vqvae: values per slot"),
-)
-
-
-def family_overrides(args: argparse.Namespace) -> dict[str, object]:
-    """The family fields given on the command line (:data:`FAMILY_FLAGS`)."""
-    fields = (flag[2:].replace("-", "_") for flag, _, _ in FAMILY_FLAGS)
-    return {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
 
 
 def _int_list(text: str) -> tuple[int, ...]:
@@ -170,7 +138,7 @@ def _data_args(
 
 
 def _train_args(p: argparse.ArgumentParser) -> None:
-    from ..recipes import SCHEDULES
+    from aelab.training.recipes import SCHEDULES
 
     g = p.add_argument_group("model")
     g.add_argument("--latent-dim", type=int, metavar="N", help="size of the code")
@@ -189,12 +157,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--beta", type=float, help="KL weight of variational models")
     for flag, kind, text in FAMILY_FLAGS:
         g.add_argument(flag, type=kind, help=text)
-    g = p.add_argument_group("training")
-    g.add_argument(
-        "--noise",
-        metavar="KIND:LEVEL",
-        help="train on corrupted inputs: gaussian:0.05, saltpepper:0.1, mask:0.25",
-    )
+    g = p.add_argument_group("training")  # TrainConfig's fields, each flag declared there
     g.add_argument(
         "--schedule",
         default="seed",
@@ -202,48 +165,7 @@ def _train_args(p: argparse.ArgumentParser) -> None:
         help="seed: the model's own schedule, the notebook's for its five (default); quick: a "
         "bounded number of images seen, minutes on a laptop CPU",
     )
-    g.add_argument("--epochs", type=int, help="default: the schedule's")
-    g.add_argument("--batch-size", type=int, help="default: the schedule's")
-    g.add_argument("--optimizer", help="adam, adamw, rmsprop or sgd (default: the model's)")
-    g.add_argument("--lr", type=float, dest="learning_rate", help="learning rate")
-    g.add_argument("--no-shuffle", action="store_true", help="keep the sample order")
-    g.add_argument(
-        "--augment",
-        metavar="SPEC",
-        help="random warps of training images: affine, or affine:shift=S,rotate=DEG,scale=S,"
-        "brightness=B,contrast=C; none (default: the model's)",
-    )
-    g.add_argument(
-        "--validation",
-        type=float,
-        metavar="FRACTION",
-        help="carve this share of the training people (or images) out to choose the epoch",
-    )
-    g.add_argument(
-        "--patience",
-        type=int,
-        metavar="N",
-        help="stop after N epochs without a better validation loss, keeping the best epoch",
-    )
-    g.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
-    g.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-    g.add_argument("--precision", default="auto", help=PRECISION_HELP)
-    g.add_argument("--conv-kernels", default="auto", help=CONV_KERNELS_HELP)
-    g.add_argument(
-        "--workers",
-        type=int,
-        default=0,
-        metavar="N",
-        help="with --stream: N processes read and decode images (default 0: in the training "
-        "process)",
-    )
-    g.add_argument(
-        "--checkpoint-every",
-        type=int,
-        default=0,
-        metavar="N",
-        help="also checkpoint every N epochs (always at the end)",
-    )
+    config_flags(g)
     g.add_argument("--quiet", action="store_true", help="no progress bar")
     g.add_argument("--log", action="append", metavar="KIND[:WHERE]", help=LOG_HELP)
 
@@ -259,9 +181,10 @@ def _run_data_home(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from aelab.training.recipes import SCHEDULES
+
     from .._version import __version__
     from ..models import MODELS
-    from ..recipes import SCHEDULES
 
     parser = argparse.ArgumentParser(
         prog="aelab", description="Autoencoder workbench: train, inspect, compare with PCA."
@@ -308,12 +231,6 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="A,B",
         help=f"comma-separated models of {', '.join(MODELS)} (default: the notebook's five)",
     )
-    p.add_argument(
-        "--epochs",
-        type=int,
-        metavar="N",
-        help="train every model N epochs instead of the schedule's (a quick look)",
-    )
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/workshop-DATE-TIME)")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.add_argument(
@@ -321,10 +238,10 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="finish the workshop in --out: trained models kept, an interrupted one continued",
     )
-    p.add_argument("--seed", type=int, default=0, help="fixes every random choice (default 0)")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
-    p.add_argument("--precision", default="auto", help=PRECISION_HELP)
-    p.add_argument("--conv-kernels", default="auto", help=CONV_KERNELS_HELP)
+    config_flags(  # every model's, on top of its schedule
+        p.add_argument_group("training"),
+        names=("epochs", "seed", "device", "precision", "conv_kernels"),
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--log", action="append", metavar="KIND[:WHERE]", help=LOG_HELP)
     _data_args(p)

@@ -29,7 +29,9 @@ from .folders import (
 from .home import get_data_home
 from .images import IMAGE_EXTENSIONS, ImageSet, parse_image_size
 from .olivetti import OLIVETTI_MAT, load_olivetti
+from .prepare import Split, prepare_data
 from .reading import MAX_IMAGE_PIXELS
+from .spec import DataSpec
 from .splits import carve_validation, default_split, mirror, split
 
 __all__ = [
@@ -39,9 +41,11 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "MAX_IMAGE_PIXELS",
     "OLIVETTI_MAT",
+    "DataSpec",
     "DatasetInfo",
     "ImageFolderDataset",
     "ImageSet",
+    "Split",
     "carve_validation",
     "default_split",
     "get_data_home",
@@ -53,6 +57,7 @@ __all__ = [
     "load_olivetti",
     "mirror",
     "parse_image_size",
+    "prepare_data",
     "register_dataset",
     "split",
     "worker_error_message",

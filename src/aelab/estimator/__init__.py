@@ -5,5 +5,6 @@ back (layouts, scaling); :mod:`._files` keeps it as a run directory.
 """
 
 from ._estimator import Autoencoder
+from ._files import estimator_section
 
-__all__ = ["Autoencoder"]
+__all__ = ["Autoencoder", "estimator_section"]

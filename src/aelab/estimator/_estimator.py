@@ -1,82 +1,50 @@
 """``Autoencoder``: a scikit-learn transformer that stands wherever ``PCA`` stands.
 
-``fit`` trains one of aelab's recipes (see :data:`aelab.models.MODELS`), resolved as every
-entry point resolves it (:func:`aelab.recipes.resolve`), with aelab's
-:class:`~aelab.train.Trainer`; ``transform`` gives the codes, ``inverse_transform`` the
-reconstructions. Tabular data ``(n_samples, n_features)`` and images ``(n, H, W)`` /
-``(n, H, W, C)`` are both accepted; data outside the range the model's output layer can produce
-(``[0, 1]`` for the recipes' sigmoid) is min-max scaled at fit and unscaled on the way out.
-
-A fitted estimator saves to the run-directory contract of ``aelab train``
-(:mod:`aelab.runconfig`; ``config.json``, ``model.safetensors``, ``history.json``) with an
-``"estimator"`` section in ``config.json``; nothing is pickled, and :func:`aelab.runs.load_run`
-opens the directory too.
+``fit`` trains one of aelab's recipes, resolved as every entry point resolves it
+(:func:`aelab.training.recipes.resolve`), into a :class:`~aelab.Run` the estimator holds;
+``transform`` gives the codes, ``inverse_transform`` the reconstructions. Tables and images are
+both accepted; data outside the range the model's output layer can produce is min-max scaled at
+fit and unscaled on the way out. A fitted estimator saves as a run directory of ``aelab train``
+with an ``"estimator"`` section in ``config.json``; nothing is pickled.
 """
 
 from __future__ import annotations
 
-import copy
 import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_array, check_is_fitted
 
-try:  # scikit-learn >= 1.6
-    from sklearn.utils.validation import validate_data
-except ImportError:  # pragma: no cover - older scikit-learn
-
-    def validate_data(estimator, X, **kwargs):
-        return estimator._validate_data(X, **kwargs)
-
-
-from .. import tracking
-from ..device import memory_format
-from ..models import MODELS, BaseAutoencoder, Recipe, get_recipe
-from ..recipes import given, resolve
-from ..train import Trainer
-from . import _layout as layout
-from ._layout import DATA_FORMATS, SCALES, as_int, output_range, plain, seed_of
-from ._outliers import OutlierMethods
-
-_INFER_BATCH = 512  # rows per forward pass in transform / inverse_transform / score
-
-
-def _variational_models() -> str:
-    return ", ".join(repr(n) for n, r in MODELS.items() if r.family_class.variational)
+from aelab.analysis import anomaly
+from aelab.analysis.detector import Detector
+from aelab.estimator import _layout as layout
+from aelab.estimator._base import RunEstimator
+from aelab.estimator._files import estimator_section, save
+from aelab.estimator._fitting import train
+from aelab.estimator._layout import as_int, checked, fit_scaling, validate
+from aelab.estimator._outliers import OutlierMixin
+from aelab.estimator._params import (
+    PriorOnly,
+    check_layout,
+    check_params,
+    model_overrides,
+    train_settings,
+)
+from aelab.runs.config import RunConfig
+from aelab.runs.run import Run, decoded, encoded, open_run, reconstructed
+from aelab.training.recipes import resolve
+from aelab.utils.device import resolve_device
 
 
-class _VariationalOnly:
-    """A method that exists only on estimators whose model is variational.
-
-    ``hasattr(Autoencoder(model="deep"), "sample")`` is False, and calling it says why.
-    """
-
-    def __init__(self, fn):
-        self.fn = fn
-        self.__doc__ = fn.__doc__
-        self.__name__ = fn.__name__
-
-    def __get__(self, obj, owner=None):
-        if obj is None:
-            return self.fn
-        if not obj._is_variational():
-            raise AttributeError(
-                f"{self.__name__}() is only available for variational models "
-                f"({_variational_models()}); model={obj.model!r} is not variational"
-            )
-        return self.fn.__get__(obj, owner)
-
-
-class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEstimator):
+class Autoencoder(OutlierMixin, RunEstimator):
     """An autoencoder with PCA's scikit-learn contract: ``fit``, ``transform``,
     ``inverse_transform``, ``score``, in a ``Pipeline`` or a ``GridSearchCV``; and an outlier
     detector: ``score_samples``, ``decision_function``, ``predict``, ``p_values``,
-    ``error_map`` (:mod:`aelab.estimator._outliers`).
+    ``error_map`` (:class:`aelab.analysis.detector.Detector` over its run).
 
     ``transform`` maps each sample to a ``latent_dim``-dimensional code (the posterior mean for
     a variational model), ``inverse_transform`` maps codes back to samples shaped like the data
@@ -157,10 +125,14 @@ class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMi
 
     Attributes
     ----------
+    run_ : aelab.Run
+        The trained model with its configuration and history, as :func:`aelab.load_run` gives a
+        run directory (:meth:`from_run` builds an estimator from one).
     model_ : aelab.models.BaseAutoencoder
-        The trained torch module (in eval mode, on the training device).
+        ``run_.model``: the trained torch module (in eval mode, on the training device).
     history_ : list of dict
-        One record per epoch: ``{"epoch", "loss", "heldout_loss", "validation_loss", "seconds"}``.
+        ``run_.history``: one record per epoch, ``{"epoch", "loss", "heldout_loss",
+        "validation_loss", "seconds"}``.
     n_features_in_ : int
         Number of values per sample seen at fit (``H * W * C`` for images).
     feature_names_in_ : ndarray of str, shape (n_features_in_,)
@@ -173,6 +145,10 @@ class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMi
     data_min_, data_range_ : ndarray or None
         The min-max scaling learned at fit, broadcastable to ``sample_shape_`` (per feature,
         or per channel for images); None when ``X`` was not scaled.
+    calibration_scores_ : ndarray or None
+        The sorted scores of the calibration samples (the share of ``X`` held out at fit, or
+        the samples :meth:`set_threshold` took): the threshold at any rate, and the p-values.
+        None for a run of ``aelab train`` until :meth:`set_threshold`.
     threshold_ : float
         Samples whose score is below it are outliers: set at fit from the calibration share of
         ``X`` at the rate ``fpr`` (``offset_`` is the same number, scikit-learn's name).
@@ -255,34 +231,6 @@ class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMi
         self.anomaly_score = anomaly_score
         self.log = log
 
-    # ------------------------------------------------------------------ scikit-learn plumbing
-
-    def __sklearn_tags__(self):
-        tags = super().__sklearn_tags__()
-        # The network computes in float32; transform returns float32 for float32 input and
-        # float64 for float64 input (values exact to float32 precision), as PCA does.
-        tags.transformer_tags.preserves_dtype = ["float64", "float32"]
-        return tags
-
-    def _more_tags(self) -> dict[str, Any]:  # the same, for scikit-learn < 1.6
-        return {"preserves_dtype": [np.float64, np.float32]}
-
-    def __sklearn_is_fitted__(self) -> bool:
-        return hasattr(self, "model_")
-
-    @property
-    def _n_features_out(self) -> int:
-        """Number of codes, for ``get_feature_names_out`` (``autoencoder0``, ...)."""
-        return self.model_.latent_dim
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = super().__getstate__()
-        model = state.get("model_")
-        if model is not None and _device_of(model).type != "cpu":
-            # Pickles open anywhere: a model trained on a GPU is stored on the CPU.
-            state["model_"] = copy.deepcopy(model).to("cpu")
-        return state
-
     # ------------------------------------------------------------------ fitting
 
     def fit(self, X, y=None) -> Autoencoder:
@@ -300,178 +248,46 @@ class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMi
         -------
         self : Autoencoder
         """
-        self.__dict__.pop("model_", None)  # a failed refit leaves the estimator unfitted
-        recipe = self._check_params()
-        X = self._validate(X, reset=True)
-        held = self._calibration_split(len(X), np.random.default_rng(seed_of(self.random_state)))
-        X_train = X if held is None else np.delete(X, held, axis=0)
+        self.__dict__.pop("run_", None)  # a failed refit leaves the estimator unfitted
+        recipe = check_params(self)
+        X = validate(self, X, reset=True)
         self.sample_shape_ = tuple(int(s) for s in X.shape[1:])
         self.input_shape_ = layout.input_shape(self.sample_shape_, self.data_format)
-        if recipe.family_class.input_layout == "image" and X.ndim == 2:
-            dense = [n for n, r in MODELS.items() if r.family_class.input_layout == "any"]
-            raise ValueError(
-                f"model={self.model!r} is convolutional and needs images, but X is 2-D with "
-                f"shape {X.shape}; pass images shaped (n, H, W) or (n, H, W, C), or use a model "
-                f"that takes tables ({', '.join(repr(n) for n in dense)})"
-            )
+        check_layout(self, recipe, X)
         resolved = resolve(
-            self.model, self.input_shape_, model=self._overrides(), train=self._train_settings()
+            self.model, self.input_shape_, model=model_overrides(self), train=train_settings(self)
         )
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(resolved.train.seed)  # same random_state, same initial weights
-            model = recipe.family_class(resolved.model)
-        self._fit_scaling(X, model)  # the range of all of X, calibration rows included
-        trainer = Trainer(model, resolved.train)
-        trackers = []
-        if self.log:  # the calibration rows (else the first training rows) as the held-out set
-            shown = X[held] if held is not None and len(held) else X_train
-            pictures = len(self.sample_shape_) > 1
-            heldout = tracking.Heldout(self._to_tensor(shown[: tracking.EMBEDDED]), None, pictures)
-            model_params = {"name": self.model, "family": recipe.family, **resolved.model.to_dict()}
-            params = {"model": model_params, "train": resolved.train.to_dict()}
-            trackers = tracking.trackers(self.log, self.model, params=params, heldout=heldout)
-        x_train = self._to_tensor(X_train)
-        trainer.fit(x_train, progress=bool(self.verbose), desc=self.model, callbacks=trackers)
-        self.model_ = trainer.model.eval()
-        self.history_ = trainer.history
-        self._train_config = resolved.train
-        self._n_samples_fit = len(X_train)
-        self._calibrate_on(X if held is None else X[held])
+        # the range of all of X, calibration rows included
+        self.data_min_, self.data_range_ = fit_scaling(self, X, resolved.model.output_activation)
+        self.run_, held = train(self, X, recipe, resolved)
+        self.calibration_scores_ = None
+        calibrating = X if held is None else X[held]  # checked already: no second check (it
+        #   would warn of the feature names the rows no longer carry)
+        x = self._to_tensor(calibrating, calibrating.dtype)
+        self.calibration_scores_ = anomaly.calibrate(self._detector().scores(x))
         return self
 
-    def _check_params(self) -> Recipe:
-        recipe = get_recipe(self.model)
-        if self.scale not in SCALES:
-            raise ValueError(f"scale={self.scale!r} is not valid; allowed: 'auto', 'minmax', None")
-        if self.data_format not in DATA_FORMATS:
-            raise ValueError(
-                f"data_format={self.data_format!r} is not valid; allowed: "
-                f"{', '.join(repr(f) for f in DATA_FORMATS)}"
-            )
-        if self.model_params is not None and not isinstance(self.model_params, dict):
-            raise ValueError(
-                f"model_params={self.model_params!r} is not valid; expected a dict or None"
-            )
-        for key in ("latent_dim", "hidden", "input_shape"):
-            if key in (self.model_params or {}):
-                raise ValueError(
-                    f"model_params may not hold {key!r}; "
-                    + ("input_shape comes from X" if key == "input_shape" else f"pass {key}=")
-                )
-        if self.noise is not None and not isinstance(self.noise, str):
-            raise ValueError(f"noise={self.noise!r} is not valid; expected a string or None")
-        self._check_calibration()
-        self._check_anomaly_score(recipe.family_class.variational)
-        tracking.parse_log(self.log)
-        return recipe
-
-    def _train_settings(self) -> dict[str, Any]:
-        """The training settings this estimator's parameters give (None: the recipe's)."""
-        settings = given(
-            epochs=as_int(self.epochs),
-            batch_size=as_int(self.batch_size),
-            optimizer=self.optimizer,
-            noise=self.noise,  # "none": no noise even where the recipe has some
-        )
-        return {
-            **settings,
-            "learning_rate": self.learning_rate,
-            "seed": seed_of(self.random_state),
-            "device": self.device,
-            # kernels chosen by timing differ from run to run in the last bits of the floats
-            "conv_kernels": "auto" if self.random_state is None else "default",
-        }
-
-    def _overrides(self) -> dict[str, Any]:
-        """Model config overrides: ``model_params`` as given (None is a value there), then
-        ``latent_dim`` and ``hidden`` unless None (the recipe's)."""
-        overrides = {k: plain(v) for k, v in (self.model_params or {}).items()}
-        if self.latent_dim is not None:
-            overrides["latent_dim"] = as_int(self.latent_dim)
-        if self.hidden is not None:
-            hidden = self.hidden
-            overrides["hidden"] = tuple(as_int(h) for h in np.atleast_1d(hidden).tolist())
-        return overrides
-
-    def _is_variational(self) -> bool:
-        if hasattr(self, "model_"):
-            return bool(self.model_.variational)
-        return self.model in MODELS and MODELS[self.model].family_class.variational
-
-    # ------------------------------------------------------------------ data in and out
-
-    def _validate(self, X, *, reset: bool) -> np.ndarray:
-        """``X`` as a float32/float64 array of 2 to 4 dimensions, checked against the fit."""
-        kwargs = {"dtype": [np.float64, np.float32], "allow_nd": True}
-        if reset or len(self.sample_shape_) == 1:
-            X = validate_data(self, X, reset=reset, **kwargs)
-        else:  # images: validate_data would count only the first axis as features
-            X = check_array(X, estimator=self, **kwargs)
-        if X.ndim > 4:
-            raise ValueError(
-                f"X has {X.ndim} dimensions with shape {X.shape}; expected (n_samples, "
-                "n_features), (n, H, W) or (n, H, W, C)"
-            )
-        if reset:
-            self.n_features_in_ = int(np.prod(X.shape[1:]))
-        elif X.shape[1:] != self.sample_shape_:
-            raise ValueError(
-                f"X has samples of shape {X.shape[1:]}, but {type(self).__name__} was fitted on "
-                f"samples of shape {self.sample_shape_}"
-            )
-        return X
-
-    def _fit_scaling(self, X: np.ndarray, model: BaseAutoencoder) -> None:
-        lo, hi = output_range(model.config.output_activation)
-        x_min, x_max = float(X.min()), float(X.max())
-        in_range = lo <= x_min and x_max <= hi
-        if self.scale is None and not in_range:
-            raise ValueError(_range_message(self, model, x_min, x_max, lo, hi))
-        if self.scale == "minmax" or (self.scale == "auto" and not in_range):
-            axes = layout.channel_axes(X.ndim, self.data_format)
-            self.data_min_, self.data_range_ = layout.fit_minmax(X, axes)
-        else:
-            self.data_min_ = self.data_range_ = None
-
-    @property
-    def _scaling(self) -> tuple[np.ndarray, np.ndarray] | None:
-        return None if self.data_min_ is None else (self.data_min_, self.data_range_)
-
-    def _check_range(self, X: np.ndarray) -> None:
-        """``scale=None`` refuses out-of-range input at transform time as at fit."""
-        if self.scale is None and X.size:
-            lo, hi = output_range(self.model_.config.output_activation)
-            x_min, x_max = float(X.min()), float(X.max())
-            if not (lo <= x_min and x_max <= hi):
-                raise ValueError(_range_message(self, self.model_, x_min, x_max, lo, hi))
-
-    def _to_tensor(self, X: np.ndarray, dtype=np.float32) -> torch.Tensor:
-        """Samples -> scaled ``(n, C, H, W)`` of ``dtype``."""
-        return layout.to_batch(X, self.input_shape_, self.data_format, self._scaling, dtype)
-
-    def _from_tensor(self, x: torch.Tensor, dtype) -> np.ndarray:
-        """Model output ``(n, C, H, W)`` -> unscaled samples of ``sample_shape_``."""
-        return layout.from_batch(x, self.sample_shape_, self.data_format, self._scaling, dtype)
-
-    @torch.no_grad()
-    def _map(self, fn, t: torch.Tensor) -> torch.Tensor:
-        """``fn(model, batch)`` over ``t`` in batches, in ``t``'s dtype; the result on the CPU.
-
-        float64 input runs through a float64 copy of the (float32-trained) weights: the result
-        is then the same, to float64 precision, whatever the batch (BLAS picks different float32
-        kernels for one row and for many), as scikit-learn expects of a transformer. Apple's MPS
-        has no float64, so there it stays float32.
-        """
-        model = self.model_
-        device = _device_of(model)
-        if t.dtype == torch.float64 and device.type != "mps":
-            model = copy.deepcopy(model).double()
-        else:
-            t = t.float()
-        model.eval()
-        fmt = memory_format(model) if t.ndim == 4 else torch.contiguous_format  # as in training
-        outs = [fn(model, b.to(device, memory_format=fmt)).cpu() for b in t.split(_INFER_BATCH)]
-        return torch.cat(outs) if outs else fn(model, t.to(device)).cpu()
+    @classmethod
+    def from_run(cls, run: Run, device: str | None = None) -> Autoencoder:
+        """A fitted estimator of a trained :class:`aelab.Run`: one :meth:`save` wrote (its
+        parameters, scaling and calibration restored from ``config.json``), or one of
+        ``aelab train``, which takes images ``(n, C, H, W)`` in ``[0, 1]``
+        (``data_format="channels_first"``) as it was trained on and has no threshold until
+        :meth:`set_threshold`. ``device`` moves the model (None: where it is)."""
+        section = estimator_section(run.config)
+        est = cls(**section["params"])
+        if device is not None:
+            run.model.to(resolve_device(device))
+        est.run_ = run
+        est.n_features_in_ = int(section["n_features_in"])
+        if section.get("feature_names_in") is not None:
+            est.feature_names_in_ = np.asarray(section["feature_names_in"], dtype=object)
+        est.sample_shape_ = tuple(section["sample_shape"])
+        est.input_shape_ = tuple(run.model.input_shape)
+        est.data_min_, est.data_range_ = section["scaling"]
+        scores = section.get("calibration_scores")
+        est.calibration_scores_ = None if scores is None else anomaly.calibrate(scores)
+        return est
 
     # ------------------------------------------------------------------ transforming
 
@@ -487,11 +303,8 @@ class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMi
         Z : ndarray of shape (n_samples, latent_dim)
             float32 for float32 ``X``, float64 otherwise.
         """
-        check_is_fitted(self)
-        X = self._validate(X, reset=False)
-        self._check_range(X)
-        codes = self._map(_encode, self._to_tensor(X, X.dtype))
-        return codes.numpy().astype(X.dtype, copy=False)
+        X = checked(self, X)
+        return self._map(encoded, X).numpy().astype(X.dtype, copy=False)
 
     def inverse_transform(self, X) -> np.ndarray:
         """Reconstructions from codes, in the shape and units of the data seen at fit.
@@ -513,7 +326,7 @@ class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMi
                 f"X has {Z.shape[1]} features, but {type(self).__name__} is expecting "
                 f"{self.model_.latent_dim} codes (latent_dim) as input"
             )
-        return self._from_tensor(self._map(_decode, torch.tensor(Z)), Z.dtype)
+        return self._from_tensor(self.run_.map(decoded, torch.tensor(Z)), Z.dtype)
 
     def score(self, X, y=None) -> float:
         """Negative mean squared reconstruction error per value, in ``X``'s units.
@@ -531,16 +344,14 @@ class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMi
         -------
         score : float
         """
-        check_is_fitted(self)
-        X = self._validate(X, reset=False)
-        self._check_range(X)
-        x_hat = self._map(_reconstruct, self._to_tensor(X, X.dtype))
-        x_hat = self._from_tensor(x_hat, np.float64)
+        X = checked(self, X)
+        x_hat = self._from_tensor(self._map(reconstructed, X), np.float64)
         return -float(np.mean((np.asarray(X, dtype=np.float64) - x_hat) ** 2))
 
-    @_VariationalOnly
+    @PriorOnly
     def sample(self, n_samples: int = 1, random_state=None) -> np.ndarray:
-        """Draw new samples: decode codes ``z ~ N(0, I)`` (variational models only).
+        """Draw new samples: decode codes drawn from the model's prior (models with one: the
+        variational families' N(0, I), the VQ-VAE's codebook).
 
         Parameters
         ----------
@@ -557,18 +368,36 @@ class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMi
         n = as_int(n_samples)
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"n_samples={n_samples!r} is not valid; expected an integer >= 0")
-        z = check_random_state(random_state).standard_normal((n, self.model_.latent_dim))
-        return self._from_tensor(self._map(_decode, torch.tensor(z)), np.float64)
+        z = self.model_.sample_prior(n, check_random_state(random_state))
+        return self._from_tensor(self.run_.map(decoded, torch.tensor(z)), np.float64)
+
+    # ------------------------------------------------------------------ outliers
+
+    def _scoring(self, X) -> tuple[Detector, torch.Tensor]:
+        """The detector and the checked ``X`` as the model's batch: what :class:`OutlierMixin`
+        asks of its host."""
+        X = checked(self, X)
+        return self._detector(), self._to_tensor(X, X.dtype)
+
+    def _detector(self) -> Detector:
+        """The detector of the run, its errors in ``X``'s units (the scaling undone)."""
+        units = None
+        if self.data_range_ is not None:  # per feature or channel, in the model's layout
+            full = np.broadcast_to(self.data_range_, (1, *self.sample_shape_))
+            units = layout.to_batch(full, self.input_shape_, self.data_format, None, np.float64)
+            units = units[0].numpy()
+        return Detector(self.run_, score=self.anomaly_score, units=units,
+                        calibration=self.calibration_scores_)  # fmt: skip
 
     # ------------------------------------------------------------------ files
 
     def save(self, path: str | os.PathLike, *, overwrite: bool = False) -> Path:
         """Write a run directory: ``config.json``, ``model.safetensors``, ``history.json``.
 
-        The format is ``aelab train``'s (:class:`aelab.runconfig.RunConfig`), so
-        :func:`aelab.runs.load_run` opens it; the ``"estimator"`` section of ``config.json``
-        adds the constructor parameters, the input shape and the fitted scaling. Nothing is
-        pickled.
+        The format is ``aelab train``'s (:class:`aelab.runs.RunConfig`), so
+        :func:`aelab.load_run` opens it; the ``"estimator"`` section of ``config.json`` adds the
+        constructor parameters, the input shape, the fitted scaling and the calibration scores.
+        Nothing is pickled.
 
         Parameters
         ----------
@@ -580,18 +409,13 @@ class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMi
         -------
         path : pathlib.Path
         """
-        from ._files import save
-
         check_is_fitted(self)
         return save(self, Path(path), overwrite=overwrite)
 
     @classmethod
     def load(cls, path: str | os.PathLike, device: str | None = None) -> Autoencoder:
-        """Open a run directory written by :meth:`save` (or by ``aelab train``).
-
-        A directory from ``aelab train`` has no ``"estimator"`` section; the estimator then
-        takes images ``(n, C, H, W)`` in ``[0, 1]`` (``data_format="channels_first"``), as the
-        run was trained on.
+        """Open a run directory written by :meth:`save` (or by ``aelab train``): see
+        :meth:`from_run`.
 
         Parameters
         ----------
@@ -605,34 +429,11 @@ class Autoencoder(OutlierMethods, ClassNamePrefixFeaturesOutMixin, TransformerMi
         estimator : Autoencoder
             Fitted: ``transform``, ``inverse_transform``, ``score`` work at once.
         """
-        from ._files import load
-
-        return load(cls, Path(path), device)
-
-
-def _range_message(est, model, x_min, x_max, lo, hi) -> str:
-    act = model.config.output_activation
-    return (
-        f"X has values in [{x_min:g}, {x_max:g}], but model={est.model!r} ends in "
-        f"{act or 'a linear layer'} and reconstructs only values in [{lo:g}, {hi:g}]; "
-        f"rescale X into that range or pass scale='auto' (a min-max scaling learned at fit)"
-    )
-
-
-def _encode(model: BaseAutoencoder, x: torch.Tensor) -> torch.Tensor:
-    return model.encode(x)
-
-
-def _decode(model: BaseAutoencoder, z: torch.Tensor) -> torch.Tensor:
-    return model.decode(z)
-
-
-def _reconstruct(model: BaseAutoencoder, x: torch.Tensor) -> torch.Tensor:
-    return model.decode(model.encode(x))
-
-
-def _device_of(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
+        config = RunConfig.load(path)
+        params = estimator_section(config)["params"]
+        return cls.from_run(
+            open_run(path, config, params.get("device", "auto") if device is None else device)
+        )
 
 
 __all__ = ["Autoencoder"]

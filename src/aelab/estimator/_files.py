@@ -1,8 +1,11 @@
-"""An estimator as a run directory, through the run contract (:mod:`aelab.runconfig`): the
-``"estimator"`` section of ``config.json`` keeps its parameters, input shape and scaling."""
+"""An estimator as a run directory, through the run contract (:mod:`aelab.runs.config`): the
+``"estimator"`` section of ``config.json`` keeps its parameters, input shape, scaling and
+calibration scores; :func:`estimator_section` reads it back (for
+:meth:`aelab.Autoencoder.from_run`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import numbers
 from pathlib import Path
@@ -11,13 +14,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from safetensors.torch import save as safetensors_bytes
 
-from ..runconfig import RunConfig
-from ..rundir import RunDir
-from ..runs import open_run
-from ._layout import plain
+from aelab.estimator._layout import plain
+from aelab.runs.config import RunConfig
+from aelab.runs.rundir import RunDir
 
 if TYPE_CHECKING:
-    from ._estimator import Autoencoder
+    from aelab.estimator._estimator import Autoencoder
 
 
 def save(est: Autoencoder, out: Path, *, overwrite: bool) -> Path:
@@ -35,7 +37,7 @@ def save(est: Autoencoder, out: Path, *, overwrite: bool) -> Path:
 
 
 def run_config(est: Autoencoder) -> RunConfig:
-    """The :class:`RunConfig` of a fitted estimator, with its ``"estimator"`` section."""
+    """The :class:`RunConfig` of a fitted estimator: its run's, with an ``"estimator"`` section."""
     params = {}
     for name, value in est.get_params(deep=False).items():
         if name == "random_state" and not (value is None or isinstance(value, numbers.Integral)):
@@ -57,7 +59,7 @@ def run_config(est: Autoencoder) -> RunConfig:
             "data_range": est.data_range_.ravel().tolist(),
         }
     names = getattr(est, "feature_names_in_", None)
-    scores = getattr(est, "_calibration_scores", None)
+    scores = est.calibration_scores_
     section = {
         "class": f"{type(est).__module__}.{type(est).__qualname__}",
         "params": params,
@@ -68,12 +70,45 @@ def run_config(est: Autoencoder) -> RunConfig:
         # the calibration samples' scores: the threshold at any fpr, and the p-values
         "calibration_scores": None if scores is None else scores.tolist(),
     }
-    split = {
-        "n_train": int(getattr(est, "_n_samples_fit", 0)),
-        "n_heldout": 0,
-        "image_shape": list(est.input_shape_),
-    }
-    return RunConfig.of(est.model, est.model_, est._train_config, split=split, estimator=section)
+    return dataclasses.replace(est.run_.config, estimator=section)
+
+
+def estimator_section(config: RunConfig) -> dict[str, Any]:
+    """The ``"estimator"`` section of a run's config, checked: ``params`` as the constructor
+    takes them, the sample shape, ``scaling`` as ``(data_min, data_range)`` (or ``(None,
+    None)``) and the calibration scores (None). A run of ``aelab train`` has none: its section
+    is the one it implies."""
+    section = dict(config.estimator or _section_of_a_training_run(config))
+    source = "config.json"
+    try:
+        params = dict(section["params"])
+        if params.get("hidden") is not None:
+            params["hidden"] = tuple(params["hidden"])
+        if params.get("model_params") is not None:
+            params["model_params"] = {
+                k: tuple(v) if isinstance(v, list) else v for k, v in params["model_params"].items()
+            }
+        scaling = section.get("scaling")
+        if scaling is None:
+            section["scaling"] = (None, None)
+        else:
+            shape = tuple(scaling["shape"])
+            section["scaling"] = tuple(
+                np.asarray(scaling[k], dtype=np.float64).reshape(shape)
+                for k in ("data_min", "data_range")
+            )
+        section["sample_shape"] = tuple(int(s) for s in section["sample_shape"])
+        section["n_features_in"] = int(section["n_features_in"])
+    except (KeyError, TypeError, ValueError, AttributeError) as e:
+        raise ValueError(f"{source}: 'estimator' is not valid ({e})") from None
+    section["params"] = params
+    scores = section.get("calibration_scores")
+    if scores is not None:  # none in a run of aelab train, or of aelab before 0.3
+        if not isinstance(scores, list) or not all(
+            isinstance(v, (int, float)) and not isinstance(v, bool) for v in scores
+        ):
+            raise ValueError(f"{source}: 'calibration_scores' is not a list of numbers")
+    return section
 
 
 def _section_of_a_training_run(config: RunConfig) -> dict[str, Any]:
@@ -100,42 +135,3 @@ def _section_of_a_training_run(config: RunConfig) -> dict[str, Any]:
         "sample_shape": list(mc.input_shape),
         "scaling": None,
     }
-
-
-def load(cls: type[Autoencoder], path: Path, device: str | None) -> Autoencoder:
-    """Open a run directory written by ``save`` or by ``aelab train`` as a fitted estimator."""
-    config = RunConfig.load(path)
-    section = config.estimator or _section_of_a_training_run(config)
-    params = dict(section["params"])
-    if params.get("hidden") is not None:
-        params["hidden"] = tuple(params["hidden"])
-    if params.get("model_params") is not None:
-        params["model_params"] = {
-            k: tuple(v) if isinstance(v, list) else v for k, v in params["model_params"].items()
-        }
-    est = cls(**params)
-    run = open_run(path, config, device if device is not None else est.device)
-    est.model_ = run.model  # in eval mode, in the layout fit trained in
-    est.history_ = run.history
-    est.n_features_in_ = int(section["n_features_in"])
-    if section.get("feature_names_in") is not None:
-        est.feature_names_in_ = np.asarray(section["feature_names_in"], dtype=object)
-    est.sample_shape_ = tuple(section["sample_shape"])
-    est.input_shape_ = tuple(run.model.input_shape)
-    scaling = section.get("scaling")
-    if scaling is None:
-        est.data_min_ = est.data_range_ = None
-    else:
-        shape = tuple(scaling["shape"])
-        est.data_min_ = np.asarray(scaling["data_min"], dtype=np.float64).reshape(shape)
-        est.data_range_ = np.asarray(scaling["data_range"], dtype=np.float64).reshape(shape)
-    scores = section.get("calibration_scores")
-    if scores is not None:  # none in a run of aelab train, or of aelab before 0.3
-        if not isinstance(scores, list) or not all(isinstance(v, (int, float)) for v in scores):
-            raise ValueError(
-                f"{path / 'config.json'}: 'calibration_scores' is not a list of numbers"
-            )
-        est._set_calibration(np.asarray(scores, dtype=np.float64))
-    est._train_config = config.train
-    est._n_samples_fit = int(config.split.get("n_train", 0))
-    return est

@@ -1,5 +1,6 @@
-"""How the estimator's samples become the model's ``(n, C, H, W)`` batches and back: layouts of
-tables and images, and the min-max scaling into the range the model's output layer produces."""
+"""How the estimator's samples become the model's ``(n, C, H, W)`` batches and back: the checks
+of what a user passes, layouts of tables and images, and the min-max scaling into the range the
+model's output layer produces."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_array, check_is_fitted
 
 SCALES = ("auto", "minmax", None)
 DATA_FORMATS = ("channels_last", "channels_first")
@@ -120,3 +122,70 @@ def seed_of(random_state: Any) -> int:
         check_random_state(int(random_state))  # the same range checks as scikit-learn
         return int(random_state)
     return int(check_random_state(random_state).randint(np.iinfo(np.int32).max))
+
+
+try:  # scikit-learn >= 1.6
+    from sklearn.utils.validation import validate_data
+except ImportError:  # pragma: no cover - older scikit-learn
+
+    def validate_data(estimator, X, **kwargs):
+        return estimator._validate_data(X, **kwargs)
+
+
+def validate(est: Any, X: Any, *, reset: bool) -> np.ndarray:
+    """``X`` as a float32/float64 array of 2 to 4 dimensions, checked against the fit."""
+    kwargs = {"dtype": [np.float64, np.float32], "allow_nd": True}
+    if reset or len(est.sample_shape_) == 1:
+        X = validate_data(est, X, reset=reset, **kwargs)
+    else:  # images: validate_data would count only the first axis as features
+        X = check_array(X, estimator=est, **kwargs)
+    if X.ndim > 4:
+        raise ValueError(
+            f"X has {X.ndim} dimensions with shape {X.shape}; expected (n_samples, "
+            "n_features), (n, H, W) or (n, H, W, C)"
+        )
+    if reset:
+        est.n_features_in_ = int(np.prod(X.shape[1:]))
+    elif X.shape[1:] != est.sample_shape_:
+        raise ValueError(
+            f"X has samples of shape {X.shape[1:]}, but {type(est).__name__} was fitted on "
+            f"samples of shape {est.sample_shape_}"
+        )
+    return X
+
+
+def checked(est: Any, X: Any) -> np.ndarray:
+    """``X`` after fit: validated, and within the range the model takes (``scale=None``)."""
+    check_is_fitted(est)
+    X = validate(est, X, reset=False)
+    if est.scale is None and X.size:
+        lo, hi = output_range(est.model_.config.output_activation)
+        x_min, x_max = float(X.min()), float(X.max())
+        if not (lo <= x_min and x_max <= hi):
+            raise ValueError(
+                _range_message(est, est.model_.config.output_activation, x_min, x_max, lo, hi)
+            )
+    return X
+
+
+def fit_scaling(
+    est: Any, X: np.ndarray, activation: str | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """``(data_min, data_range)`` as ``est.scale`` asks for an output layer ending in
+    ``activation`` (both None: no scaling)."""
+    lo, hi = output_range(activation)
+    x_min, x_max = float(X.min()), float(X.max())
+    in_range = lo <= x_min and x_max <= hi
+    if est.scale is None and not in_range:
+        raise ValueError(_range_message(est, activation, x_min, x_max, lo, hi))
+    if est.scale == "minmax" or (est.scale == "auto" and not in_range):
+        return fit_minmax(X, channel_axes(X.ndim, est.data_format))
+    return None, None
+
+
+def _range_message(est, act, x_min, x_max, lo, hi) -> str:
+    return (
+        f"X has values in [{x_min:g}, {x_max:g}], but model={est.model!r} ends in "
+        f"{act or 'a linear layer'} and reconstructs only values in [{lo:g}, {hi:g}]; "
+        f"rescale X into that range or pass scale='auto' (a min-max scaling learned at fit)"
+    )

@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import conv, dense, variational  # noqa: F401  (the notebook's five register first)
-from .base import BaseAutoencoder, ModelConfig, ModelOutput, flat_size
+from .base import BaseAutoencoder, ModelConfig, flat_size
 from .registry import QuickBudget, Recipe, register_family, register_model
 
 POSES = {"none": 0, "shift": 2, "similarity": 4, "affine": 6}  # code units the warp takes
@@ -182,13 +182,6 @@ class AlignedAutoencoder(BaseAutoencoder):
                 z.grad = grad
                 opt.step()
         return z.detach()
-
-    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> ModelOutput:
-        target = x if target is None else target
-        z = self.encode(x)
-        x_hat = self.decode(z)
-        recon = F.mse_loss(x_hat, target)
-        return ModelOutput(recon, recon, recon.new_zeros(()), x_hat, z)
 
     def weight_images(self) -> tuple:
         """The basis (what each appearance unit paints) for both encoder and decoder: the

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._fields import from_fields
+from aelab.utils.fields import from_fields
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
@@ -99,8 +99,9 @@ class BaseAutoencoder(nn.Module):
     # Capabilities: what the CLI, the estimator and the report ask of a family (never its name).
     input_layout: ClassVar[str] = "any"  # "any": any (C, H, W), a table as (1, 1, n); "image":
     #   spatial grids only (convolutions): the estimator refuses 2-D tables for these
-    variational: ClassVar[bool] = False  # posterior(x) -> (mu, logvar); codes drawn from the
-    #   prior N(0, I) decode to new samples (the estimator's sample(), the report's manifold)
+    variational: ClassVar[bool] = False  # posterior(x) -> (mu, logvar); the ELBO as a score
+    has_prior: ClassVar[bool] = False  # sample_prior(n, rng) draws codes that decode to new
+    #   samples (the estimator's sample(), the explorer's random code)
     discrete_codes: ClassVar[bool] = False  # codes index a codebook: no random or PCA codes
     draws_weights: ClassVar[bool] = False  # weight_images(): first and last layers as images
     needs_data_init: ClassVar[bool] = False  # init_from_data(x): the Trainer calls it with the
@@ -129,13 +130,42 @@ class BaseAutoencoder(nn.Module):
         return self.decoder(z)
 
     def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> ModelOutput:
-        """Reconstruct ``x``; the loss compares with ``target`` (``x`` itself by default)."""
+        """Reconstruct ``x``; the loss compares with ``target`` (``x`` itself by default) and
+        adds the family's regulariser (:meth:`training_code`)."""
         target = x if target is None else target
-        z = self.encode(x)
+        z, reg = self.training_code(x)
         x_hat = self.decode(z)
         recon = F.mse_loss(x_hat, target)
-        zero = recon.new_zeros(())
-        return ModelOutput(recon, recon, zero, x_hat, z)
+        if reg is None:
+            return ModelOutput(recon, recon, recon.new_zeros(()), x_hat, z)
+        return ModelOutput(recon + reg, recon, reg, x_hat, z)
+
+    def training_code(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The code ``(B, latent_dim)`` the decoder sees while training (a variational family
+        samples it, a quantised one snaps it to its codebook) and the weighted regulariser the
+        family adds to the reconstruction error (None: none). By default the code is
+        :meth:`encode`'s and there is no regulariser."""
+        return self.encode(x), None
+
+    def sample_prior(self, n: int, random_state: np.random.Generator) -> np.ndarray:
+        """``n`` codes ``(n, latent_dim)`` drawn from the family's prior, which decode to new
+        samples; ``random_state`` is a numpy ``Generator`` or ``RandomState``. Only for families
+        with ``has_prior``."""
+        raise NotImplementedError(
+            f"{type(self).__name__} has no prior to draw codes from (has_prior is False)"
+        )
+
+    def export_encode(self, x: torch.Tensor, logvar: bool = False) -> tuple[torch.Tensor, ...]:
+        """What an exported encoder graph computes from ``x``: ``(z,)``, or with ``logvar`` a
+        variational family's ``(mu, logvar)``. A family whose :meth:`encode` freezes the batch
+        size when traced writes it here without doing so."""
+        if logvar:
+            if not self.variational:
+                raise ValueError(
+                    f"logvar=True is not valid for family {self.family!r}: not variational"
+                )
+            return tuple(self.posterior(x))
+        return (self.encode(x),)
 
     def reset_parameters(self) -> None:
         """Glorot-uniform weights and zero biases, as Keras initialises its layers.

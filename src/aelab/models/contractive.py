@@ -22,10 +22,9 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .base import ModelOutput, check_nonnegative
+from .base import check_nonnegative
 from .dense import DENSE_QUICK, DENSE_SCHEDULE, DenseAutoencoder, DenseConfig
 from .registry import Recipe, register_family, register_model
 
@@ -92,13 +91,9 @@ class ContractiveAutoencoder(DenseAutoencoder):
         z = self.encode(x) if z is None else z
         return sigmoid_layer_norm(z, self.encoder[1][0].weight)  # Flatten, mlp(Linear, Sigmoid)
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> ModelOutput:
-        target = x if target is None else target
+    def training_code(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         z = self.encode(x)
-        x_hat = self.decode(z)
-        recon = F.mse_loss(x_hat, target)
-        reg = self.config.lam * self.contraction(x, z).mean()
-        return ModelOutput(recon + reg, recon, reg, x_hat, z)
+        return z, self.config.lam * self.contraction(x, z).mean()
 
 
 # The notebook's dense schedule (its models 1 and 2): 400 epochs of batch 80, Adam.

@@ -20,9 +20,8 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-import torch.nn.functional as F
 
-from .base import ModelOutput, check_nonnegative, is_number
+from .base import check_nonnegative, is_number
 from .dense import DENSE_QUICK, DENSE_SCHEDULE, DenseAutoencoder, DenseConfig
 from .registry import Recipe, register_family, register_model
 
@@ -113,19 +112,13 @@ class SparseAutoencoder(DenseAutoencoder):
         z = super().encode(x - self.input_mean)  # (B, latent_dim)
         return top_k(z, self.config.k) if self.config.penalty == "topk" else z
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> ModelOutput:
-        target = x if target is None else target
-        z = self.encode(x)
-        x_hat = self.decode(z)
-        recon = F.mse_loss(x_hat, target)
-        c = self.config
+    def training_code(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        z, c = self.encode(x), self.config
         if c.penalty == "l1":
-            reg = c.l1 * z.abs().mean()
-        elif c.penalty == "kl":
-            reg = c.beta * kl_sparsity(z, c.rho)
-        else:  # topk: the sparsity is in encode
-            reg = recon.new_zeros(())
-        return ModelOutput(recon + reg, recon, reg, x_hat, z)
+            return z, c.l1 * z.abs().mean()
+        if c.penalty == "kl":
+            return z, c.beta * kl_sparsity(z, c.rho)
+        return z, None  # topk: the sparsity is in encode
 
     @torch.no_grad()
     def extra_metrics(self, x: torch.Tensor) -> dict[str, float]:

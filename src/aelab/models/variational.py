@@ -21,11 +21,11 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
+import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from .base import BaseAutoencoder, ModelOutput, check_nonnegative, flat_size
+from .base import BaseAutoencoder, check_nonnegative, flat_size
 from .conv import CONV_QUICK, ConvConfig, conv_decoder, conv_encoder_body
 from .dense import DenseConfig, mlp
 from .layers import FullPrecisionLinear
@@ -110,6 +110,7 @@ def _ramp(epoch: int | None, epochs: int) -> float:
 
 class _Variational(BaseAutoencoder):
     variational = True
+    has_prior = True
     # Codes decoded for extra_metrics' nll, which draws nll_budget // N samples per image (at
     # least 1, at most NLL_SAMPLES): 4,000 take about 1 s through the dense VAE on 64x64 images on
     # a 2-core CPU (k=1000 on 40 images took 10 s, so the estimate stops at k=100 there)
@@ -138,18 +139,17 @@ class _Variational(BaseAutoencoder):
     def encode(self, x: torch.Tensor) -> torch.Tensor:
         return self.encoder(x)[0]
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> ModelOutput:
-        target = x if target is None else target
+    def training_code(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         mu, logvar = self.encoder(x)
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # reparameterisation trick
-        x_hat = self.decoder(z)
-        recon = F.mse_loss(x_hat, target)
         kl = kl_per_unit(mu, logvar)  # (B, d)
         if self.config.capacity:  # |KL - C| per image, rescaled like the mean over units
-            reg = self.kl_weight * (kl.sum(1).mean() - self.kl_target).abs() / kl.shape[1]
-        else:
-            reg = self.kl_weight * kl.mean()
-        return ModelOutput(recon + reg, recon, reg, x_hat, z)
+            return z, self.kl_weight * (kl.sum(1).mean() - self.kl_target).abs() / kl.shape[1]
+        return z, self.kl_weight * kl.mean()
+
+    def sample_prior(self, n: int, random_state: np.random.Generator) -> np.ndarray:
+        """``n`` codes from the prior N(0, I), float64 ``(n, latent_dim)``."""
+        return random_state.standard_normal((n, self.latent_dim))
 
     @torch.no_grad()
     def extra_metrics(self, x: torch.Tensor) -> dict[str, float]:

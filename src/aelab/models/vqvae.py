@@ -22,12 +22,14 @@ from __future__ import annotations
 
 import dataclasses
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import distributed
-from .base import BaseAutoencoder, ModelOutput, check_nonnegative
+from aelab.utils import distributed
+
+from .base import BaseAutoencoder, check_nonnegative
 from .conv import CONV_QUICK, ConvConfig, conv_decoder, conv_encoder_body
 from .layers import FullPrecisionLinear, no_autocast
 from .registry import Recipe, register_family, register_model
@@ -124,6 +126,7 @@ class VQVAE(BaseAutoencoder):
     family = "vqvae"
     input_layout = "image"
     discrete_codes = True
+    has_prior = True
 
     def __init__(self, config: VQVAEConfig) -> None:
         super().__init__(config)
@@ -147,27 +150,25 @@ class VQVAE(BaseAutoencoder):
         """The codebook index of each slot, ``(B, latent_dim // code_dim)``."""
         return self._quantize(x)[1]
 
-    def forward(self, x: torch.Tensor, target: torch.Tensor | None = None) -> ModelOutput:
-        target = x if target is None else target
+    def training_code(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         z, _, commitment = self._quantize(x, update=self.training)
-        x_hat = self.decoder(z)
-        recon = F.mse_loss(x_hat, target)
-        reg = self.config.beta * commitment
-        return ModelOutput(recon + reg, recon, reg, x_hat, z)
+        return z, self.config.beta * commitment
+
+    def export_encode(self, x: torch.Tensor, logvar: bool = False) -> tuple[torch.Tensor, ...]:
+        if logvar:
+            return super().export_encode(x, logvar)
+        # encode() reshapes by len(x), which torch.jit.trace would freeze
+        z_e = self.encoder(x).reshape(-1, self.config.code_dim)  # (B * slots, code_dim)
+        return (self.quantizer(z_e)[0].reshape(-1, self.latent_dim),)  # (B, latent_dim)
 
     @torch.no_grad()
-    def sample_codes(
-        self, n: int, x: torch.Tensor | None = None, generator: torch.Generator | None = None
-    ) -> torch.Tensor:
-        """``n`` codes ``(n, latent_dim)`` for :meth:`decode`: each slot's code drawn on its own,
-        from its frequencies on images ``x`` (uniformly without ``x``); no learned prior."""
+    def sample_prior(self, n: int, random_state: np.random.Generator) -> np.ndarray:
+        """``n`` codes ``(n, latent_dim)``: each slot's code drawn uniformly from the codebook,
+        on its own (the prior the VQ-VAE trains under; no learned prior)."""
         slots, k = self.latent_dim // self.config.code_dim, self.config.codebook_size
-        if x is None:
-            freq = torch.ones(slots, k, device=self.quantizer.codebook.device)  # (slots, K)
-        else:
-            freq = F.one_hot(self.code_indices(x), k).sum(0).float()  # (B, slots, K) -> counts
-        idx = torch.multinomial(freq, n, replacement=True, generator=generator).T  # (n, slots)
-        return self.quantizer.codebook[idx].reshape(n, -1)
+        idx = np.minimum((random_state.random((n, slots)) * k).astype(np.int64), k - 1)
+        codebook = self.quantizer.codebook.detach().cpu().double().numpy()  # (K, D)
+        return codebook[idx].reshape(n, -1)
 
     @torch.no_grad()
     def extra_metrics(self, x: torch.Tensor) -> dict[str, float]:

@@ -12,7 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
 
-from ..generate import code_image_shape
+from aelab.analysis.generate import code_image_shape
 
 ValueRange = tuple[float, float] | None
 

@@ -1,0 +1,363 @@
+"""``aelab explore``: the explorer's page and its JSON API, on Starlette under uvicorn.
+
+The page sends codes, never images: ``POST /api/models/{model}/decode`` with ``{"code": [...]}``
+answers a PNG. Decoding runs in this process, on the model's device, in one worker thread (a
+model is never used by two threads at once), and the requests that arrive while it is busy are
+decoded together as one batch (:class:`Batcher`). Every request is checked and a bad one is
+answered with a 4xx status and ``{"error": "<one line>"}``; the only files served are the
+page's own three, named in :data:`STATIC` (no path from a request reaches the file system).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import json
+import math
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from typing import Any
+
+import numpy as np
+
+from aelab.apps.explorer.space import (
+    MAX_UPLOAD_BYTES,
+    SPRITE_COLUMNS,
+    ImageTooLarge,
+    LatentSpace,
+    UnsupportedImage,
+    png,
+    to_uint8,
+)
+
+STATIC = {  # URL name -> (package file, media type)
+    "explore.js": ("explore.js", "text/javascript; charset=utf-8"),
+    "explore.css": ("explore.css", "text/css; charset=utf-8"),
+}
+MAX_JSON_BYTES = 1 << 20
+MAX_BATCH = 64
+UPLOAD_TYPES = (
+    "image/png", "image/jpeg", "image/x-portable-graymap", "image/x-portable-pixmap",
+    "image/x-portable-anymap", "image/x-portable-bitmap", "application/octet-stream",
+)  # fmt: skip
+LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "[::1]")
+SECURITY_HEADERS = {
+    # everything from this server, nothing inline, nothing from a CDN
+    "content-security-policy": "default-src 'self'; img-src 'self' data: blob:; "
+    "script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors 'none'",
+    "x-content-type-options": "nosniff",
+    "referrer-policy": "no-referrer",
+}
+
+
+class HostCheck:
+    """ASGI middleware: answers only requests whose Host header names an allowed host (so that
+    a web page elsewhere cannot reach a loopback server through DNS rebinding)."""
+
+    def __init__(self, app, hosts: Sequence[str]):
+        self.app = app
+        self.hosts = set(hosts)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and "*" not in self.hosts:
+            from starlette.datastructures import Headers
+            from starlette.responses import JSONResponse
+
+            host = Headers(scope=scope).get("host", "")
+            name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
+            if name not in self.hosts:
+                message = f"Host={host!r} is not this server; allowed: {', '.join(self.hosts)}"
+                await JSONResponse({"error": message}, 400)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
+class Refused(Exception):
+    """A request answered with ``status`` and a one-line JSON error."""
+
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _asset(name: str) -> bytes:
+    return resources.files(__package__).joinpath("static", name).read_bytes()
+
+
+class Batcher:
+    """Decodes codes in one worker thread; requests that pile up while it works go together.
+
+    ``largest`` is the largest batch decoded so far (a test checks that piling up batches).
+    """
+
+    def __init__(self, executor: ThreadPoolExecutor, max_batch: int = MAX_BATCH):
+        self.executor = executor
+        self.max_batch = max_batch
+        self.queue: list[tuple[LatentSpace, np.ndarray, asyncio.Future]] = []
+        self.busy = False
+        self.task: asyncio.Task | None = None
+        self.batches = 0
+        self.largest = 0
+
+    async def decode(self, space: LatentSpace, code: np.ndarray) -> bytes:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.queue.append((space, code, future))
+        if not self.busy:
+            self.busy = True
+            self.task = loop.create_task(self._work())  # kept: a task nobody holds may vanish
+        return await future
+
+    async def _work(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.queue:
+                batch, self.queue = self.queue[: self.max_batch], self.queue[self.max_batch :]
+                self.batches += 1
+                self.largest = max(self.largest, len(batch))
+                try:
+                    images = await loop.run_in_executor(self.executor, _decode_batch, batch)
+                except Exception as e:  # the model failed: every waiting request learns why
+                    for *_, future in batch:
+                        if not future.done():
+                            future.set_exception(e)
+                    continue
+                for (*_, future), image in zip(batch, images):
+                    if not future.done():  # a client that left has cancelled its future
+                        future.set_result(image)
+        finally:
+            self.busy = False
+
+
+def _decode_batch(batch: Sequence[tuple[LatentSpace, np.ndarray, Any]]) -> list[bytes]:
+    """PNGs of the batch's codes, one decoder call per model."""
+    out: list[bytes | None] = [None] * len(batch)
+    by_space: dict[int, list[int]] = {}
+    for i, (space, _, _) in enumerate(batch):
+        by_space.setdefault(id(space), []).append(i)
+    for rows in by_space.values():
+        space = batch[rows[0]][0]
+        pixels = space.decode(np.concatenate([batch[i][1] for i in rows]))
+        for i, p in zip(rows, pixels):
+            out[i] = png(p)
+    return out  # type: ignore[return-value]
+
+
+def _data_url(pixels: np.ndarray) -> str:
+    return "data:image/png;base64," + base64.b64encode(png(pixels)).decode("ascii")
+
+
+async def _body(request, limit: int) -> bytes:
+    """The request's body, refused with 413 beyond ``limit`` bytes (before it is all read)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.isdigit():
+            raise Refused(400, f"Content-Length={declared!r} is not a number of bytes")
+        if int(declared) > limit:
+            raise Refused(413, f"body of {int(declared):,} bytes; allowed: at most {limit:,}")
+    chunks, size = [], 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Refused(413, f"body of more than {limit:,} bytes; allowed: at most {limit:,}")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _json(request) -> dict[str, Any]:
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    if kind != "application/json":
+        raise Refused(415, f"Content-Type={kind or 'none'!r}; allowed: application/json")
+    try:
+        body = json.loads(await _body(request, MAX_JSON_BYTES))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise Refused(400, "body is not valid JSON") from None
+    except RecursionError:
+        raise Refused(400, 'body nests too deep; expected {"code": [numbers]}') from None
+    if not isinstance(body, dict):
+        raise Refused(400, 'body is not a JSON object; expected {"code": [numbers]}')
+    return body
+
+
+def _number(params, name: str, default: float | None = None) -> float:
+    value = params.get(name)
+    if value is None:
+        if default is None:
+            raise Refused(400, f"{name} is missing; expected a number")
+        return default
+    try:
+        out = float(value)
+    except ValueError:
+        raise Refused(400, f"{name}={value!r} is not a number") from None
+    if not math.isfinite(out):
+        raise Refused(400, f"{name}={value!r} is not a finite number")
+    return out
+
+
+def create_app(spaces: dict[str, LatentSpace], *, allowed_hosts: Sequence[str] | None = None):
+    """The Starlette application serving ``spaces`` (model name -> latent space).
+
+    ``allowed_hosts``: the Host headers answered (the loopback names by default, so that a web
+    page elsewhere cannot reach this server through DNS rebinding); ``["*"]`` for any.
+    """
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.middleware import Middleware
+    from starlette.responses import JSONResponse, Response
+    from starlette.routing import Route
+
+    executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aelab-model")
+    # maps (t-SNE takes seconds) and thumbnails need codes and pixels, not the model: another
+    # thread, so that slow ones never hold up a decode
+    arrays = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aelab-arrays")
+    batcher = Batcher(executor)
+
+    def space(request) -> LatentSpace:
+        name = request.path_params["model"]
+        if name not in spaces:
+            raise Refused(404, f"model={name!r} is not one of: {', '.join(spaces)}")
+        return spaces[name]
+
+    async def compute(fn, *args, pool: ThreadPoolExecutor = executor):
+        try:
+            return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
+        except UnsupportedImage as e:
+            raise Refused(415, str(e)) from None
+        except ImageTooLarge as e:
+            raise Refused(413, str(e)) from None
+        except ValueError as e:
+            raise Refused(400, str(e)) from None
+
+    def respond(content: bytes, media_type: str, cache: bool = False) -> Response:
+        headers = dict(SECURITY_HEADERS)
+        headers["cache-control"] = "max-age=3600" if cache else "no-store"
+        return Response(content, media_type=media_type, headers=headers)
+
+    def answer(payload: dict[str, Any]) -> Response:
+        return respond(json.dumps(payload).encode("utf-8"), "application/json")
+
+    async def index(request):
+        return respond(_asset("index.html"), "text/html; charset=utf-8")
+
+    async def static(request):
+        name = request.path_params["name"]
+        if name not in STATIC:
+            raise Refused(404, f"no file {name!r} here")
+        file, media = STATIC[name]
+        return respond(_asset(file), media)
+
+    async def models(request):
+        return answer({"models": list(spaces)})
+
+    async def describe(request):
+        s = space(request)
+        out = s.describe()
+        out["thumbnail"] = list(s.thumbnail_size())
+        out["sprite_columns"] = SPRITE_COLUMNS
+        return answer(out)
+
+    async def points(request):
+        s = space(request)
+        method = request.query_params.get("method", "pca")
+        return answer(await compute(s.points, method, pool=arrays))
+
+    async def sprite(request):
+        s = space(request)
+        data, _, _ = await compute(s.sprite, pool=arrays)
+        return respond(data, "image/png", cache=True)
+
+    async def decode(request):
+        s = space(request)
+        body = await _json(request)
+        if "code" not in body:
+            raise Refused(400, 'body has no "code"; expected {"code": [numbers]}')
+        try:
+            code = s.check_codes(body["code"])
+        except ValueError as e:
+            raise Refused(400, str(e)) from None
+        if len(code) != 1:
+            raise Refused(400, f"code holds {len(code)} codes; expected one")
+        return respond(await batcher.decode(s, code), "image/png")
+
+    def _start(s: LatentSpace, x: np.ndarray) -> dict[str, Any]:
+        code = s.encode(x[None])
+        recon = s.decode(code.astype(np.float32))[0]
+        original = to_uint8(x[None])[0]
+        return {"code": code[0].tolist(), "original": _data_url(original),
+                "reconstruction": _data_url(recon)}  # fmt: skip
+
+    async def image(request):
+        s = space(request)
+        raw = request.path_params["index"]
+        if not raw.isdigit():
+            raise Refused(400, f"image={raw!r} is not valid; expected an index")
+        try:
+            x = s.image(int(raw))
+        except ValueError as e:
+            raise Refused(404, str(e)) from None
+        return answer(await compute(_start, s, x))
+
+    async def encode(request):
+        s = space(request)
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if kind not in UPLOAD_TYPES:
+            raise Refused(415, f"Content-Type={kind or 'none'!r}; allowed: PNG, JPEG or PGM/PPM")
+        data = await _body(request, MAX_UPLOAD_BYTES)
+        if not data:
+            raise Refused(400, "the body is empty; expected an image file")
+        x = await compute(s.read_image, data)
+        return answer(await compute(_start, s, x))
+
+    async def random(request):
+        s = space(request)
+        seed = _number(request.query_params, "seed", 0.0)
+        if seed != int(seed) or not 0 <= seed < 2**32:
+            raise Refused(400, f"seed={seed:g} is not valid; expected an integer 0 to 2**32-1")
+        approach = request.query_params.get("approach", "units")
+        code = await compute(s.random_code, approach, int(seed))
+        return answer({"code": np.asarray(code).tolist()})
+
+    async def refused(request, exc: Refused):
+        return JSONResponse({"error": str(exc)}, exc.status, headers=SECURITY_HEADERS)
+
+    async def http_error(request, exc: HTTPException):
+        path = request.url.path
+        message = {404: f"no such page: {path}",
+                   405: f"method {request.method} is not allowed on {path}"}  # fmt: skip
+        text = message.get(exc.status_code, str(exc.detail))
+        return JSONResponse({"error": text}, exc.status_code, headers=SECURITY_HEADERS)
+
+    async def failed(request, exc: Exception):  # a bug, never a traceback to the client
+        return JSONResponse({"error": f"internal error: {type(exc).__name__}"}, 500)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(app):
+        yield
+        for pool in (executor, arrays):
+            pool.shutdown(wait=False, cancel_futures=True)
+
+    m = "/api/models/{model}"
+    routes = [
+        Route("/", index),
+        Route("/static/{name}", static),
+        Route("/api/models", models),
+        Route(m, describe),
+        Route(m + "/points", points),
+        Route(m + "/sprite.png", sprite),
+        Route(m + "/decode", decode, methods=["POST"]),
+        Route(m + "/images/{index}", image),
+        Route(m + "/encode", encode, methods=["POST"]),
+        Route(m + "/random", random),
+    ]
+    hosts = list(allowed_hosts) if allowed_hosts else list(LOOPBACK_HOSTS)
+    app = Starlette(
+        routes=routes,
+        middleware=[Middleware(HostCheck, hosts=hosts)],
+        exception_handlers={Refused: refused, HTTPException: http_error, Exception: failed},
+        lifespan=lifespan,
+    )
+    app.state.batcher = batcher
+    app.state.spaces = spaces
+    return app

@@ -1,0 +1,161 @@
+"""``aelab run``: the workshop notebook in one command.
+
+Trains the five models (each a sub-run as ``aelab train`` writes it) on one shared split, then
+builds ``metrics.json``, ``figures/`` and ``report.html`` with :mod:`aelab.apps.report`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from aelab.apps.report import build_report
+from aelab.data.prepare import Split, prepare_data
+from aelab.data.spec import DataSpec
+from aelab.models import MODELS
+from aelab.runs.config import RunConfig
+from aelab.runs.manifest import Manifest
+from aelab.runs.run import check_split
+from aelab.runs.rundir import RunDir
+from aelab.runs.training import resume_run, train_run
+from aelab.runs.workshop import WORKSHOP_FILE, WorkshopRecord
+from aelab.training.config import TrainConfig
+from aelab.training.recipes import SCHEDULES, resolve
+from aelab.training.tracking import parse_log
+
+WORKSHOP_MODELS = ("shallow", "deep", "conv", "denoising", "vae")
+
+
+def check_models(models: list[str] | tuple[str, ...]) -> list[str]:
+    models = list(models)
+    unknown = [m for m in models if m not in MODELS]
+    if unknown or not models:
+        raise ValueError(
+            f"models={','.join(models)!r} is not valid; allowed: a comma-separated list of "
+            f"{', '.join(MODELS)}"
+        )
+    return models
+
+
+def run_workshop(
+    data: DataSpec,
+    out: str | os.PathLike | None,
+    *,
+    schedule: str = "quick",
+    models: list[str] | tuple[str, ...] = WORKSHOP_MODELS,
+    train: Mapping[str, Any] | None = None,
+    overwrite: bool = False,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+    report: bool = True,
+    split: Split | None = None,
+    tracking: Any = None,
+) -> dict[str, Any]:
+    """Train ``models`` on one split of ``data`` into ``out/<model>/``, then write the report.
+
+    ``schedule`` is ``quick`` or ``seed`` (:mod:`aelab.training.recipes`); ``train`` holds
+    :class:`~aelab.TrainConfig` fields given to every model on top of its schedule, e.g.
+    ``{"seed": 1, "device": "cpu", "epochs": 3}`` (``epochs``: a quick look). ``out`` is claimed
+    as :func:`aelab.runs.train_run` claims a run's folder (locked; an earlier workshop replaced
+    only with ``overwrite``, once this one is whole). An interrupted workshop continues with
+    :func:`resume_workshop`. ``tracking`` names experiment trackers, as ``log`` does for
+    :func:`aelab.runs.train_run`: each model logs as its own run (TensorBoard: ``DIR/<model>``).
+    Returns the workshop record (also ``out/workshop.json``) as a dict, with ``out``.
+    """
+    log = log or (lambda _msg: None)
+    targets = parse_log(tracking)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"schedule={schedule!r} is not valid; allowed: {', '.join(SCHEDULES)}")
+    models = check_models(models)
+    if split is None:
+        split = prepare_data(data)
+    record = WorkshopRecord(models, data, schedule, dict(train or {}))
+    configs = _configs(record, split)  # validated before anything is written
+    with RunDir.create(out, kind="workshop", overwrite=overwrite, stem="workshop") as rundir:
+        rundir.manifest.runs = list(models)
+        rundir.write_json(WORKSHOP_FILE, record.to_dict())
+        for note in split.train.notes:
+            log(note)
+        log(
+            f"{len(split.train)} training and {len(split.heldout)} held-out images of "
+            f"{'x'.join(map(str, split.train.image_shape))} from {data.source}; "
+            f"schedule {schedule}"
+        )
+        _train_models(rundir, record, configs, split, progress, log, targets, resume=False)
+        if report:
+            _report(rundir, split, log)
+    return {**record.to_dict(), "out": str(rundir.target)}
+
+
+def resume_workshop(
+    out: str | os.PathLike,
+    *,
+    data_home: str | None = None,
+    progress: bool | None = None,
+    log: Callable[[str], None] | None = None,
+    report: bool = True,
+    tracking: Any = None,
+) -> dict[str, Any]:
+    """Finish the workshop in ``out``: models already trained are kept as they are, one that was
+    interrupted continues from its last checkpoint, the others train; then the report.
+
+    The data is read again as ``workshop.json`` describes it, from ``data_home`` (the user's, never
+    one the folder's files name), and checked against each model's record of its split.
+    """
+    log = log or (lambda _msg: None)
+    targets = parse_log(tracking)
+    with RunDir.resume(out, kind="workshop") as rundir:
+        record = WorkshopRecord.read(rundir.path, rundir.manifest)
+        data, _, _ = record.resumable(str(rundir.path / WORKSHOP_FILE), data_home)
+        record.data = data
+        check_models(record.models)
+        split = prepare_data(data)
+        configs = _configs(record, split)
+        _train_models(rundir, record, configs, split, progress, log, targets, resume=True)
+        if report:
+            _report(rundir, split, log)
+    return {**record.to_dict(), "out": str(rundir.target)}
+
+
+def _configs(record: WorkshopRecord, split: Split) -> dict[str, TrainConfig]:
+    shape, n = split.train.image_shape, len(split.train)
+    return {
+        name: resolve(
+            name, shape, schedule_name=record.schedule, n_train=n, train=record.settings
+        ).train
+        for name in record.models
+    }
+
+
+def _train_models(rundir, record, configs, split, progress, log, targets, *, resume):
+    for name in record.models:
+        trackers = [t.for_model(name) for t in targets]
+        folder = rundir.path / name
+        manifest = Manifest.read(folder) if folder.is_dir() else None
+        start = time.perf_counter()
+        if resume and manifest is not None and manifest.complete:
+            check_split(RunConfig.load(folder), split, folder)
+            log(f"{name}: already trained")
+            continue
+        if resume and manifest is not None:
+            run = resume_run(
+                folder, model=name, data_home=record.data.data_home, progress=progress,
+                log=trackers,
+            )  # fmt: skip
+        else:
+            run = train_run(
+                name, record.data, configs[name], folder, progress=progress, split_data=split,
+                log=trackers,
+            )  # fmt: skip
+        seconds = time.perf_counter() - start
+        record.seconds[name] = record.seconds.get(name, 0.0) + seconds
+        rundir.write_json(WORKSHOP_FILE, record.to_dict())
+        log(f"{name}: {len(run.history)} epochs in {seconds:.1f} s")
+
+
+def _report(rundir: RunDir, split: Split, log) -> None:
+    start = time.perf_counter()
+    build_report(rundir.path, split=split, rundir=rundir)
+    log(f"report: {rundir.target / 'report.html'} ({time.perf_counter() - start:.1f} s)")

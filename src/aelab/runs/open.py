@@ -1,0 +1,130 @@
+"""One way to open what aelab wrote: a run (``aelab train``, ``Autoencoder.save``) or a workshop
+(``aelab run``), its models loaded and every file checked against the folder's manifest, and on
+request its data read again and checked against every model's record of its split.
+
+The report, ``aelab evaluate``, ``aelab explore``, ``aelab export``, ``aelab score`` and the
+Jupyter display all take what :func:`open_runs` returns; none of them reads ``workshop.json`` or
+rebuilds a split itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from pathlib import Path
+
+from aelab.data.prepare import Split
+from aelab.runs.run import Run, check_split, has_weights, load_run
+from aelab.runs.workshop import WorkshopRecord, is_workshop
+
+
+@dataclasses.dataclass
+class Opened:
+    """A run or a workshop, opened.
+
+    Attributes
+    ----------
+    path : pathlib.Path
+        The folder.
+    runs : dict of str to Run
+        Its trained models by name (one for a run; a workshop's in its order, those not trained
+        yet left out).
+    workshop : WorkshopRecord or None
+        The workshop's record; None for a single run.
+    split : Split or None
+        The data every model was trained and measured on, checked against each model's record
+        of it; None unless :func:`open_runs` was asked for it.
+    """
+
+    path: Path
+    runs: dict[str, Run]
+    workshop: WorkshopRecord | None = None
+    split: Split | None = None
+
+    @property
+    def missing(self) -> list[str]:
+        """A workshop's models that have no trained weights yet."""
+        return [m for m in self.workshop.models if m not in self.runs] if self.workshop else []
+
+    def in_memory(self, what: str) -> Split:
+        """The split with both parts in memory; an error naming ``what`` needs them for a run
+        that streams its images."""
+        split = self.split
+        if split is None:
+            raise ValueError(f"{what} needs the run's data: open it with data=True")
+        for part in (split.train, split.heldout):
+            if not hasattr(part, "images"):
+                raise ValueError(
+                    f"run='{self.path}' streams its images; {what} reads them into memory: "
+                    "train a run without stream=True, or load the folder with "
+                    "aelab.data.load_image_folder"
+                )
+        return split
+
+
+def open_runs(
+    path: str | os.PathLike,
+    *,
+    device: str = "cpu",
+    data: bool = False,
+    data_home: str | os.PathLike | None = None,
+    split: Split | None = None,
+) -> Opened:
+    """Open the run or workshop in ``path``.
+
+    Parameters
+    ----------
+    path : str or path-like
+    device : str, default="cpu"
+        Where the models go.
+    data : bool, default=False
+        Also read the data again (from ``data_home``, never from a folder the run's files name),
+        as the models shared it: the training people and images, validation share included.
+    data_home : str or path-like, optional
+        Where named data sets are (:func:`aelab.data.get_data_home`).
+    split : Split, optional
+        The data, already at hand: checked instead of read again.
+
+    Raises
+    ------
+    ValueError
+        For a folder that holds no run, a file that differs from its manifest's record, a
+        workshop with no trained model, or data that is not the data the models trained on.
+    """
+    folder = Path(path)
+    if not folder.is_dir():
+        raise ValueError(f"run='{folder}' is not a directory")
+    record = None
+    if is_workshop(folder):
+        record = WorkshopRecord.read(folder)
+        runs = _workshop_runs(folder, record, device)
+    else:
+        run = load_run(folder, device)
+        runs = {run.name: run}
+    opened = Opened(folder, runs, record)
+    if data or split is not None:
+        if split is None:
+            first = next(iter(runs.values()))
+            split = first.data(None if data_home is None else str(data_home), carve=False)
+        for name, run in runs.items():
+            check_split(run.config, split, run.path or name)
+        opened.split = split
+    return opened
+
+
+def _workshop_runs(folder: Path, record: WorkshopRecord, device: str) -> dict[str, Run]:
+    """The trained models of a workshop, in its order; a model folder that is a symbolic link is
+    refused."""
+    runs = {}
+    for name in record.models:
+        sub = folder / name
+        if sub.is_symlink():
+            raise ValueError(f"'{sub}' is a symbolic link; a workshop's models are its own folders")
+        if (sub / "config.json").is_file() and has_weights(sub):
+            runs[name] = load_run(sub, device)
+    if not runs:
+        raise ValueError(f"run='{folder}' holds no trained model yet")
+    return runs
+
+
+__all__ = ["Opened", "open_runs"]
