@@ -126,7 +126,7 @@ class Detector:
     def threshold(self, fpr: float = anomaly.DEFAULT_FPR) -> float:
         """Scores below this are outliers, at the false-positive rate ``fpr`` (``-inf``: too
         few calibration images for that rate)."""
-        return anomaly.threshold_at(self._calibration(), anomaly.check_rate(fpr, "fpr", 0.5))
+        return anomaly.threshold_at(self._calibration(), anomaly.check_rate(fpr, "fpr"))
 
     def p_values(self, scores: np.ndarray) -> np.ndarray:
         """Conformal p-values of ``scores`` (small = unusual)."""

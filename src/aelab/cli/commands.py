@@ -61,11 +61,9 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from aelab.models import get_recipe
     from aelab.utils import distributed
     from aelab.utils.device import resolve_device
 
-    get_recipe(args.model)  # an unknown name fails before anything is read
     data = _data_spec(args)
     distributed.init_from_env(resolve_device(args.device or "auto"))  # under torchrun: join
     try:
