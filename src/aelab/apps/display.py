@@ -69,11 +69,11 @@ class Workshop:
     objects (``.runs``), its measurements (``.metrics``, ``metrics.json``) and, in Jupyter, a
     summary of both."""
 
-    def __init__(self, path: str | os.PathLike, device: str = "cpu") -> None:
+    def __init__(self, path: str | os.PathLike, device: str = "cpu", legacy: bool = False) -> None:
         self.path = Path(path)
         if not self.path.is_dir() or not is_workshop(self.path):
             raise ValueError(f"workshop='{self.path}' holds no workshop.json (not an aelab run)")
-        opened = open_runs(self.path, device=device)
+        opened = open_runs(self.path, device=device, legacy=legacy)
         self.record, self.runs = opened.workshop, opened.runs
         self.metrics = read_metrics(self.path)
 
@@ -119,10 +119,10 @@ def read_metrics(folder: Path) -> dict[str, Any] | None:
 register_html(run_html)  # Run._repr_html_: the run layer knows nothing of this display
 
 
-def open_workshop(path: str | os.PathLike, device: str = "cpu") -> Workshop:
+def open_workshop(path: str | os.PathLike, device: str = "cpu", legacy: bool = False) -> Workshop:
     """The workshop in ``path`` (``aelab run --out path``), its files checked as the report
-    checks them."""
-    return Workshop(path, device)
+    checks them (``legacy=True``: a workshop of aelab 0.1, unchecked)."""
+    return Workshop(path, device, legacy)
 
 
 __all__ = ["Workshop", "open_workshop", "run_html"]

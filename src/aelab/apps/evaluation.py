@@ -27,6 +27,7 @@ def evaluate(
     *,
     data_home: str | os.PathLike | None = None,
     sizes: tuple[int, ...] = (),
+    legacy: bool = False,
 ) -> dict[str, Any]:
     """The model/PCA comparison of the run in ``path`` (see the module's docstring).
 
@@ -40,7 +41,7 @@ def evaluate(
         (``DataSpec.normals``); ``robustness`` is
         :func:`aelab.analysis.robustness.corruption_curve`'s.
     """
-    opened = open_runs(path, data=True, data_home=data_home)
+    opened = open_runs(path, data=True, data_home=data_home, legacy=legacy)
     split = opened.in_memory("evaluate")
     result, _ = measure(opened.runs, split)
     table = {}

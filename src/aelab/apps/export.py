@@ -171,6 +171,7 @@ def export_run(
     logvar: bool = False,
     *,
     overwrite: bool = False,
+    legacy: bool = False,
 ) -> dict[str, Any]:
     """Export the run in ``path`` (``aelab train``) into ``out``, or each model of a workshop
     (``aelab run``) into ``out/NAME/`` (one that cannot be exported is left out, under
@@ -182,7 +183,7 @@ def export_run(
     source = Path(path)
     target = Path(out) if out is not None else _default_out(source, format)
     _check_target(target, overwrite)
-    opened = open_runs(source)  # every file checked against the run's manifest
+    opened = open_runs(source, legacy=legacy)  # every file checked against the run's manifest
     runs, workshop = opened.runs, opened.workshop is not None
     target.parent.mkdir(parents=True, exist_ok=True)
     repair_siblings(target)  # what a killed export left beside it
@@ -268,7 +269,8 @@ def _check_target(target: Path, overwrite: bool) -> None:
 
 
 def _foreign(folder: Path) -> list[str]:
-    """What ``folder`` holds that its ``export.json`` does not list (all of it without one)."""
+    """What ``folder`` holds that its ``export.json`` does not list with the SHA-256 it has now
+    (all of it without one: a name proves nothing)."""
     try:
         files = read_json(folder / EXPORT_FILE).get("files")
     except (ValueError, FileNotFoundError, AttributeError):
@@ -277,8 +279,14 @@ def _foreign(folder: Path) -> list[str]:
     found = []
     for p in sorted(folder.rglob("*")):
         rel = p.relative_to(folder).as_posix()
-        listed = rel in files if not p.is_dir() else any(f.startswith(f"{rel}/") for f in files)
-        if p.is_symlink() or not (listed or (files and rel in (EXPORT_FILE, LOCK))):
+        if p.is_symlink():
+            found.append(rel)
+        elif p.is_dir():
+            if not any(isinstance(f, str) and f.startswith(f"{rel}/") for f in files):
+                found.append(rel)
+        elif files and rel in (EXPORT_FILE, LOCK):
+            continue
+        elif not (isinstance(files.get(rel), str) and p.is_file() and sha256_file(p) == files[rel]):
             found.append(rel)
     return found
 

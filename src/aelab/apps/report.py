@@ -47,6 +47,7 @@ def build_report(
     data_home: str | None = None,
     log: Callable[[str], None] | None = None,
     rundir: RunDir | None = None,
+    legacy: bool = False,
 ) -> dict[str, Any]:
     """Rebuild ``metrics.json``, ``figures/`` and ``report.html`` of a workshop run directory.
 
@@ -54,13 +55,15 @@ def build_report(
     the data from ``data_home`` (never from a folder the run's files name), checked against each
     model's record of its split; ``split`` skips reloading the data. Writes only regular files
     inside ``out``, holding its lock (``rundir``: the caller's, when it holds one).
+    ``legacy=True`` reads a run of aelab 0.1, which has no manifest, unchecked (see
+    :func:`aelab.runs.open.open_runs`).
     """
     if rundir is None:
-        with RunDir.resume(out, kind="workshop") as own:
+        with RunDir.resume(out, kind="workshop", legacy=legacy) as own:
             return build_report(own.path, split=split, seed=seed, data_home=data_home, log=log,
-                                rundir=own)  # fmt: skip
+                                rundir=own, legacy=legacy)  # fmt: skip
     folder = rundir.path
-    opened = open_runs(folder, data=True, data_home=data_home, split=split)
+    opened = open_runs(folder, data=True, data_home=data_home, split=split, legacy=legacy)
     runs, split = opened.runs, opened.split
     result, arrays = measure(runs, split, seed=seed)
     result["schedule"] = opened.workshop.label

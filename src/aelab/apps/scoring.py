@@ -84,13 +84,14 @@ class Scorer:
 
 
 def open_scorer(
-    path: str | os.PathLike, calibrate=None, data_home=None, fpr: float | None = None
-) -> Scorer:
+    path: str | os.PathLike, calibrate=None, data_home=None, fpr: float | None = None,
+    legacy: bool = False,
+) -> Scorer:  # fmt: skip
     """The run in ``path`` as a scorer: its detector (the score its estimator was fitted with,
     if one saved it), calibrated on ``calibrate`` when given, else on the calibration share an
     estimator held out at fit, else (a run of ``aelab train``) on the run's unseen normal
     images; the threshold at ``fpr`` (default: the estimator's, else 0.05)."""
-    opened = open_runs(path)
+    opened = open_runs(path, legacy=legacy)
     if opened.workshop is not None:
         raise ValueError(
             f"run='{path}' is a workshop; aelab score takes one of its models ({path}/NAME)"
@@ -121,7 +122,7 @@ def open_scorer(
         detector.calibrate_scores(np.asarray(section["calibration_scores"], dtype=np.float64))
         n = len(detector.calibration)
         return Scorer(detector, fpr, f"the {n} calibration samples held out at fit")
-    split = open_runs(path, data=True, data_home=data_home).split
+    split = open_runs(path, data=True, data_home=data_home, legacy=legacy).split
     # the run's unseen images of its training people where it kept some (DataSpec.normals;
     # its held-out people are then the unusual ones), else its held-out images
     held, what = (split.heldout, "held-out") if split.normals is None else (split.normals, "normal")

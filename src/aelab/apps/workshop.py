@@ -23,7 +23,7 @@ from aelab.runs.training import resume_run, train_run
 from aelab.runs.workshop import WORKSHOP_FILE, WorkshopRecord
 from aelab.training.config import TrainConfig
 from aelab.training.recipes import SCHEDULES, resolve
-from aelab.training.tracking import parse_log
+from aelab.training.tracking import check_outside, defaults, parse_log
 
 WORKSHOP_MODELS = ("shallow", "deep", "conv", "denoising", "vae")
 
@@ -66,6 +66,8 @@ def run_workshop(
     """
     log = log or (lambda _msg: None)
     targets = parse_log(tracking)
+    if out is not None:
+        check_outside(targets, out)
     if schedule not in SCHEDULES:
         raise ValueError(f"schedule={schedule!r} is not valid; allowed: {', '.join(SCHEDULES)}")
     models = check_models(models)
@@ -74,6 +76,7 @@ def run_workshop(
     record = WorkshopRecord(models, data, schedule, dict(train or {}))
     configs = _configs(record, split)  # validated before anything is written
     with RunDir.create(out, kind="workshop", overwrite=overwrite, stem="workshop") as rundir:
+        targets = defaults(targets, rundir.target)  # beside the workshop, never inside
         rundir.manifest.runs = list(models)
         rundir.write_json(WORKSHOP_FILE, record.to_dict())
         for note in split.train.notes:
@@ -106,7 +109,9 @@ def resume_workshop(
     """
     log = log or (lambda _msg: None)
     targets = parse_log(tracking)
+    check_outside(targets, out)
     with RunDir.resume(out, kind="workshop") as rundir:
+        targets = defaults(targets, rundir.target)
         record = WorkshopRecord.read(rundir.path, rundir.manifest)
         data, _, _ = record.resumable(str(rundir.path / WORKSHOP_FILE), data_home)
         record.data = data

@@ -159,6 +159,14 @@ def _data_spec(args: argparse.Namespace):
     )
 
 
+def _warn_legacy(args: argparse.Namespace) -> None:
+    if args.legacy:
+        _log(
+            f"aelab {args.command}: --legacy: a run without aelab-run.json is read unchecked (a "
+            "changed or damaged file would go unnoticed), and its data split is not checked"
+        )
+
+
 def _log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
@@ -206,8 +214,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     if out is not None and (out.is_dir() or (out.exists() and not args.overwrite)):
         what = "a directory" if out.is_dir() else "a file that exists (pass --overwrite)"
         raise ValueError(f"out='{out}' is {what}; expected a new JSON file name")
+    _warn_legacy(args)
     result = evaluate(
-        args.run_dir, data_home=args.data_home, sizes=CURVE_SIZES if args.curve else ()
+        args.run_dir,
+        data_home=args.data_home,
+        sizes=CURVE_SIZES if args.curve else (),
+        legacy=args.legacy,
     )
     print(format_table(result))
     if out is not None:
@@ -230,7 +242,8 @@ def cmd_score(args: argparse.Namespace) -> int:
     if maps is not None and (maps.is_symlink() or maps.is_file() or
                              (maps.is_dir() and any(maps.iterdir()))):  # fmt: skip
         raise ValueError(f"maps='{maps}' exists and is not an empty folder; expected a new folder")
-    scorer = open_scorer(args.run_dir, args.calibrate, args.data_home, args.fpr)
+    _warn_legacy(args)
+    scorer = open_scorer(args.run_dir, args.calibrate, args.data_home, args.fpr, args.legacy)
     skipped: list[str] = []
     shape = tuple(scorer.detector.run.model.input_shape)
     images, names = read_images(args.data, shape, args.data_home, skipped)
@@ -261,8 +274,14 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     try:
+        _warn_legacy(args)
         record = export_run(
-            args.run_dir, args.out, args.format, args.logvar, overwrite=args.overwrite
+            args.run_dir,
+            args.out,
+            args.format,
+            args.logvar,
+            overwrite=args.overwrite,
+            legacy=args.legacy,
         )
     except ImportError as e:  # onnx is an optional extra: its message names the install
         raise ValueError(str(e)) from None
@@ -290,7 +309,10 @@ def cmd_explore(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     print(f"reading {args.run_dir} and encoding its images...", flush=True)
     try:
-        spaces = open_spaces(args.run_dir, data_home=args.data_home, device=args.device)
+        _warn_legacy(args)
+        spaces = open_spaces(
+            args.run_dir, data_home=args.data_home, device=args.device, legacy=args.legacy
+        )
     except BaseException:
         sock.close()
         raise
@@ -303,6 +325,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     from aelab.apps.report import build_report
 
     start = time.perf_counter()
-    build_report(args.run_dir, data_home=args.data_home)
+    _warn_legacy(args)
+    build_report(args.run_dir, data_home=args.data_home, legacy=args.legacy)
     print(f"wrote {args.run_dir}/report.html in {time.perf_counter() - start:.0f} s")
     return 0

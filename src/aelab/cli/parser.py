@@ -170,6 +170,16 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--log", action="append", metavar="KIND[:WHERE]", help=LOG_HELP)
 
 
+def _legacy(p: argparse.ArgumentParser) -> None:
+    """``--legacy`` of the commands that read a run."""
+    p.add_argument(
+        "--legacy",
+        action="store_true",
+        help="read a run or workshop of aelab 0.1, which has no aelab-run.json to check its "
+        "files against, unchecked (its data split is not checked either)",
+    )
+
+
 def _run_data_home(p: argparse.ArgumentParser) -> None:
     """``--data-home`` of the commands that read a run's data again."""
     p.add_argument(
@@ -257,6 +267,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("report", help="rebuild metrics, figures and report.html of a run")
     p.add_argument("run_dir", metavar="DIR")
     _run_data_home(p)
+    _legacy(p)
     p.set_defaults(func=commands.cmd_report)
 
     p = sub.add_parser(
@@ -271,6 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", metavar="FILE", help="also write the table as JSON to FILE")
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    _legacy(p)
     p.set_defaults(func=commands.cmd_evaluate)
 
     p = sub.add_parser("score", help="how unusual each image is: scores, p-values, outliers")
@@ -289,6 +301,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     _run_data_home(p)
+    _legacy(p)
     p.set_defaults(func=commands.cmd_score)
 
     p = sub.add_parser(
@@ -311,6 +324,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="variational models: the encoder also gives the posterior's log-variance, logvar",
     )
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in DIR")
+    _legacy(p)
     p.set_defaults(func=commands.cmd_export)
 
     p = sub.add_parser(
@@ -328,5 +342,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--device", default="cpu", help="where the models decode: cpu (default), cuda, mps, auto"
     )
     _run_data_home(p)
+    _legacy(p)
     p.set_defaults(func=commands.cmd_explore)
     return parser

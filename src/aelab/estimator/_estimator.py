@@ -413,7 +413,9 @@ class Autoencoder(OutlierMixin, RunEstimator):
         return save(self, Path(path), overwrite=overwrite)
 
     @classmethod
-    def load(cls, path: str | os.PathLike, device: str | None = None) -> Autoencoder:
+    def load(
+        cls, path: str | os.PathLike, device: str | None = None, *, legacy: bool = False
+    ) -> Autoencoder:
         """Open a run directory written by :meth:`save` (or by ``aelab train``): see
         :meth:`from_run`.
 
@@ -423,17 +425,19 @@ class Autoencoder(OutlierMixin, RunEstimator):
         device : str or None, default=None
             Where to put the model; None: the saved ``device`` parameter (``"auto"``: a GPU if
             there is one).
+        legacy : bool, default=False
+            Read a run of aelab 0.1 (no manifest) unchecked.
 
         Returns
         -------
         estimator : Autoencoder
             Fitted: ``transform``, ``inverse_transform``, ``score`` work at once.
         """
-        config = RunConfig.load(path)
-        params = estimator_section(config)["params"]
-        return cls.from_run(
-            open_run(path, config, params.get("device", "auto") if device is None else device)
+        config = RunConfig.load(path, legacy=legacy)
+        device = (
+            estimator_section(config)["params"].get("device", "auto") if device is None else device
         )
+        return cls.from_run(open_run(path, config, device, legacy=legacy))
 
 
 __all__ = ["Autoencoder"]

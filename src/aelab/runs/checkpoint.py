@@ -14,6 +14,7 @@ from typing import Any
 
 import torch
 
+from aelab.training.kernels import KERNELS, ConvKernels
 from aelab.utils.files import load_tensors, read_json, save_tensors, write_json
 
 HISTORY_KEYS = {"epoch", "loss", "heldout_loss", "validation_loss", "seconds"}
@@ -118,17 +119,50 @@ def save_state(directory: str | os.PathLike, state: dict[str, Any]) -> dict[str,
     return digests
 
 
+def check_trainer(trainer: Any, source: str | os.PathLike) -> dict[str, Any]:
+    """``trainer.json``'s record if it is one: ``epoch`` a count, ``conv_kernels`` (if any) a
+    kernel name for each pass of each convolution, ``precision`` (if any) fp32 or bf16."""
+
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{source}: {what}; it is not a trainer state aelab can resume")
+
+    if not isinstance(trainer, dict):
+        raise bad(f"it holds a {type(trainer).__name__}, not an object")
+    epoch = trainer.get("epoch")
+    if isinstance(epoch, bool) or not isinstance(epoch, int) or epoch < 0:
+        raise bad(f"epoch={epoch!r} is not a count of epochs")
+    chosen = trainer.get("conv_kernels")
+    if chosen is not None and not (
+        isinstance(chosen, dict)
+        and all(
+            isinstance(k, str)
+            and isinstance(v, list)
+            and len(v) == len(ConvKernels._fields)
+            and all(n in KERNELS for n in v)
+            for k, v in chosen.items()
+        )
+    ):
+        raise bad(f"conv_kernels is not a map of layers to {len(ConvKernels._fields)} of {KERNELS}")
+    if trainer.get("precision") not in (None, "fp32", "bf16"):
+        raise bad(f"precision={trainer['precision']!r} is not fp32 or bf16")
+    return trainer
+
+
 def load_state(directory: str | os.PathLike) -> dict[str, Any]:
     """What :func:`save_state` wrote, as the dict ``Trainer.load_state_dict`` takes (the run's
     manifest has verified the files: :meth:`aelab.rundir.RunDir.load_state`)."""
     directory = Path(directory)
-    trainer = read_json(directory / "trainer.json")
-    if not isinstance(trainer, dict) or not isinstance(trainer.get("epoch"), int):
-        raise ValueError(f"{directory / 'trainer.json'}: has no epoch count")
+    trainer = check_trainer(read_json(directory / "trainer.json"), directory / "trainer.json")
     source = str(directory / "history.json")
+    history = check_history(read_json(directory / "history.json"), source)
+    if len(history) < trainer["epoch"]:
+        raise ValueError(
+            f"{source}: holds {len(history)} epochs, fewer than the {trainer['epoch']} that "
+            "trainer.json counts"
+        )
     return {
-        "epoch": int(trainer["epoch"]),
-        "history": check_history(read_json(directory / "history.json"), source),
+        "epoch": trainer["epoch"],
+        "history": history,
         "model": load_tensors(directory / "model.safetensors"),
         "optimizer": load_optimizer(directory),
         "conv_kernels": trainer.get("conv_kernels"),

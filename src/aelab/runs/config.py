@@ -27,7 +27,10 @@ from typing import Any
 from aelab._version import __version__
 from aelab.data.spec import DataSpec
 from aelab.models import FAMILIES, BaseAutoencoder, ModelConfig, model_from_config
+from aelab.runs.manifest import Manifest, unchecked
 from aelab.training.config import TrainConfig
+from aelab.utils.files import read_json, write_json
+from aelab.utils.memory import check_loadable
 
 FORMAT_VERSION = 1  # of config.json; the folder's own format is aelab.manifest.FORMAT
 CONFIG_FILE = "config.json"
@@ -85,7 +88,9 @@ class RunConfig:
         return cls(name, model.family, model.config, train, **fields)
 
     def build_model(self) -> BaseAutoencoder:
-        """A new model of the recorded family and config (freshly initialised weights)."""
+        """A new model of the recorded family and config (freshly initialised weights); one too
+        large for this machine's memory is refused before anything is allocated."""
+        check_loadable(FAMILIES[self.family], self.model_config, CONFIG_FILE)
         return model_from_config(self.family, self.model_config)
 
     def to_dict(self) -> dict[str, Any]:
@@ -155,24 +160,22 @@ class RunConfig:
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write ``directory/config.json`` atomically; returns its path."""
-        from aelab.utils.files import write_json
-
         path = Path(directory) / CONFIG_FILE
         write_json(path, self.to_dict())
         return path
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> RunConfig:
-        """Read and validate ``directory/config.json``."""
-        from aelab.runs.manifest import Manifest
-        from aelab.utils.files import read_json
-
+    def load(cls, directory: str | os.PathLike, *, legacy: bool = False) -> RunConfig:
+        """Read and validate ``directory/config.json``, checked against the folder's manifest;
+        a folder without one is refused unless ``legacy`` (a run of aelab 0.1, read unchecked)."""
         path = Path(directory) / CONFIG_FILE
         if not path.is_file():
             raise FileNotFoundError(f"run='{directory}' is not a run directory (no {CONFIG_FILE})")
         manifest = Manifest.read(directory)
-        if manifest is not None:  # aelab 0.2 and later: the file must be the one it wrote
+        if manifest is not None:  # the file must be the one aelab wrote
             manifest.verified(directory, CONFIG_FILE)
+        elif not legacy:
+            raise unchecked(directory)
         return cls.from_dict(read_json(path), source=str(path))
 
 

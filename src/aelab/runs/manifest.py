@@ -118,6 +118,15 @@ class Manifest:
         return path
 
 
+def unchecked(folder: str | os.PathLike) -> ValueError:
+    """The error for a folder that holds a run but no manifest to check its files against."""
+    return ValueError(
+        f"run='{folder}' has no {MANIFEST}, the record every file of a run is checked against: "
+        "it was written by aelab 0.1, or the record was removed; its files cannot be trusted. "
+        "To read a run of aelab 0.1 unchecked, pass legacy=True"
+    )
+
+
 def _inside(name: str) -> bool:
     """Whether ``name`` is a relative path that stays inside its folder."""
     parts = Path(name).parts

@@ -69,6 +69,7 @@ def open_runs(
     data: bool = False,
     data_home: str | os.PathLike | None = None,
     split: Split | None = None,
+    legacy: bool = False,
 ) -> Opened:
     """Open the run or workshop in ``path``.
 
@@ -84,6 +85,10 @@ def open_runs(
         Where named data sets are (:func:`aelab.data.get_data_home`).
     split : Split, optional
         The data, already at hand: checked instead of read again.
+    legacy : bool, default=False
+        Read a run or workshop of aelab 0.1, which has no manifest, unchecked (its split is then
+        not checked either). Without it such a folder is refused, as is any folder whose
+        manifest is missing.
 
     Raises
     ------
@@ -96,10 +101,10 @@ def open_runs(
         raise ValueError(f"run='{folder}' is not a directory")
     record = None
     if is_workshop(folder):
-        record = WorkshopRecord.read(folder)
-        runs = _workshop_runs(folder, record, device)
+        record = WorkshopRecord.read(folder, legacy=legacy)
+        runs = _workshop_runs(folder, record, device, legacy)
     else:
-        run = load_run(folder, device)
+        run = load_run(folder, device, legacy=legacy)
         runs = {run.name: run}
     opened = Opened(folder, runs, record)
     if data or split is not None:
@@ -107,12 +112,14 @@ def open_runs(
             first = next(iter(runs.values()))
             split = first.data(None if data_home is None else str(data_home), carve=False)
         for name, run in runs.items():
-            check_split(run.config, split, run.path or name)
+            check_split(run.config, split, run.path or name, legacy=run.legacy)
         opened.split = split
     return opened
 
 
-def _workshop_runs(folder: Path, record: WorkshopRecord, device: str) -> dict[str, Run]:
+def _workshop_runs(
+    folder: Path, record: WorkshopRecord, device: str, legacy: bool
+) -> dict[str, Run]:
     """The trained models of a workshop, in its order; a model folder that is a symbolic link is
     refused."""
     runs = {}
@@ -121,7 +128,7 @@ def _workshop_runs(folder: Path, record: WorkshopRecord, device: str) -> dict[st
         if sub.is_symlink():
             raise ValueError(f"'{sub}' is a symbolic link; a workshop's models are its own folders")
         if (sub / "config.json").is_file() and has_weights(sub):
-            runs[name] = load_run(sub, device)
+            runs[name] = load_run(sub, device, legacy=legacy)
     if not runs:
         raise ValueError(f"run='{folder}' holds no trained model yet")
     return runs

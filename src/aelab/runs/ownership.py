@@ -1,6 +1,7 @@
 """What aelab owns on disk, and how it claims it: folder names that stay inside, new folders
-claimed by creating them, the lock, the files aelab wrote (by a folder's manifest, or by name for
-aelab 0.1), leftovers of interrupted writes, and putting one folder in another's place.
+claimed by creating them, the lock, the files aelab wrote (those its manifest records, with the
+SHA-256 they still have), leftovers of interrupted writes, putting one folder in another's place
+and discarding the one it replaced without losing anything aelab did not write.
 
 :mod:`aelab.rundir` builds its :class:`~aelab.rundir.RunDir` on these.
 """
@@ -15,17 +16,15 @@ import re
 import shutil
 import sys
 import tempfile
+import time
 import uuid
 from pathlib import Path
 
-from aelab.runs.checkpoint import STATE_FILES
 from aelab.runs.manifest import MANIFEST, Manifest
 from aelab.utils.files import TMP_MARK, read_json, sha256_file
 
 LOCK = ".lock"
 CONFIG = "config.json"
-# What aelab 0.1 wrote into a run folder, which had no manifest yet.
-LEGACY_FILES = {CONFIG, *STATE_FILES}
 NEW_MARK, OLD_MARK = ".aelab-new-", ".aelab-old-"  # hidden siblings of a folder being replaced
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
 
@@ -57,6 +56,15 @@ def unique_path(parent: str | os.PathLike, stem: str) -> Path:
         except FileExistsError:
             continue
     raise ValueError(f"out: no free name {stem}-N left in '{parent}'")
+
+
+def unique_name(parent: Path, stem: str) -> Path:
+    """``parent/stem``, or ``stem-2``, ``stem-3``...: the first name not taken (not claimed)."""
+    for n in range(1, 10_000):
+        path = parent / (stem if n == 1 else f"{stem}-{n}")
+        if not os.path.lexists(path):
+            return path
+    raise ValueError(f"no free name {stem}-N left in '{parent}'")
 
 
 def check_writable(out: Path) -> None:
@@ -134,10 +142,10 @@ def repair_siblings(target: Path) -> None:
         if not target.exists():
             os.rename(sibling, target)  # the old run was parked: it is still the run
         elif not is_locked(sibling):
-            shutil.rmtree(sibling, ignore_errors=True)
+            discard(sibling)
     for sibling in parent.glob(f".{target.name}{NEW_MARK}*"):
         if not is_locked(sibling):
-            shutil.rmtree(sibling, ignore_errors=True)
+            discard(sibling)
 
 
 def remove_leftovers(folder: Path, manifest: Manifest | None) -> None:
@@ -157,19 +165,13 @@ def remove_leftovers(folder: Path, manifest: Manifest | None) -> None:
 
 
 def foreign_entries(folder: Path, manifest: Manifest | None = None) -> list[str]:
-    """What ``folder`` holds that aelab did not write (relative names), by its manifest; for a
-    folder without one, by the names aelab 0.1 wrote (and only if its config.json is aelab's)."""
+    """What ``folder`` holds that aelab did not write, or that changed since it wrote it
+    (relative names): aelab owns a file only when its manifest lists it with the SHA-256 it has
+    now. A folder without a manifest is all foreign (a file's name proves nothing)."""
     if manifest is None:
         manifest = Manifest.read(folder)
     if manifest is None:
-        from aelab.runs.config import RunConfig
-
-        names = {e.name for e in folder.iterdir()} - {LOCK}
-        try:
-            RunConfig.load(folder)
-        except (ValueError, FileNotFoundError):
-            return sorted(names)  # not an aelab run of any version
-        return sorted(n for n in names if n not in LEGACY_FILES or (folder / n).is_symlink())
+        return sorted(e.name for e in folder.iterdir() if e.name != LOCK)
     allowed_dirs = {Path(f).parts[0] for f in manifest.files if len(Path(f).parts) > 1}
     found = []
     for entry in sorted(folder.iterdir(), key=lambda e: e.name):
@@ -181,14 +183,43 @@ def foreign_entries(folder: Path, manifest: Manifest | None = None) -> list[str]
         elif name in manifest.runs and entry.is_dir():
             found += [f"{name}/{n}" for n in foreign_entries(entry)]
         elif entry.is_dir() and (name in allowed_dirs or name.startswith("checkpoint-")):
-            found += [
-                f"{name}/{p.relative_to(entry)}"
-                for p in entry.rglob("*")
-                if not p.is_dir() and f"{name}/{p.relative_to(entry)}" not in manifest.files
-            ]
-        elif name not in manifest.files:
+            for path in sorted(entry.rglob("*")):
+                rel = f"{name}/{path.relative_to(entry).as_posix()}"
+                if path.is_symlink() or not (path.is_dir() or _recorded(path, rel, manifest)):
+                    found.append(rel)
+        elif not _recorded(entry, name, manifest):
             found.append(name)
     return found
+
+
+def _recorded(path: Path, name: str, manifest: Manifest) -> bool:
+    """Whether ``path`` is the regular file the manifest records as ``name``, byte for byte."""
+    digest = manifest.files.get(name)
+    return digest is not None and path.is_file() and sha256_file(path) == digest
+
+
+def discard(folder: Path) -> Path | None:
+    """Remove a folder aelab put aside (an earlier run replaced, an unfinished replacement):
+    all of it when aelab wrote everything in it; otherwise only what its manifest records by
+    digest, the rest kept in a visible folder beside (returned) so that nothing of anyone
+    else's is lost."""
+    foreign = foreign_entries(folder)
+    if not foreign:
+        shutil.rmtree(folder, ignore_errors=True)
+        return None
+    manifest = Manifest.read(folder)
+    mine = set() if manifest is None else set(manifest.files)
+    for name in sorted(mine, key=lambda n: -len(Path(n).parts)):
+        path = folder / name
+        if name not in foreign and path.is_file() and not path.is_symlink():
+            path.unlink(missing_ok=True)
+    for name in (MANIFEST, LOCK):
+        if manifest is not None:
+            (folder / name).unlink(missing_ok=True)
+    stem = folder.name.lstrip(".").split(OLD_MARK)[0].split(NEW_MARK)[0]
+    kept = unique_name(folder.parent, f"{stem}.kept-{time.strftime('%Y%m%d-%H%M%S')}")
+    os.rename(folder, kept)
+    return kept
 
 
 def adopt_legacy_workshop(folder: Path) -> Manifest:

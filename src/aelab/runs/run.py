@@ -30,7 +30,7 @@ from aelab.data.spec import DataSpec
 from aelab.models import MODELS, BaseAutoencoder, Recipe
 from aelab.runs.checkpoint import check_history
 from aelab.runs.config import RunConfig
-from aelab.runs.manifest import Manifest
+from aelab.runs.manifest import Manifest, unchecked
 from aelab.training.config import TrainConfig
 from aelab.utils.device import memory_format, resolve_device
 from aelab.utils.files import load_weights, read_json
@@ -54,11 +54,14 @@ class Run:
         config: RunConfig,
         history: list[dict[str, Any]],
         path: Path | None = None,
+        *,
+        legacy: bool = False,
     ):
         self.model = model
         self.config = config
         self.history = history
         self.path = path
+        self.legacy = legacy  # read without a manifest (aelab 0.1): its split is not checked
 
     @property
     def name(self) -> str:
@@ -95,7 +98,7 @@ class Run:
         """
         spec = _local(self.data_spec, data_home)
         split = prepare_data(spec, self.config.train.validation if carve else 0.0)
-        check_split(self.config, split, self.path)
+        check_split(self.config, split, self.path, legacy=self.legacy)
         return split
 
     def map(
@@ -180,12 +183,22 @@ def _tensor(a: np.ndarray | torch.Tensor) -> torch.Tensor:
     return a if torch.is_tensor(a) else torch.as_tensor(np.asarray(a, dtype=np.float32))
 
 
-def check_split(config: RunConfig, split: Split, out: str | os.PathLike) -> None:
+def check_split(
+    config: RunConfig, split: Split, out: str | os.PathLike, *, legacy: bool = False
+) -> None:
     """Refuse data whose split differs from the one the run recorded (images added, removed or
-    changed since): its held-out images might have been trained on."""
+    changed since): its held-out images might have been trained on. A config without the
+    split's fingerprint is refused too, unless ``legacy`` (a run of aelab 0.1, which recorded
+    none, opened with ``legacy=True``)."""
     recorded = config.split.get("fingerprint")
-    if recorded is None:  # a run of aelab 0.1: no record to compare with
+    if recorded is None and legacy:
         return
+    if not isinstance(recorded, dict):
+        raise ValueError(
+            f"the run in '{out}' records no fingerprint of its data split in config.json (a run "
+            "of aelab 0.1, or the field was removed): its held-out images cannot be told from "
+            "its training images, so its data is not read again; train the run again"
+        )
     if config.data is not None:  # the run's own validation set, carved as it was
         split = split.with_validation(config.train.validation, config.data)
     now = split.fingerprint
@@ -201,30 +214,34 @@ def check_split(config: RunConfig, split: Split, out: str | os.PathLike) -> None
         )
 
 
-def load_run(path: str | os.PathLike, device: str = "cpu") -> Run:
+def load_run(path: str | os.PathLike, device: str = "cpu", *, legacy: bool = False) -> Run:
     """Rebuild the model of a run directory from ``config.json`` and its weights, each file
     checked against the SHA-256 its manifest records.
 
     A finished run gives its final weights; one still training or interrupted, the weights of
-    its last checkpoint.
+    its last checkpoint. A folder without a manifest is refused; ``legacy=True`` reads a run of
+    aelab 0.1 (which wrote none) unchecked, and then no data split is checked either.
 
     Examples
     --------
     >>> run = load_run("runs/deep")            # doctest: +SKIP
     >>> z = run.encode(images)                 # doctest: +SKIP
     """
-    return open_run(path, RunConfig.load(path), device)
+    return open_run(path, RunConfig.load(path, legacy=legacy), device, legacy=legacy)
 
 
-def open_run(path: str | os.PathLike, config: RunConfig, device: str = "cpu") -> Run:
+def open_run(
+    path: str | os.PathLike, config: RunConfig, device: str = "cpu", *, legacy: bool = False
+) -> Run:
     """:func:`load_run` for a ``config`` already read from ``path``."""
     path = Path(path)
-    weights, history = _weights_and_history(path)
+    weights, history = _weights_and_history(path, legacy)
     model = config.build_model()
     model.to(resolve_device(device), memory_format=memory_format(model))
     load_weights(model, weights)
     model.eval()
-    return Run(model, config, check_history(read_json(history), str(history)), path)
+    history = check_history(read_json(history), str(history))
+    return Run(model, config, history, path, legacy=Manifest.read(path) is None)
 
 
 def _final_prefix(path: Path, manifest: Manifest | None) -> str | None:
@@ -242,10 +259,12 @@ def has_weights(path: str | os.PathLike) -> bool:
     return _final_prefix(Path(path), Manifest.read(path)) is not None
 
 
-def _weights_and_history(path: Path) -> tuple[Path, Path]:
+def _weights_and_history(path: Path, legacy: bool) -> tuple[Path, Path]:
     manifest = Manifest.read(path)
     prefix = _final_prefix(path, manifest)
     if manifest is None:  # aelab 0.1: no record to check against
+        if not legacy:
+            raise unchecked(path)
         return path / "model.safetensors", path / "history.json"
     if prefix is None:
         raise ValueError(

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from aelab.runs.checkpoint import save_state
-from aelab.runs.manifest import MANIFEST, Manifest
+from aelab.runs.manifest import MANIFEST, Manifest, unchecked
 from aelab.runs.ownership import (
     CONFIG,
     LOCK,
@@ -38,6 +38,7 @@ from aelab.runs.ownership import (
     adopt_legacy_workshop,
     check_name,
     check_writable,
+    discard,
     foreign_entries,
     lock_folder,
     refuse_foreign,
@@ -47,7 +48,7 @@ from aelab.runs.ownership import (
     replace_folder,
     unique_path,
 )
-from aelab.utils.files import TMP_MARK, fsync_dir, read_json, sha256_file, write_bytes
+from aelab.utils.files import TMP_MARK, fsync_dir, read_json, write_bytes
 
 
 class CheckpointError(OSError):
@@ -65,6 +66,7 @@ class RunDir:
     def __init__(self, target: Path, path: Path, manifest: Manifest, fds: list[int]) -> None:
         self.target, self.path, self.manifest = target, path, manifest
         self._fds = fds
+        self.kept_folder: Path | None = None  # see close()
         self._fresh = False  # empty when claimed: what a failure before any checkpoint removes
         self._created = False  # and this process made the folder: removed too
 
@@ -125,11 +127,14 @@ class RunDir:
             raise
 
     @classmethod
-    def resume(cls, out: str | os.PathLike, *, kind: str = "train", name: str = "out") -> RunDir:
+    def resume(
+        cls, out: str | os.PathLike, *, kind: str = "train", name: str = "out", legacy: bool = False
+    ) -> RunDir:
         """Open the run of ``kind`` in ``out`` to continue or update it, its leftovers removed.
 
-        A workshop written by aelab 0.1 (no manifest; its ``workshop.json`` and the files it
-        writes, recognised by name) is adopted: it gets a manifest listing them.
+        A folder without a manifest is refused; with ``legacy``, a workshop written by aelab 0.1
+        (its ``workshop.json`` and the files it writes, recognised by name) is adopted: it gets a
+        manifest listing them.
         """
         target = Path(out)
         marker = "workshop.json" if kind == "workshop" else CONFIG
@@ -142,6 +147,8 @@ class RunDir:
             raise ValueError(f"{name}='{target}' holds no {what} (no {marker})")
         manifest = Manifest.read(target)
         if manifest is None and kind == "workshop":
+            if not legacy:
+                raise unchecked(target)
             manifest = adopt_legacy_workshop(target)
         if manifest is None:
             raise ValueError(
@@ -181,18 +188,6 @@ class RunDir:
     def read_json(self, name: str) -> Any:
         """A JSON file of the run, checked against its SHA-256 in the manifest."""
         return read_json(self.manifest.verified(self.path, name))
-
-    def claim(self, folder: str | os.PathLike) -> None:
-        """Record in the manifest the files another writer (an experiment tracker) has put in
-        ``folder`` inside the run; nothing for a folder elsewhere."""
-        root = Path(self.path).absolute()
-        folder = Path(folder).absolute()
-        if not folder.is_relative_to(root):
-            return  # written elsewhere: not the run's
-        for path in sorted(folder.rglob("*")):
-            if path.is_file() and not path.is_symlink():
-                self.manifest.files[path.relative_to(root).as_posix()] = sha256_file(path)
-        self.manifest.write(self.path)
 
     def commit_checkpoint(self, state: dict[str, Any]) -> None:
         """Make ``state`` (a trainer's state dict) the run's checkpoint, all of it or none."""
@@ -266,7 +261,9 @@ class RunDir:
         if self.path != self.target:
             old = replace_folder(self.path, self.target)
             fsync_dir(self.target.parent)
-            shutil.rmtree(old, ignore_errors=True)  # the earlier run: aelab's files only
+            # the earlier run: aelab's files go; anything else that reached it (written while
+            # this run trained) is kept beside, in kept_folder
+            self.kept_folder = discard(old)
         self._release()
 
     def abort(self) -> None:

@@ -66,8 +66,9 @@ def train_run(
     before its first checkpoint leaves nothing behind; one that fails later keeps its last
     checkpoint, to be resumed. ``resume=True`` is :func:`resume_run` with ``train``'s ``epochs``
     and ``device``. ``log`` names experiment trackers, e.g. ``"tensorboard"``
-    (:func:`aelab.training.tracking.parse_log`; by default in ``out/tensorboard`` and
-    ``out/mlruns``). ``notify`` receives a line on the data read (rank 0 only).
+    (:func:`aelab.training.tracking.parse_log`; by default beside ``out``, in
+    ``tensorboard/NAME`` and ``mlruns``; never inside it). ``notify`` receives a line on the
+    data read (rank 0 only).
 
     Under ``torchrun`` (a process group initialised, see :mod:`aelab.utils.distributed`) every
     process calls this with the same arguments: each validates and loads (a failure anywhere
@@ -88,6 +89,7 @@ def train_run(
         tracking.parse_log(log)
         if out is not None and distributed.is_main():  # only rank 0 writes
             check_out_dir(out, resume=False, overwrite=overwrite)
+            tracking.check_outside(log, out)
         split = prepare_data(data) if split_data is None else split_data
         resolved = resolve(
             name, split.train.image_shape, schedule_name=schedule, n_train=len(split.train),
@@ -106,11 +108,15 @@ def train_run(
 
     trainer, config, split = distributed.agree(prepare)
     rundir = distributed.agree(
-        lambda: (
-            RunDir.create(out, kind="train", overwrite=overwrite) if distributed.is_main() else None
+        lambda: (  # out=None: a new folder runs/NAME-DATE-TIME
+            RunDir.create(out, kind="train", overwrite=overwrite, stem=name)
+            if distributed.is_main()
+            else None
         )
     )
-    return _train_into(rundir, out, trainer, config, split, progress, log)
+    # the folder rank 0 claimed, for every process (out=None names it only there)
+    target = distributed.broadcast(None if rundir is None else str(rundir.target))
+    return _train_into(rundir, Path(target), trainer, config, split, progress, log)
 
 
 def describe(name: str, data: DataSpec, split: Split) -> str:
@@ -163,11 +169,11 @@ def resume_run(
         Experiment trackers, as for :func:`train_run`.
     cache : str, optional
         A streamed run's pixel cache now: ``"auto"``, ``"off"`` or a folder (see
-        :class:`~aelab.runconfig.DataSpec`); default the run's own, except that a folder named
+        :class:`~aelab.data.DataSpec`); default the run's own, except that a folder named
         in the run's files is never written to (the default folder is used instead).
     """
     out = Path(out)
-    tracking.parse_log(log)
+    tracking.check_outside(log, out)
 
     def prepare() -> tuple[Trainer, RunConfig, Split, RunDir | None]:
         rundir = RunDir.resume(out) if distributed.is_main() else None
@@ -283,5 +289,5 @@ def for_run(log: Any, rundir: RunDir | None, config: RunConfig, heldout: Any) ->
     params["model"] |= d["model"]["config"]
     split = {k: v for k, v in d["split"].items() if k != "fingerprint"}
     params |= {"train": d["train"], "data": d["data"] or {}, "split": split}
-    return tracking.trackers(targets, config.model, folder=rundir.path, params=params,
-                    heldout=tracking.heldout_of(heldout), claim=rundir.claim)  # fmt: skip
+    return tracking.trackers(tracking.defaults(targets, rundir.target), config.model,
+                             params=params, heldout=tracking.heldout_of(heldout))  # fmt: skip

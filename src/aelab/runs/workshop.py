@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from aelab.data.spec import DataSpec
-from aelab.runs.manifest import Manifest
+from aelab.runs.manifest import Manifest, unchecked
 from aelab.runs.ownership import check_name
 from aelab.utils.files import read_json
 
@@ -115,9 +115,11 @@ class WorkshopRecord:
         return cls(models, data, schedule, settings, {k: float(v) for k, v in seconds.items()})
 
     @classmethod
-    def read(cls, folder: str | os.PathLike, manifest: Manifest | None = None) -> WorkshopRecord:
+    def read(
+        cls, folder: str | os.PathLike, manifest: Manifest | None = None, *, legacy: bool = False
+    ) -> WorkshopRecord:
         """The record of the workshop in ``folder``, checked against the SHA-256 its manifest
-        records (a workshop of aelab 0.1, without a manifest, is read as it is)."""
+        records; a workshop of aelab 0.1, without a manifest, only with ``legacy``."""
         folder = Path(folder)
         path = folder / WORKSHOP_FILE
         if manifest is None:
@@ -126,6 +128,8 @@ class WorkshopRecord:
             path = manifest.verified(folder, WORKSHOP_FILE)
         elif not path.is_file():
             raise ValueError(f"run='{folder}' holds no {WORKSHOP_FILE} (not an aelab workshop)")
+        elif not legacy:
+            raise unchecked(folder)
         return cls.from_dict(read_json(path), str(path))
 
     def resumable(

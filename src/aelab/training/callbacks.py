@@ -43,7 +43,9 @@ class Callback:
 
 class FiniteLoss(Callback):
     """The NaN guard: stop with :class:`FloatingPointError` when an epoch's training, held-out or
-    validation loss, or any weight after the epoch's last step, is not finite.
+    validation loss, any weight after the epoch's last step, or the model's outputs on the first
+    training images in eval mode (:meth:`Trainer.probe_loss`: what a saved run would give, checked
+    whether or not images are held out) are not finite.
 
     It runs before every other callback, so a checkpoint never stores diverged weights; the last
     good checkpoint stays in force. Checking the weights costs one reduction per parameter an
@@ -70,6 +72,12 @@ class FiniteLoss(Callback):
             raise FloatingPointError(
                 f"training diverged at epoch {epoch}: {bad:,} weights became NaN or infinite; "
                 "lower learning_rate"
+            )
+        probe = trainer.probe_loss()  # the outputs a saved run gives, whatever is held out
+        if probe is not None and not math.isfinite(probe):
+            raise FloatingPointError(
+                f"training diverged at epoch {epoch}: the model's outputs on training images "
+                f"became NaN or infinite (their loss: {probe}); lower learning_rate"
             )
 
 

@@ -7,6 +7,7 @@ root); :func:`make_optimizer` builds the optimizer a :class:`~aelab.train.TrainC
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import torch
@@ -148,6 +149,63 @@ def check_optimizer(name: str) -> None:
     """Raise unless ``name`` is in :data:`OPTIMIZERS`."""
     if name not in OPTIMIZERS:
         raise ValueError(f"optimizer={name!r} is not valid; allowed: {', '.join(OPTIMIZERS)}")
+
+
+def check_state(optimizer: torch.optim.Optimizer, state: Any, source: str) -> None:
+    """Raise, naming ``source``, unless ``state`` is a ``state_dict()`` that fits ``optimizer``:
+    its groups hold the same parameters, each hyper-parameter of the kind the optimizer's own is
+    (a finite number, a flag, a pair of numbers...), and each state tensor shaped as its
+    parameter (or a scalar, a step count)."""
+
+    def bad(what: str) -> ValueError:
+        return ValueError(f"{source}: {what}; the optimizer state does not fit the run")
+
+    groups = state.get("param_groups") if isinstance(state, dict) else None
+    own = optimizer.state_dict()["param_groups"]
+    if not isinstance(groups, list) or len(groups) != len(own):
+        raise bad(f"it needs {len(own)} parameter group(s)")
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    for group, mine in zip(groups, own):
+        if not isinstance(group, dict) or group.get("params") != mine["params"]:
+            raise bad("a parameter group names other parameters")
+        for key, value in mine.items():
+            if key != "params" and not _same_kind(group.get(key, _MISSING), value):
+                raise bad(f"{key}={group.get(key, 'missing')!r} is not valid (like {value!r})")
+    entries = state.get("state")
+    if not isinstance(entries, dict):
+        raise bad("'state' is not a map of parameters")
+    for pid, values in entries.items():
+        if not (isinstance(pid, int) and 0 <= pid < len(params) and isinstance(values, dict)):
+            raise bad(f"state of parameter {pid!r} names no parameter")
+        for name, value in values.items():
+            if torch.is_tensor(value):
+                fits = value.ndim == 0 or value.shape == params[pid].shape
+                if not fits or (value.ndim and not value.dtype.is_floating_point):
+                    raise bad(f"{name} of parameter {pid} has shape {tuple(value.shape)}")
+            elif not _same_kind(value, 0.0):
+                raise bad(f"{name} of parameter {pid} is {value!r}, not a number")
+
+
+_MISSING = object()
+
+
+def _same_kind(value: Any, like: Any) -> bool:
+    """Whether ``value`` is a hyper-parameter of the kind ``like`` is."""
+    if like is None or isinstance(like, bool):
+        return value is None or isinstance(value, bool) if like is None else isinstance(value, bool)
+    if isinstance(like, (int, float)):
+        return (
+            isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        )
+    if isinstance(like, (tuple, list)):
+        return (
+            isinstance(value, (tuple, list))
+            and len(value) == len(like)
+            and all(_same_kind(v, w) for v, w in zip(value, like))
+        )
+    if torch.is_tensor(like):
+        return torch.is_tensor(value) and value.shape == like.shape
+    return type(value) is type(like)
 
 
 def match_parameter_layout(optimizer: torch.optim.Optimizer) -> None:

@@ -1,5 +1,5 @@
 """Experiment tracking: a training run's curves, reconstructions, configuration and codes, sent
-to TensorBoard or MLflow by a :class:`~aelab.callbacks.Callback` each.
+to TensorBoard or MLflow by a :class:`~aelab.training.callbacks.Callback` each.
 
 ``log="tensorboard[:DIR]"``, ``log="mlflow[:URI]"`` or both (comma-separated, or a list) name
 them. Every epoch: the training, held-out and validation losses and the learning rate; every
@@ -8,8 +8,9 @@ the configuration flattened (``model.latent_dim``, ``train.epochs``...) with the
 and for TensorBoard the held-out codes with thumbnails and labels for its Embedding Projector.
 
 TensorBoard and MLflow are imported only when a tracker starts, and only rank 0 of a
-``torchrun`` group logs. Files written inside a run directory go into its manifest: the run
-stays all aelab's, replaceable with ``overwrite=True``.
+``torchrun`` group logs. Logs never go inside a run folder (``overwrite=True`` replaces it
+whole): by default beside it (:func:`defaults`), and a folder inside it is refused
+(:func:`check_outside`).
 """
 
 from __future__ import annotations
@@ -119,19 +120,50 @@ def flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
-def trackers(log: Any, name: str, *, folder=None, **common: Any) -> list[Callback]:
-    """One callback per tracker of ``log`` for a run called ``name``. Without a DIR or URI,
-    TensorBoard writes to ``folder/tensorboard``, MLflow to a file store ``folder/mlruns``;
-    without ``folder``, to ``runs/tensorboard/NAME-DATE-TIME`` and ``runs/mlruns``.
-    ``common``: see :class:`TensorBoardLogger`."""
-    base, out = None if folder is None else Path(folder), []
+def defaults(log: Any, folder: str | os.PathLike) -> tuple[Target, ...]:
+    """The trackers of ``log`` for the run folder ``folder``, each with where it writes: a DIR
+    or URI given, else beside the folder, never inside it (``--overwrite`` replaces a run folder
+    whole): TensorBoard in ``PARENT/tensorboard/NAME``, MLflow in a file store
+    ``PARENT/mlruns``."""
+    folder = Path(folder)
+    out = []
+    for target in parse_log(log):
+        if target.where is None and target.kind == "tensorboard":
+            target = Target(target.kind, str(folder.parent / "tensorboard" / folder.name))
+        elif target.where is None:
+            target = Target(target.kind, (folder.parent / "mlruns").absolute().as_uri())
+        out.append(target)
+    return tuple(out)
+
+
+def check_outside(log: Any, folder: str | os.PathLike) -> None:
+    """Refuse a tracker of ``log`` that would write inside the run folder ``folder``: a later
+    ``--overwrite`` replaces that folder, logs and all."""
+    inside = Path(folder).absolute()
+    for target in parse_log(log):
+        where = target.where
+        local = None if where is None else Path(where) if target.kind == "tensorboard" else None
+        if where is not None and target.kind == "mlflow":
+            local = _file_store(where)
+        if local is not None and Path(local).absolute().is_relative_to(inside):
+            raise ValueError(
+                f"log='{target.kind}:{where}' writes inside the run folder '{folder}', which "
+                "overwrite=True replaces whole; choose a folder outside it (by default the logs "
+                "go beside it)"
+            )
+
+
+def trackers(log: Any, name: str, **common: Any) -> list[Callback]:
+    """One callback per tracker of ``log`` for a run called ``name`` (a DIR or URI not given:
+    ``runs/tensorboard/NAME-DATE-TIME`` and a file store ``runs/mlruns``; a run folder's are
+    :func:`defaults`). ``common``: see :class:`TensorBoardLogger`."""
+    out = []
     for target in parse_log(log):
         if target.kind == "tensorboard":
             default = Path("runs", "tensorboard", f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
-            log_dir = target.where or (base / "tensorboard" if base else default)
-            out.append(TensorBoardLogger(log_dir, **common))
+            out.append(TensorBoardLogger(target.where or default, **common))
         else:
-            uri = target.where or (base or Path("runs")).joinpath("mlruns").absolute().as_uri()
+            uri = target.where or Path("runs", "mlruns").absolute().as_uri()
             out.append(MLflowLogger(uri, run_name=name, **common))
     return out
 
@@ -140,11 +172,10 @@ class _Tracker(Callback):
     """When to log what, and the pictures; a subclass writes them (``_open``, ``_scalars``,
     ``_image``, ``_finish``, ``_close``)."""
 
-    def __init__(self, *, params=None, heldout=None, image_every=IMAGE_EVERY, claim=None):
+    def __init__(self, *, params=None, heldout=None, image_every=IMAGE_EVERY):
         if isinstance(image_every, bool) or not isinstance(image_every, int) or image_every < 1:
             raise ValueError(f"image_every={image_every!r} is not valid; expected an integer >= 1")
         self.params, self.heldout, self.image_every = flatten(params or {}), heldout, image_every
-        self.claim, self.folder = claim, None  # folder: where it writes here (None: elsewhere)
         self.active, self.finished, self._imaged = False, False, -1
 
     def on_fit_start(self, trainer: Trainer) -> None:
@@ -174,8 +205,6 @@ class _Tracker(Callback):
         if self.active:
             self.active = False
             self._close()
-            if self.claim is not None and self.folder is not None:
-                self.claim(self.folder)
 
     def _reconstructions(self, trainer: Trainer) -> None:
         self._imaged = trainer.epoch
@@ -198,9 +227,6 @@ class TensorBoardLogger(_Tracker):
         The fixed images to reconstruct (the first :data:`SHOWN`) and encode.
     image_every : int, default=10
         Epochs between reconstruction images; one more at the end.
-    claim : callable, optional
-        ``claim(folder)`` once the tracker has closed its files: a run directory records those
-        inside it in its manifest (:meth:`aelab.runs.rundir.RunDir.claim`).
     """
 
     def __init__(self, log_dir: str | os.PathLike, **common: Any) -> None:
@@ -358,4 +384,12 @@ def _thumbnails(x: torch.Tensor) -> torch.Tensor:
     return x.float().clamp(0, 1)
 
 
-__all__ = ["Heldout", "MLflowLogger", "TensorBoardLogger", "parse_log", "trackers"]
+__all__ = [
+    "Heldout",
+    "MLflowLogger",
+    "TensorBoardLogger",
+    "check_outside",
+    "defaults",
+    "parse_log",
+    "trackers",
+]

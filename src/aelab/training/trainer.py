@@ -39,7 +39,7 @@ from aelab.training.batches import InMemory, Streamed, make_loader
 from aelab.training.callbacks import Callback, EarlyStopping, FiniteLoss, ProgressBar
 from aelab.training.config import TrainConfig
 from aelab.training.noise import parse_noise
-from aelab.training.optim import make_optimizer, match_parameter_layout
+from aelab.training.optim import check_state, make_optimizer, match_parameter_layout
 from aelab.utils import distributed
 from aelab.utils.device import (
     autocast,
@@ -56,6 +56,7 @@ from aelab.utils.device import (
 TUNE_MIN_STEPS = 200
 EVAL_BATCH_SIZE = 512  # held-out batches, in memory or streamed
 DATA_INIT_IMAGES = 20_000  # at most this many training images initialise a needs_data_init model
+PROBE_IMAGES = 32  # training images whose eval-mode loss FiniteLoss checks every epoch
 
 
 def epoch_seed(seed: int, epoch: int) -> int:
@@ -119,6 +120,7 @@ class Trainer:
         self.tuning_seconds = 0.0  # time spent choosing them
         self.stop_training = False
         self.n_train = 0  # images per epoch in the current fit
+        self.probe: torch.Tensor | None = None  # the first training images, on the device
 
     # -- state ----------------------------------------------------------------------------
 
@@ -141,6 +143,7 @@ class Trainer:
         from aelab.utils.files import fit_weights
 
         fit_weights(self.model, state["model"], "the checkpoint")
+        check_state(self.optimizer, state["optimizer"], "the checkpoint")
         self.optimizer.load_state_dict(state["optimizer"])
         match_parameter_layout(self.optimizer)
         self.epoch = int(state["epoch"])
@@ -246,6 +249,15 @@ class Trainer:
 
         return loss
 
+    def probe_loss(self) -> float | None:
+        """The loss on the first training images in eval mode, as a saved run computes it (the
+        run's random draws untouched); None before :meth:`fit`."""
+        if self.probe is None or not len(self.probe):
+            return None
+        self.model.eval()
+        with torch.no_grad(), torch.random.fork_rng(devices=rng_devices(self.device)):
+            return float(self.model(self.probe, self.probe).loss)  # clean inputs, no noise
+
     # -- convolution kernels --------------------------------------------------------------
 
     def _local_batch(self, n: int) -> int:
@@ -331,6 +343,7 @@ class Trainer:
             stack.callback(_close, hooks, self)
             self._choose_conv_kernels(source)
             stack.enter_context(kernels.use(self.model, self.conv_kernels))
+            self.probe = source.probe(min(len(source), PROBE_IMAGES))
             if self.epoch == 0 and getattr(self.model, "needs_data_init", False):
                 self.model.init_from_data(source.probe(min(len(source), DATA_INIT_IMAGES)))
             for hook in hooks:

@@ -27,21 +27,36 @@ _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 def check_device(device: str) -> None:
-    """Raise unless ``device`` is one of :data:`DEVICES` or ``cuda:N``."""
-    if device not in DEVICES and not str(device).startswith("cuda:"):
-        raise ValueError(f"device={device!r} is not valid; allowed: {', '.join(DEVICES)}")
+    """Raise unless ``device`` is one of :data:`DEVICES` or ``cuda:N`` (N a device index)."""
+    if isinstance(device, torch.device):
+        device = str(device)
+    index = device[5:] if isinstance(device, str) and device.startswith("cuda:") else None
+    if device not in DEVICES and not (index is not None and index.isdigit()):
+        raise ValueError(
+            f"device={device!r} is not valid; allowed: {', '.join(DEVICES)} or cuda:N (N a "
+            "GPU's index)"
+        )
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` picks CUDA, then Apple's MPS, then the CPU; an unavailable choice is an error."""
+    """``auto`` picks CUDA, then Apple's MPS, then the CPU; an unknown name or an unavailable
+    choice is an error."""
+    check_device(device)
+    device = str(device)
     if device == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} is not available here; allowed: auto, cpu")
+    if device.startswith("cuda"):
+        count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        index = int(device[5:]) if ":" in device else 0
+        if index >= count:
+            have = f"{count} GPU(s)" if count else "no GPU"
+            raise ValueError(
+                f"device={device!r} is not available here ({have}); allowed: auto, cpu"
+            )
     if device == "mps" and not (torch.backends.mps.is_available()):
         raise ValueError("device='mps' is not available here; allowed: auto, cpu")
     return torch.device(device)

@@ -89,4 +89,22 @@ def check_fits(cls: type[nn.Module], config, batch_size: int, device: torch.devi
         )
 
 
-__all__ = ["available_bytes", "check_fits", "footprint"]
+def check_loadable(cls: type[nn.Module], config, source: str) -> None:
+    """Raise, naming ``source`` and the sizes, when the weights of ``cls(config)`` (with one
+    image's activations) would not fit in the memory the CPU has free: a config edited to an
+    absurd size is refused before anything is allocated."""
+    try:
+        parameters, activations = footprint(cls, config, 1)
+    except (RuntimeError, ValueError, TypeError) as e:
+        reason = " ".join(str(e).split())[:200]
+        raise ValueError(f"{source}: the model it describes cannot be built ({reason})") from None
+    need, have = 4 * (parameters + activations), available_bytes(torch.device("cpu"))
+    if need > have:
+        raise ValueError(
+            f"{source}: the model it describes has {parameters:,} parameters, {need / GIB:,.1f} "
+            f"GiB, more than the {have / GIB:,.1f} GiB of memory available; it is not a model "
+            "this machine can load"
+        )
+
+
+__all__ = ["available_bytes", "check_fits", "check_loadable", "footprint"]

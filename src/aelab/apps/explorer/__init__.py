@@ -33,12 +33,13 @@ def open_spaces(
     *,
     data_home: str | os.PathLike | None = None,
     device: str = "cpu",
+    legacy: bool = False,
 ) -> dict[str, LatentSpace]:
     """The latent space of every trained model in ``path`` (a run, or each model of an
     ``aelab run`` workshop), over the training and held-out images the run records."""
     from aelab.apps.explorer.space import LatentSpace
 
-    opened = open_runs(path, device=device, data=True, data_home=data_home)
+    opened = open_runs(path, device=device, data=True, data_home=data_home, legacy=legacy)
     return {name: LatentSpace(run, opened.split, name=name) for name, run in opened.runs.items()}
 
 
