@@ -66,14 +66,13 @@ def workshop(tmp_path_factory) -> Path:
 
 
 @contextlib.contextmanager
-def _running_server(app):
-    """``app`` served by uvicorn on a free loopback port in a thread: yields (host, port)."""
-    import uvicorn
+def _running_server(app, host: str = "127.0.0.1", **settings):
+    """``app`` served on a free port of ``host`` in a thread, by uvicorn set up as
+    ``aelab explore`` sets it up (``settings``: ``client_timeout``): yields (host, port)."""
+    from aelab.apps.explorer.serve import bind, uvicorn_server
 
-    from aelab.apps.explorer.serve import bind
-
-    sock = bind("127.0.0.1", 0)
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    sock = bind(host, 0)
+    server = uvicorn_server(app, **settings)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     try:

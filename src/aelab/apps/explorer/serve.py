@@ -1,5 +1,10 @@
 """Start the explorer's server: bind the socket first (a port in use is a one-line error, port 0
-a free one), print the URL, serve until Ctrl-C."""
+a free one), print the URL, serve until Ctrl-C.
+
+A client gets bounded time: it may keep the server waiting ``client_timeout`` (10 s) for a
+request's head or to take an answer (:mod:`.protocol`), a request's body must come within
+``body_timeout`` (30 s) of its head (:func:`.server.create_app` answers 408), and an idle
+keep-alive connection closes after 5 s (uvicorn's ``timeout_keep_alive``)."""
 
 from __future__ import annotations
 
@@ -11,8 +16,10 @@ import threading
 import webbrowser
 from collections.abc import Callable
 
-from aelab.apps.explorer.server import create_app
+from aelab.apps.explorer.server import LOOPBACK_HOSTS, create_app
 from aelab.apps.explorer.space import LatentSpace
+
+CLIENT_TIMEOUT = 10.0  # seconds; a browser sends a head in one packet and reads at once
 
 
 def is_loopback(host: str) -> bool:
@@ -59,12 +66,42 @@ def bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def url_of(sock: socket.socket, host: str) -> str:
-    port = sock.getsockname()[1]
+def _shown(host: str) -> str:
+    """``host`` as the URL names it."""
     shown = "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
-    if ":" in shown and not shown.startswith("["):
-        shown = f"[{shown}]"
-    return f"http://{shown}:{port}/"
+    return f"[{shown}]" if ":" in shown and not shown.startswith("[") else shown
+
+
+def url_of(sock: socket.socket, host: str) -> str:
+    return f"http://{_shown(host)}:{sock.getsockname()[1]}/"
+
+
+def allowed_hosts(host: str) -> list[str]:
+    """The Host headers a server bound to ``host`` answers: on loopback, the loopback names and
+    the address its URL shows (``--host 127.0.0.2`` serves ``http://127.0.0.2:PORT/``);
+    elsewhere any (``["*"]``)."""
+    if not is_loopback(host):
+        return ["*"]
+    return list(dict.fromkeys([*LOOPBACK_HOSTS, _shown(host).lower()]))
+
+
+def uvicorn_server(app, *, client_timeout: float = CLIENT_TIMEOUT):
+    """A ``uvicorn.Server`` running ``app`` as ``aelab explore`` does: warnings only, no access
+    log, and a client that keeps it waiting ``client_timeout`` seconds, for a request's head or
+    to take an answer, is dropped."""
+    import uvicorn
+
+    from aelab.apps.explorer.protocol import with_client_timeout
+
+    config = uvicorn.Config(
+        app,
+        http=with_client_timeout(client_timeout),
+        log_level="warning",
+        lifespan="on",
+        access_log=False,
+        timeout_keep_alive=5,
+    )
+    return uvicorn.Server(config)
 
 
 def serve(
@@ -79,8 +116,6 @@ def serve(
 ) -> None:
     """Serve ``spaces`` on ``sock`` (else a new socket on ``host:port``) until interrupted:
     Ctrl-C stops uvicorn cleanly and returns."""
-    import uvicorn
-
     sock = bind(host, port) if sock is None else sock
     url = url_of(sock, host)
     loopback = is_loopback(host)
@@ -90,9 +125,7 @@ def serve(
             "that can reach this one; the default is 127.0.0.1 (this machine only)",
             file=sys.stderr,
         )
-    app = create_app(spaces, allowed_hosts=None if loopback else ["*"])
-    config = uvicorn.Config(app, log_level="warning", lifespan="on", access_log=False)
-    server = uvicorn.Server(config)
+    server = uvicorn_server(create_app(spaces, allowed_hosts=allowed_hosts(host)))
     log(f"aelab explore: {', '.join(spaces)} at {url} (Ctrl-C stops)")
     if open_browser:
         threading.Timer(0.5, webbrowser.open, args=(url,)).start()
@@ -107,4 +140,4 @@ def serve(
     log("aelab explore: stopped")
 
 
-__all__ = ["bind", "is_loopback", "serve"]
+__all__ = ["CLIENT_TIMEOUT", "allowed_hosts", "bind", "is_loopback", "serve", "uvicorn_server"]

@@ -5,7 +5,9 @@ answers a PNG. Decoding runs in this process, on the model's device, in one work
 model is never used by two threads at once), and the requests that arrive while it is busy are
 decoded together as one batch (:class:`Batcher`). Every request is checked and a bad one is
 answered with a 4xx status and ``{"error": "<one line>"}``; the only files served are the
-page's own three, named in :data:`STATIC` (no path from a request reaches the file system).
+page's own three, named in :data:`STATIC` (no path from a request reaches the file system). A
+body must arrive within ``body_timeout`` seconds (else 408, and the connection closes); a client
+that leaves before sending all of it is no error of the server's: nothing is logged.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ STATIC = {  # URL name -> (package file, media type)
 }
 MAX_JSON_BYTES = 1 << 20
 MAX_BATCH = 64
+BODY_TIMEOUT = 30.0  # seconds for a body: 10 MiB at 350 kB/s
 UPLOAD_TYPES = (
     "image/png", "image/jpeg", "image/x-portable-graymap", "image/x-portable-pixmap",
     "image/x-portable-anymap", "image/x-portable-bitmap", "application/octet-stream",
@@ -58,7 +61,7 @@ class HostCheck:
 
     def __init__(self, app, hosts: Sequence[str]):
         self.app = app
-        self.hosts = set(hosts)
+        self.hosts = list(dict.fromkeys(h.lower() for h in hosts))  # names are case-blind
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and "*" not in self.hosts:
@@ -67,7 +70,7 @@ class HostCheck:
 
             host = Headers(scope=scope).get("host", "")
             name = host.rsplit(":", 1)[0] if not host.endswith("]") else host
-            if name not in self.hosts:
+            if name.lower() not in self.hosts:
                 message = f"Host={host!r} is not this server; allowed: {', '.join(self.hosts)}"
                 await JSONResponse({"error": message}, 400)(scope, receive, send)
                 return
@@ -75,11 +78,13 @@ class HostCheck:
 
 
 class Refused(Exception):
-    """A request answered with ``status`` and a one-line JSON error."""
+    """A request answered with ``status`` and a one-line JSON error; ``close``: and the
+    connection closed (its body was not all read)."""
 
-    def __init__(self, status: int, message: str):
+    def __init__(self, status: int, message: str, *, close: bool = False):
         super().__init__(message)
         self.status = status
+        self.close = close
 
 
 def _asset(name: str) -> bytes:
@@ -149,14 +154,26 @@ def _data_url(pixels: np.ndarray) -> str:
     return "data:image/png;base64," + base64.b64encode(png(pixels)).decode("ascii")
 
 
-async def _body(request, limit: int) -> bytes:
-    """The request's body, refused with 413 beyond ``limit`` bytes (before it is all read)."""
+async def _body(request, limit: int, timeout: float) -> bytes:
+    """The request's body, refused with 413 beyond ``limit`` bytes (before it is all read) and
+    with 408 if it is not all there within ``timeout`` seconds."""
+    from starlette.requests import ClientDisconnect
+
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise Refused(400, f"Content-Length={declared!r} is not a number of bytes")
         if int(declared) > limit:
             raise Refused(413, f"body of {int(declared):,} bytes; allowed: at most {limit:,}")
+    try:
+        return await asyncio.wait_for(_read(request, limit), timeout)
+    except asyncio.TimeoutError:
+        raise Refused(408, f"the body did not arrive within {timeout:g} s", close=True) from None
+    except ClientDisconnect:  # nobody is left to read the answer; uvicorn drops it
+        raise Refused(400, "the client left before sending its whole body") from None
+
+
+async def _read(request, limit: int) -> bytes:
     chunks, size = [], 0
     async for chunk in request.stream():
         size += len(chunk)
@@ -166,12 +183,12 @@ async def _body(request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _json(request) -> dict[str, Any]:
+async def _json(request, timeout: float) -> dict[str, Any]:
     kind = request.headers.get("content-type", "").split(";")[0].strip()
     if kind != "application/json":
         raise Refused(415, f"Content-Type={kind or 'none'!r}; allowed: application/json")
     try:
-        body = json.loads(await _body(request, MAX_JSON_BYTES))
+        body = json.loads(await _body(request, MAX_JSON_BYTES, timeout))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise Refused(400, "body is not valid JSON") from None
     except RecursionError:
@@ -196,12 +213,20 @@ def _number(params, name: str, default: float | None = None) -> float:
     return out
 
 
-def create_app(spaces: dict[str, LatentSpace], *, allowed_hosts: Sequence[str] | None = None):
+def create_app(
+    spaces: dict[str, LatentSpace],
+    *,
+    allowed_hosts: Sequence[str] | None = None,
+    body_timeout: float = BODY_TIMEOUT,
+):
     """The Starlette application serving ``spaces`` (model name -> latent space).
 
     ``allowed_hosts``: the Host headers answered (the loopback names by default, so that a web
     page elsewhere cannot reach this server through DNS rebinding); ``["*"]`` for any.
+    ``body_timeout``: seconds a request's body may take to arrive, from its head (else 408).
     """
+    if not body_timeout > 0:
+        raise ValueError(f"body_timeout={body_timeout!r} is not valid; expected seconds > 0")
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.middleware import Middleware
@@ -270,7 +295,7 @@ def create_app(spaces: dict[str, LatentSpace], *, allowed_hosts: Sequence[str] |
 
     async def decode(request):
         s = space(request)
-        body = await _json(request)
+        body = await _json(request, body_timeout)
         if "code" not in body:
             raise Refused(400, 'body has no "code"; expected {"code": [numbers]}')
         try:
@@ -304,7 +329,7 @@ def create_app(spaces: dict[str, LatentSpace], *, allowed_hosts: Sequence[str] |
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind not in UPLOAD_TYPES:
             raise Refused(415, f"Content-Type={kind or 'none'!r}; allowed: PNG, JPEG or PGM/PPM")
-        data = await _body(request, MAX_UPLOAD_BYTES)
+        data = await _body(request, MAX_UPLOAD_BYTES, body_timeout)
         if not data:
             raise Refused(400, "the body is empty; expected an image file")
         x = await compute(s.read_image, data)
@@ -320,7 +345,8 @@ def create_app(spaces: dict[str, LatentSpace], *, allowed_hosts: Sequence[str] |
         return answer({"code": np.asarray(code).tolist()})
 
     async def refused(request, exc: Refused):
-        return JSONResponse({"error": str(exc)}, exc.status, headers=SECURITY_HEADERS)
+        headers = {**SECURITY_HEADERS, "connection": "close"} if exc.close else SECURITY_HEADERS
+        return JSONResponse({"error": str(exc)}, exc.status, headers=headers)
 
     async def http_error(request, exc: HTTPException):
         path = request.url.path
