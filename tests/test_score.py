@@ -42,8 +42,9 @@ def test_a_folder_with_junk_gets_a_row_per_readable_image(workshop, folder, tmp_
         p = float(r["p_value"])
         assert 0 < p <= 1 and r["outlier"] in ("0", "1") and float(r["score"]) <= 0
         assert (r["outlier"] == "1") == (p <= 0.05)
-    assert sorted(f.name for f in maps.iterdir()) == [f"{i:02d}.png" for i in range(10)]
-    assert Image.open(maps / "00.png").size == (8, 8)
+    # each map named after its file
+    assert sorted(f.name for f in maps.iterdir()) == sorted(f"faces__{i}.png" for i in range(10))
+    assert Image.open(maps / "faces__0.png").size == (8, 8)
     # printed to stdout without --out; a stricter rate flags no more images
     assert main(["score", str(workshop / "deep"), str(folder), "--fpr", "0.01"]) == 0
     strict = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))

@@ -15,6 +15,7 @@ scores and maps read in the units of the data the user gave.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -40,6 +41,49 @@ def check_score(score: Any, variational: bool, model: str = "the model") -> str:
             "variational model or anomaly_score='reconstruction'"
         )
     return score
+
+
+def fewest_calibration(fpr: float) -> int:
+    """The fewest calibration scores that set a threshold at the false-positive rate ``fpr``.
+
+    With ``n`` of them the smallest conformal p-value is ``1 / (n + 1)``: for a lower rate no
+    score can be flagged, and :func:`~aelab.analysis.anomaly.threshold_at` gives ``-inf``.
+    """
+    n = max(math.ceil(1.0 / fpr) - 1, 1)
+    # threshold_at's own rule (floor(fpr * (n + 1)) >= 1), whatever 1 / fpr rounded to
+    while math.floor(fpr * (n + 1)) < 1:
+        n += 1
+    while n > 1 and math.floor(fpr * n) >= 1:
+        n -= 1
+    return n
+
+
+def too_few_to_calibrate(
+    n: int,
+    fpr: float,
+    *,
+    what: str = "calibration scores",
+    unit: str = "images",
+    fix: str = "calibrate on",
+    rate: str = "fpr",
+) -> str | None:
+    """Why ``n`` calibration scores set no threshold at ``fpr``, and what to do; None when they
+    set one. The one message of the detector, ``aelab score`` and the estimator: ``what`` names
+    the scores, ``unit`` what they score, ``fix`` how to give more, ``rate`` the rate's name.
+    """
+    need = fewest_calibration(fpr)
+    if n >= need:
+        return None
+    least = 1.0 / (n + 1)  # the smallest rate n scores can serve, shown rounded up
+    shown = float(f"{least:.3g}")
+    while math.floor(shown * (n + 1)) < 1:
+        least *= 1.001
+        shown = float(f"{least:.3g}")
+    return (
+        f"{n} {what} are too few for {rate}={fpr:g}: that rate needs at least {need} (with "
+        f"fewer, the threshold is -inf and nothing is ever flagged); {fix} at least {need} normal "
+        f"{unit} the model did not train on, or raise {rate} to {shown:g} or more"
+    )
 
 
 class Detector:
@@ -124,13 +168,27 @@ class Detector:
         return self.calibration
 
     def threshold(self, fpr: float = anomaly.DEFAULT_FPR) -> float:
-        """Scores below this are outliers, at the false-positive rate ``fpr`` (``-inf``: too
-        few calibration images for that rate)."""
-        return anomaly.threshold_at(self._calibration(), anomaly.check_rate(fpr, "fpr"))
+        """Scores below this are outliers, at the false-positive rate ``fpr``.
+
+        Raises a ValueError when the calibration holds too few images for that rate (fewer than
+        :func:`fewest_calibration`): the threshold would be ``-inf``, and no image flagged.
+        """
+        calibration, fpr = self._calibration(), anomaly.check_rate(fpr, "fpr")
+        problem = too_few_to_calibrate(len(calibration), fpr)
+        if problem is not None:
+            raise ValueError(problem)
+        return anomaly.threshold_at(calibration, fpr)
 
     def p_values(self, scores: np.ndarray) -> np.ndarray:
         """Conformal p-values of ``scores`` (small = unusual)."""
         return anomaly.p_values(self._calibration(), scores)
 
 
-__all__ = ["ELBO_SAMPLES", "SCORES", "Detector", "check_score"]
+__all__ = [
+    "ELBO_SAMPLES",
+    "SCORES",
+    "Detector",
+    "check_score",
+    "fewest_calibration",
+    "too_few_to_calibrate",
+]

@@ -231,7 +231,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from aelab.apps.scoring import error_map_pngs, open_scorer, read_images, rows_csv
+    from aelab.apps.scoring import error_map_pngs, map_names, open_scorer, read_images, rows_csv
     from aelab.utils.files import write_bytes
 
     out = None if args.out is None else Path(args.out)
@@ -244,29 +244,39 @@ def cmd_score(args: argparse.Namespace) -> int:
         raise ValueError(f"maps='{maps}' exists and is not an empty folder; expected a new folder")
     _warn_legacy(args)
     scorer = open_scorer(args.run_dir, args.calibrate, args.data_home, args.fpr, args.legacy)
-    skipped: list[str] = []
     shape = tuple(scorer.detector.run.model.input_shape)
-    images, names = read_images(args.data, shape, args.data_home, skipped)
-    rows = scorer.score(images, names)
+    images = read_images(args.data, shape, args.data_home)
+    rows = scorer.score(images.x, images.names)
     text = rows_csv(rows)
     if out is None:
-        sys.stdout.write(text.decode("utf-8"))
+        _write_stdout(text)
     else:
         write_bytes(out, text)
     if maps is not None:
         maps.mkdir(parents=True, exist_ok=True)
-        width = len(str(len(rows)))
-        for r, png in zip(rows, error_map_pngs(scorer, images)):
-            write_bytes(maps / f"{r['index']:0{width}d}.png", png)
+        for name, png in zip(map_names(images), error_map_pngs(scorer, images.x)):
+            write_bytes(maps / name, png)
     flagged = sum(r["outlier"] for r in rows)
-    print(
+    line = [
         f"{len(rows)} images, {flagged} outliers at fpr={scorer.fpr:g} (threshold "
         f"{scorer.threshold:.6g} from {scorer.source})"
-        + (f"; skipped {len(skipped)} unreadable: {', '.join(skipped[:3])}" if skipped else "")
-        + (f"; wrote {out}" if out else ""),
-        file=sys.stderr,
-    )
+    ]
+    line += [f"skipped {images.skipped_line()}"] if images.skipped else []
+    line += [f"skipped in calibrate: {scorer.skipped}"] if scorer.skipped else []
+    line += [f"wrote {out}"] if out else []
+    print("; ".join(line), file=sys.stderr)
     return 0
+
+
+def _write_stdout(data: bytes) -> None:
+    """``data`` (UTF-8) on stdout as it is, whatever encoding the terminal's locale names."""
+    buffer = getattr(sys.stdout, "buffer", None)
+    if buffer is None:  # a stream without bytes (a notebook's)
+        sys.stdout.write(data.decode("utf-8"))
+        return
+    sys.stdout.flush()
+    buffer.write(data)
+    buffer.flush()
 
 
 def cmd_export(args: argparse.Namespace) -> int:

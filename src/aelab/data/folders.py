@@ -179,6 +179,9 @@ class ImageFolderDataset(Dataset):
         ``(C, H, W)`` of every item.
     notes : list of str
         Messages for the user (skipped non-image files and symbolic links, the pixel cache).
+    skipped
+        What the listing passed over, every name relative to the folder: ``files`` (not images,
+        or not regular files), ``links`` (not followed), ``dead_links``, ``folders``.
 
     Notes
     -----
@@ -220,6 +223,7 @@ class ImageFolderDataset(Dataset):
         self.class_names = listing.class_names
         self.labels = listing.labels if listing.class_names else None
         self.notes = list(listing.notes)
+        self.skipped = listing.skipped
         self._files = np.array([os.fsencode(f) for f in listing.files])  # (N,) bytes
         self._flipped = np.zeros(len(self._files), dtype=bool)
         self._slots = np.arange(len(self._files))  # each item's cache slot: its file's place

@@ -25,6 +25,7 @@ class _FolderListing:
     labels: np.ndarray  # (N,) int64 index into class_names; -1 when unlabelled
     class_names: list[str] | None
     notes: list[str]
+    skipped: _Skipped  # what the notes tell of, every name (aelab score names each)
 
 
 @dataclass
@@ -187,4 +188,4 @@ def _list_image_folder(folder: Path, follow_links: bool = False) -> _FolderListi
             f"{folder} holds no images (files named {_listing(list(IMAGE_EXTENSIONS), 8)}, or "
             "that Pillow identifies by their content)" + "".join(f"; {n}" for n in notes)
         )
-    return _FolderListing(files, labels, class_names, notes)
+    return _FolderListing(files, labels, class_names, notes, walk.skipped)

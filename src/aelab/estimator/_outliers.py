@@ -13,11 +13,14 @@ library's :class:`~aelab.analysis.detector.Detector`.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import torch
 from sklearn.utils.validation import check_is_fitted
 
 from aelab.analysis import anomaly
+from aelab.analysis.detector import too_few_to_calibrate
 from aelab.estimator._layout import from_batch
 from aelab.estimator._params import rate
 
@@ -61,8 +64,26 @@ class OutlierMixin:
 
     @property
     def threshold_(self) -> float:
-        """Scores below this are outliers (``-inf``: too few calibration samples for ``fpr``)."""
-        return anomaly.threshold_at(self._calibration(), rate(self))
+        """Scores below this are outliers.
+
+        ``-inf`` when there are too few calibration samples for the rate (fewer than
+        :func:`~aelab.analysis.detector.fewest_calibration`): nothing is then an outlier, and a
+        UserWarning says so, how many samples the rate needs and what to do.
+        """
+        calibration, fpr = self._calibration(), rate(self)
+        problem = too_few_to_calibrate(
+            len(calibration),
+            fpr,
+            what="calibration samples",
+            unit="samples",
+            fix="call set_threshold(X) with",
+            rate="fpr" if self.contamination is None else "contamination",
+        )
+        if problem is not None:
+            # kept -inf (scikit-learn's predict must answer), but never without a word: the
+            # rate is one the samples cannot serve, and predict would flag nothing
+            warnings.warn(f"threshold_ is -inf: {problem}", UserWarning, stacklevel=2)
+        return anomaly.threshold_at(calibration, fpr)
 
     @property
     def offset_(self) -> float:
