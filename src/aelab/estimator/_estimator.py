@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_array, check_is_fitted
+from sklearn.utils.validation import check_is_fitted
 
 from aelab.analysis import anomaly
 from aelab.analysis.detector import Detector
@@ -25,7 +25,7 @@ from aelab.estimator import _layout as layout
 from aelab.estimator._base import RunEstimator
 from aelab.estimator._files import estimator_section, save
 from aelab.estimator._fitting import train
-from aelab.estimator._layout import as_int, checked, fit_scaling, validate
+from aelab.estimator._layout import as_int, checked, checked_codes, fit_scaling, validate
 from aelab.estimator._outliers import OutlierMixin
 from aelab.estimator._params import (
     PriorOnly,
@@ -239,8 +239,8 @@ class Autoencoder(OutlierMixin, RunEstimator):
         Parameters
         ----------
         X : array-like of shape (n_samples, n_features), (n, H, W) or (n, H, W, C)
-            Training data: a table (any dense model) or images (any model). See ``scale`` for
-            values outside ``[0, 1]``.
+            Training data: a table (any dense model) or images (any model); ``(n, C, H, W)``
+            with ``data_format="channels_first"``. See ``scale`` for values outside ``[0, 1]``.
         y : None
             Ignored; present for the scikit-learn API.
 
@@ -319,14 +319,8 @@ class Autoencoder(OutlierMixin, RunEstimator):
         X_original : ndarray of shape (n_samples, *sample_shape_)
             float32 for float32 codes, float64 otherwise; any scaling undone.
         """
-        check_is_fitted(self)
-        Z = check_array(X, dtype=[np.float64, np.float32], estimator=self)
-        if Z.shape[1] != self.model_.latent_dim:
-            raise ValueError(
-                f"X has {Z.shape[1]} features, but {type(self).__name__} is expecting "
-                f"{self.model_.latent_dim} codes (latent_dim) as input"
-            )
-        return self._from_tensor(self.run_.map(decoded, torch.tensor(Z)), Z.dtype)
+        Z = checked_codes(self, X)
+        return self._from_tensor(self.run_.map(decoded, torch.tensor(Z), takes="codes"), Z.dtype)
 
     def score(self, X, y=None) -> float:
         """Negative mean squared reconstruction error per value, in ``X``'s units.
@@ -369,7 +363,7 @@ class Autoencoder(OutlierMixin, RunEstimator):
         if not isinstance(n, int) or n < 0:
             raise ValueError(f"n_samples={n_samples!r} is not valid; expected an integer >= 0")
         z = self.model_.sample_prior(n, check_random_state(random_state))
-        return self._from_tensor(self.run_.map(decoded, torch.tensor(z)), np.float64)
+        return self._from_tensor(self.run_.map(decoded, torch.tensor(z), takes="codes"), np.float64)
 
     # ------------------------------------------------------------------ outliers
 

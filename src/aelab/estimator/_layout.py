@@ -132,19 +132,53 @@ except ImportError:  # pragma: no cover - older scikit-learn
         return estimator._validate_data(X, **kwargs)
 
 
+SAMPLES = "(n_samples, n_features), (n, H, W) or (n, H, W, C)"
+ONE_SAMPLE = "X.reshape(-1, 1) for one feature, X.reshape(1, -1) for one sample"
+CHANNELS = 4  # at most this many channels look like an image's (grey, grey+alpha, RGB, RGBA)
+
+
+def _check_ndim(X: Any, low: int, high: int, expected: str, one: str) -> None:
+    """One line for an ``X`` of too few or too many axes (scikit-learn's own message for a 1-D
+    ``X`` is three lines and prints the whole array); ``one`` says how to reshape a 1-D one."""
+    try:
+        shape = tuple(np.shape(X))
+    except (TypeError, ValueError):  # ragged: check_array says so
+        return
+    if not low <= len(shape) <= high:
+        reshape = f". Reshape your data: {one}" if len(shape) == 1 else ""
+        raise ValueError(f"X has shape {shape}; expected {expected}{reshape}")
+
+
+def _check_channels(X: np.ndarray, data_format: str) -> None:
+    """Refuse images whose channel axis is plainly on the other side: ``(n, 1, 28, 28)`` under
+    ``channels_last`` would be 28 channels of 1x28 images (aelab's own ``ImageSet.images`` are
+    ``(n, C, H, W)``), ``(n, 28, 28, 3)`` under ``channels_first`` 28 channels of 28x3 ones."""
+    first, last = X.shape[1], X.shape[3]
+    if data_format == "channels_last" and first <= CHANNELS < last:
+        h, w, c = X.shape[1:]
+        other = "channels_first"
+    elif data_format == "channels_first" and last <= CHANNELS < first:
+        c, h, w = X.shape[1:]
+        other = "channels_last"
+    else:
+        return
+    raise ValueError(
+        f"X has shape {X.shape}, which data_format={data_format!r} reads as {c} channels of "
+        f"{h}x{w} images; pass data_format={other!r} if its channels are on the other side"
+    )
+
+
 def validate(est: Any, X: Any, *, reset: bool) -> np.ndarray:
     """``X`` as a float32/float64 array of 2 to 4 dimensions, checked against the fit."""
+    _check_ndim(X, 2, 4, SAMPLES, ONE_SAMPLE)
     kwargs = {"dtype": [np.float64, np.float32], "allow_nd": True}
     if reset or len(est.sample_shape_) == 1:
         X = validate_data(est, X, reset=reset, **kwargs)
     else:  # images: validate_data would count only the first axis as features
         X = check_array(X, estimator=est, **kwargs)
-    if X.ndim > 4:
-        raise ValueError(
-            f"X has {X.ndim} dimensions with shape {X.shape}; expected (n_samples, "
-            "n_features), (n, H, W) or (n, H, W, C)"
-        )
     if reset:
+        if X.ndim == 4:
+            _check_channels(X, est.data_format)
         est.n_features_in_ = int(np.prod(X.shape[1:]))
     elif X.shape[1:] != est.sample_shape_:
         raise ValueError(
@@ -152,6 +186,20 @@ def validate(est: Any, X: Any, *, reset: bool) -> np.ndarray:
             f"samples of shape {est.sample_shape_}"
         )
     return X
+
+
+def checked_codes(est: Any, X: Any) -> np.ndarray:
+    """Codes ``(n_samples, latent_dim)`` for ``inverse_transform``, checked."""
+    check_is_fitted(est)
+    latent_dim = est.model_.latent_dim
+    _check_ndim(X, 2, 2, f"codes (n_samples, {latent_dim})", "X.reshape(1, -1) for one code")
+    Z = check_array(X, dtype=[np.float64, np.float32], estimator=est)
+    if Z.shape[1] != latent_dim:
+        raise ValueError(
+            f"X has {Z.shape[1]} features, but {type(est).__name__} is expecting "
+            f"{latent_dim} codes (latent_dim) as input"
+        )
+    return Z
 
 
 def checked(est: Any, X: Any) -> np.ndarray:

@@ -103,14 +103,20 @@ class Run:
 
     def map(
         self, fn: Callable[[BaseAutoencoder, torch.Tensor], torch.Tensor], x: Any,
-        batch_size: int = INFER_BATCH,
+        batch_size: int = INFER_BATCH, *, takes: str = "images",
     ) -> torch.Tensor:  # fmt: skip
         """``fn(model, batch)`` over ``x`` in batches of ``batch_size``, on the model's device and
         in eval mode; the result on the CPU. Arrays are taken as float32. A float64 tensor runs
         through a float64 copy of the weights (the result for an image is then the same, to
         float64 precision, whatever batch it comes in: BLAS picks other float32 kernels for one
-        row and for many), except on Apple's MPS, which has no float64."""
-        model, t = self.model, _tensor(x)
+        row and for many), except on Apple's MPS, which has no float64.
+
+        ``takes`` says what ``x`` holds: ``"images"`` ``(N, C, H, W)`` of the model's
+        ``input_shape``, or ``"codes"`` ``(N, latent_dim)``. Any other shape is refused in one
+        line (:func:`check_input`): a grey ``(N, H, W)``, channels-last ``(N, H, W, C)`` or
+        flattened ``(N, C*H*W)`` batch is never guessed at, as some families would misread it.
+        """
+        model, t = self.model, check_input(self.model, x, takes)
         device = next(model.parameters()).device
         if t.dtype == torch.float64 and device.type != "mps":
             model = copy.deepcopy(model).double()
@@ -123,12 +129,14 @@ class Run:
             return torch.cat(outs) if outs else fn(model, t.to(device)).cpu()
 
     def encode(self, x: np.ndarray | torch.Tensor, batch_size: int = INFER_BATCH) -> np.ndarray:
-        """Codes ``(N, latent_dim)`` of images ``(N, C, H, W)`` in [0, 1]."""
+        """Codes ``(N, latent_dim)`` of images ``(N, C, H, W)`` in [0, 1]; images of another
+        shape are refused (:meth:`map`)."""
         return self.map(encoded, x, batch_size).float().numpy()
 
     def decode(self, z: np.ndarray | torch.Tensor, batch_size: int = INFER_BATCH) -> np.ndarray:
-        """Images ``(N, C, H, W)`` from codes ``(N, latent_dim)``."""
-        return self.map(decoded, z, batch_size).float().numpy()
+        """Images ``(N, C, H, W)`` from codes ``(N, latent_dim)``; codes of another shape are
+        refused (:meth:`map`)."""
+        return self.map(decoded, z, batch_size, takes="codes").float().numpy()
 
     def reconstruct(
         self, x: np.ndarray | torch.Tensor, batch_size: int = INFER_BATCH
@@ -140,7 +148,7 @@ class Run:
     def extra_metrics(self, x: np.ndarray | torch.Tensor) -> dict[str, float]:
         """The model family's own metrics on images ``x`` ``(N, C, H, W)`` (often none)."""
         self.model.eval()
-        return dict(self.model.extra_metrics(self._on_device(_tensor(x))))
+        return dict(self.model.extra_metrics(self._on_device(check_input(self.model, x))))
 
     def _repr_html_(self) -> str | None:
         """Jupyter's view: the run's summary and learning curves, drawn by the renderer an
@@ -181,6 +189,42 @@ def reconstructed(model: BaseAutoencoder, x: torch.Tensor) -> torch.Tensor:
 def _tensor(a: np.ndarray | torch.Tensor) -> torch.Tensor:
     """``a`` as a tensor: arrays as float32, tensors as they are."""
     return a if torch.is_tensor(a) else torch.as_tensor(np.asarray(a, dtype=np.float32))
+
+
+def check_input(
+    model: BaseAutoencoder, x: np.ndarray | torch.Tensor, takes: str = "images"
+) -> torch.Tensor:
+    """``x`` as a tensor, if it is what ``model`` takes: ``"images"`` ``(N, *input_shape)`` or
+    ``"codes"`` ``(N, latent_dim)``; otherwise one line naming the shape received and the shape
+    expected (with the fix, for the common other layouts of images)."""
+    if takes not in ("images", "codes"):
+        raise ValueError(f"takes={takes!r} is not valid; allowed: 'images', 'codes'")
+    t = _tensor(x)
+    one = tuple(model.input_shape) if takes == "images" else (int(model.latent_dim),)
+    got = tuple(t.shape)
+    if got[1:] == one:
+        return t
+    name, want = ("x", "images") if takes == "images" else ("z", "codes")
+    hint = _layout_hint(got, one) if takes == "images" else ""
+    raise ValueError(f"{name} has shape {got}; the model takes {want} {_batch_of(one)}{hint}")
+
+
+def _batch_of(shape: tuple[int, ...]) -> str:
+    return "(N, " + ", ".join(str(s) for s in shape) + ")"
+
+
+def _layout_hint(got: tuple[int, ...], shape: tuple[int, ...]) -> str:
+    """How to turn another layout of images into ``(N, C, H, W)``, where it is plain."""
+    c, h, w = shape
+    if got == shape:
+        return " (one image (C, H, W): x[None])"
+    if got[1:] == (h, w) and c == 1:
+        return " (grey images (N, H, W): x[:, None])"
+    if got[1:] == (h, w, c):
+        return " (channels-last images (N, H, W, C): x.transpose(0, 3, 1, 2))"
+    if got[1:] == (c * h * w,):
+        return f" (flattened images: x.reshape(-1, {c}, {h}, {w}))"
+    return ""
 
 
 def check_split(

@@ -95,6 +95,12 @@ class LatentSpace:
         self.run = run
         self.name = name or run.name
         self.shape = tuple(run.model.input_shape)
+        for part, images in (("train", split.train), ("heldout", split.heldout)):
+            if len(images) and tuple(images.image_shape) != self.shape:
+                raise ValueError(
+                    f"split has {part} images of shape {tuple(images.image_shape)}; model "
+                    f"{self.name!r} takes images of shape {self.shape}"
+                )
         self.dim = int(run.model.latent_dim)
         self.variational = bool(run.model.variational)
         self.train = _sample(split.train, MAX_TRAIN_POINTS, seed)
@@ -192,11 +198,15 @@ class LatentSpace:
         return arr.astype(np.float32)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
-        """Images ``(B, H, W, C)`` uint8 of checked codes ``(B, latent_dim)``."""
+        """Images ``(B, H, W, C)`` uint8 of checked codes ``(B, latent_dim)`` (:meth:`check_codes`;
+        :meth:`aelab.Run.map` refuses any other shape in one line)."""
         return to_uint8(self.run.decode(codes))
 
-    def encode(self, images: np.ndarray) -> np.ndarray:
-        return self.run.encode(images).astype(np.float64)
+    def encode(self, x: np.ndarray) -> np.ndarray:
+        """Codes ``(B, latent_dim)`` float64 of images ``x`` ``(B, C, H, W)`` of the run's shape
+        (as :meth:`read_image` gives them, with a batch axis); :meth:`aelab.Run.map` refuses any
+        other shape in one line."""
+        return self.run.encode(x).astype(np.float64)
 
     def read_image(self, data: bytes) -> np.ndarray:
         """An uploaded PNG, JPEG or PGM/PPM file as one image ``(C, H, W)`` of the run's shape,
