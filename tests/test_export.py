@@ -58,11 +58,11 @@ def _images(n, seed=1, shape=SHAPE):
     return torch.rand(n, *shape, generator=torch.Generator().manual_seed(seed))
 
 
-def _tiny(name):
+def _tiny(name, shape=SHAPE):
     torch.manual_seed(0)
-    model = build_model(name, SHAPE, latent_dim=8)
+    model = build_model(name, shape, latent_dim=8)
     if model.needs_data_init:  # sparse's input mean: not all zeros
-        model.init_from_data(_images(16, seed=2))
+        model.init_from_data(_images(16, seed=2, shape=shape))
     return model.eval()
 
 
@@ -135,6 +135,50 @@ def test_every_recipe_exports_graphs_that_give_its_codes_and_reconstructions(nam
     assert record["input_shape"] == list(SHAPE) and record["pixel_range"] == [0.0, 1.0]
     assert record["opset"] == (18 if fmt == "onnx" else None)
     assert max(record["max_abs_error"].values()) <= TOLERANCE
+
+
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+@pytest.mark.parametrize("name", [n for n, r in MODELS.items() if r.family_class.exportable])
+def test_the_graphs_refuse_inputs_of_another_layout(name, fmt, tmp_path):
+    """An encoder graph given channels-last, flattened, unbatched or wrongly sized images (or a
+    decoder codes of another width) refuses them, naming the input and its shape, where a
+    traced dense encoder's flatten took a channels-last batch of 3-channel images without a
+    word: the same numbers in another order. (onnxruntime refuses from the graph's static
+    axes; TorchScript's graph checks its input first and raises a ValueError inside.)"""
+    if fmt == "onnx":
+        pytest.importorskip("onnxruntime")
+    shape = (3, 16, 16)
+    model = _tiny(name, shape)
+    export_model(model, tmp_path / "out", fmt)
+    encode, decode = _graphs(tmp_path / "out", fmt)
+    x = _images(3, shape=shape).numpy()
+    z = encode(x)[0]
+    images = {"N,H,W,C": x.transpose(0, 2, 3, 1), "N,D": x.reshape(3, -1), "C,H,W": x[0],
+              "wrong size": x[:, :, :8, :8], "N,1,C,H,W": x[:, None]}  # fmt: skip
+    codes = {
+        "N,d+1": np.pad(z, ((0, 0), (0, 1))),
+        "N,d-1": z[:, :-1],
+        "d": z[0],
+        "N,d,1": z[..., None],
+    }
+    for graph, arg, want, wrong, takes in (
+        (encode, "x", z, images, "(B, 3, 16, 16)"),
+        (decode, "z", decode(z)[0], codes, "(B, 8)"),
+    ):
+        for layout, a in wrong.items():
+            a = np.ascontiguousarray(a)
+            try:
+                got = graph(a)[0]
+            except Exception as e:  # onnxruntime's or TorchScript's own error types
+                message = str(e)
+                if fmt == "onnx":
+                    assert f"input: {arg}" in message, message
+                else:
+                    assert message.splitlines()[-1] == (
+                        f"builtins.ValueError: {arg} has shape {a.shape}; the graph takes {takes}"
+                    ), message
+                continue
+            assert got.shape == want.shape and np.abs(got - want).max() <= TOLERANCE, layout
 
 
 def test_export_model_errors(tmp_path):

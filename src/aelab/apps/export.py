@@ -72,6 +72,24 @@ class _Graphs(nn.Module):
         return tuple(out) if len(out) > 1 else out[0]
 
 
+class _Shaped(nn.Module):
+    """A traced ``graph`` that first refuses an input ``name`` whose shape is not ``(B, *shape)``:
+    a trace records no checks, and a dense encoder's flatten would take a channels-last batch
+    of the same size without a word. (An ONNX graph's axes other than the batch are static:
+    onnxruntime refuses another shape itself.)"""
+
+    def __init__(self, graph: torch.jit.ScriptModule, name: str, shape: list[int]) -> None:
+        super().__init__()
+        self.graph, self.name, self.shape = graph, name, shape
+
+    def forward(self, x: torch.Tensor):
+        if x.shape[1:] != self.shape:
+            got = ", ".join([str(s) for s in x.shape]) + ("," if x.dim() == 1 else "")
+            want = ", ".join([str(s) for s in self.shape])
+            raise ValueError(f"{self.name} has shape ({got}); the graph takes (B, {want})")
+        return self.graph(x)
+
+
 def check_format(format: str) -> str:
     """``format`` if it is one of FORMATS and what it needs is installed."""
     if format not in FORMATS:
@@ -326,14 +344,15 @@ def _write_onnx(graphs: _Graphs, parts: dict, out: Path, suffix: str) -> dict:
 
 
 def _write_torchscript(graphs: _Graphs, parts: dict, out: Path, suffix: str) -> dict:
-    """Each graph traced; returns the traced modules, which are what was written (aelab never
-    loads a TorchScript file: that unpickles)."""
+    """Each graph traced, behind a check of its input's shape (:class:`_Shaped`); returns the
+    modules, which are what was written (aelab never loads a TorchScript file: that unpickles)."""
     runs = {}
-    for part, (example, _, _) in parts.items():
+    for part, (example, name, _) in parts.items():
         graph = _Graphs(graphs.model, graphs.logvar, (part,)).eval()
         with warnings.catch_warnings():  # vqvae's commitment loss checks shapes: not in the graph
             warnings.filterwarnings("ignore", category=torch.jit.TracerWarning, module=r"torch\.nn")
             traced = torch.jit.trace(graph, (example,), check_trace=False)  # _check runs it
+        traced = torch.jit.script(_Shaped(traced, name, list(example.shape[1:])))
         buffer = io.BytesIO()
         torch.jit.save(traced, buffer)
         write_bytes(out / f"{part}{suffix}", buffer.getvalue())
