@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
+import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -107,6 +110,49 @@ def test_bad_log_and_missing_extra_are_one_line_exit_2(digits_npz, tmp_path, cap
     assert main(["run", "--data", str(digits_npz), "--log", "mlflow", "--out", str(out)]) == 2
     assert 'pip install "aelab[mlflow]"' in capsys.readouterr().err
     assert not out.exists()
+
+
+def _mlflow_fails_fast(digits_npz, out, uri, capsys) -> float:
+    """Train with ``--log mlflow:URI``: one line naming the URI, exit 2, nothing written, and
+    the variables aelab set for MLflow gone again; the seconds it took."""
+    import mlflow.tracking  # noqa: F401  (its import is not what is timed)
+
+    args = ["train", "shallow", "--data", str(digits_npz), "--out", str(out), "--quiet"]
+    start = time.monotonic()
+    assert main([*args, "--log", f"mlflow:{uri}"]) == 2
+    seconds = time.monotonic() - start
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and err.endswith("\n") and err.count("error") == 1, err
+    last = err.strip().splitlines()[-1]  # after the line about the data
+    assert last.startswith(f"aelab train: error: log='mlflow:{uri}' (--log) cannot be opened: ")
+    assert not out.exists()
+    assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
+    return seconds
+
+
+def test_an_mlflow_server_that_refuses_is_one_line_in_seconds(digits_npz, tmp_path, capsys):
+    # MLflow retried a refused connection 7 times, backing off from 2 s: over four minutes
+    with socket.socket() as closed:  # bound, never listening: a connection is refused
+        closed.bind(("127.0.0.1", 0))
+        uri = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        seconds = _mlflow_fails_fast(digits_npz, tmp_path / "run", uri, capsys)
+    assert seconds < 15
+
+
+@pytest.mark.slow
+def test_an_mlflow_server_that_never_answers_is_one_line_in_seconds(
+    digits_npz, tmp_path, capsys, monkeypatch
+):
+    # a server that takes the connection and says nothing: MLflow waited 120 s a try, 8 tries
+    with socket.create_server(("127.0.0.1", 0)) as silent:
+        uri = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        seconds = _mlflow_fails_fast(digits_npz, tmp_path / "run", uri, capsys)
+        assert tracking.PROBE_TIMEOUT <= seconds < tracking.PROBE_TIMEOUT + 10
+        longer = str(tracking.PROBE_TIMEOUT + 3)
+        monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", longer)  # the user's own setting wins
+        seconds = _mlflow_fails_fast(digits_npz, tmp_path / "run", uri, capsys)
+        assert tracking.PROBE_TIMEOUT + 3 <= seconds < tracking.PROBE_TIMEOUT + 13
+        assert os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] == longer
 
 
 @pytest.mark.slow

@@ -39,6 +39,11 @@ IMAGE_EVERY = 10  # epochs between reconstruction images (and one at the end)
 SHOWN = 8  # held-out images in a reconstruction image
 EMBEDDED = 256  # held-out images whose codes the projector shows
 THUMBNAIL = 64  # the largest side of a sprite thumbnail (a sprite is at most 8192 px a side)
+# MLflow retries a failed request 7 times with exponential backoff (factor 2 s), each try waiting
+# up to 120 s: a refused connection was reported after 254 s. aelab's first request to a server is
+# one try of PROBE_TIMEOUT seconds (a server that answers at all answers a lookup in well under
+# one); once it has answered, MLflow's own retries apply.
+PROBE_TIMEOUT = 5
 CURVES = dict(loss="loss/train", heldout_loss="loss/heldout", validation_loss="loss/validation")
 
 
@@ -283,10 +288,14 @@ class MLflowLogger(_Tracker):
 
         with _file_store_allowed(self.folder):
             try:
-                self.client = MlflowClient(tracking_uri=self.tracking_uri)
-                found = self.client.get_experiment_by_name(self.experiment)
-                experiment = found.experiment_id if found else None
-                experiment = experiment or self.client.create_experiment(self.experiment)
+                with _environ_defaults(
+                    MLFLOW_HTTP_REQUEST_MAX_RETRIES="0",
+                    MLFLOW_HTTP_REQUEST_TIMEOUT=str(PROBE_TIMEOUT),
+                ):  # the server answers now, or is reported now; later requests retry
+                    self.client = MlflowClient(tracking_uri=self.tracking_uri)
+                    found = self.client.get_experiment_by_name(self.experiment)
+                    experiment = found.experiment_id if found else None
+                    experiment = experiment or self.client.create_experiment(self.experiment)
             except Exception as e:  # an unknown scheme, a server that does not answer
                 why = " ".join(str(e).split())
                 raise ValueError(
@@ -320,22 +329,29 @@ class MLflowLogger(_Tracker):
             self.run_id = None
 
 
-@contextlib.contextmanager
-def _file_store_allowed(folder: Path | None) -> Iterator[None]:
+def _file_store_allowed(folder: Path | None) -> contextlib.AbstractContextManager[None]:
     """MLflow 3 refuses a file store unless ``MLFLOW_ALLOW_FILE_STORE`` is set: set it while
     aelab writes to one (a setting of the user's own wins)."""
-    before = os.environ.get("MLFLOW_ALLOW_FILE_STORE")
-    if folder is None or before:
-        yield
-        return
-    os.environ["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    if folder is None:
+        return contextlib.nullcontext()
+    return _environ_defaults(MLFLOW_ALLOW_FILE_STORE="true")
+
+
+@contextlib.contextmanager
+def _environ_defaults(**values: str) -> Iterator[None]:
+    """Environment variables set for the block, each where the user has not set it (a setting
+    of the user's own wins), and put back as they were after it."""
+    before = {name: os.environ.get(name) for name in values}
+    ours = {name: value for name, value in values.items() if not before[name]}
+    os.environ.update(ours)
     try:
         yield
     finally:
-        if before is None:
-            os.environ.pop("MLFLOW_ALLOW_FILE_STORE", None)
-        else:
-            os.environ["MLFLOW_ALLOW_FILE_STORE"] = before
+        for name in ours:
+            if before[name] is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = before[name]
 
 
 def _file_store(uri: str) -> Path | None:
