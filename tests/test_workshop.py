@@ -23,7 +23,7 @@ def test_run_writes_every_sub_run_metrics_figures_report(workshop):
     assert set(m["data"]) >= {"name", "n_train", "n_heldout", "image_shape", "split"}
     assert m["data"]["name"] == "digits"
     assert m["data"]["image_shape"] == [1, 8, 8]
-    assert set(m["models"]) == set(FIVE)
+    assert set(m["models"]) == set(FIVE) and m["missing"] == []
     for name, entry in m["models"].items():
         keys = {"code_size", "epochs", "train_seconds", "dead_units", "heldout", "pca"}
         assert keys <= set(entry)

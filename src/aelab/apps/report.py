@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shlex
 from collections.abc import Callable
 from typing import Any
 
@@ -39,6 +40,18 @@ def verdict(name: str, m: dict[str, Any]) -> str:
     )
 
 
+def missing_note(missing: list[str], folder: str | os.PathLike) -> str | None:
+    """One sentence naming a workshop's models not trained yet, and the command that trains them
+    (None when every model is trained)."""
+    if not missing:
+        return None
+    return (
+        f"{', '.join(missing)}: not trained yet, left out of the report; finish "
+        f"{'it' if len(missing) == 1 else 'them'} with: aelab run --out "
+        f"{shlex.quote(os.fspath(folder))} --resume"
+    )
+
+
 def build_report(
     out: str | os.PathLike,
     *,
@@ -54,9 +67,10 @@ def build_report(
     Loads the saved models (no training), every file checked against the folder's manifest, and
     the data from ``data_home`` (never from a folder the run's files name), checked against each
     model's record of its split; ``split`` skips reloading the data. Writes only regular files
-    inside ``out``, holding its lock (``rundir``: the caller's, when it holds one).
-    ``legacy=True`` reads a run of aelab 0.1, which has no manifest, unchecked (see
-    :func:`aelab.runs.open.open_runs`).
+    inside ``out``, holding its lock (``rundir``: the caller's, when it holds one). The models of
+    an interrupted workshop not trained yet are left out, and named (``"missing"``; on the page,
+    with the command that trains them: :func:`missing_note`). ``legacy=True`` reads a run of
+    aelab 0.1, which has no manifest, unchecked (see :func:`aelab.runs.open.open_runs`).
     """
     if rundir is None:
         with RunDir.resume(out, kind="workshop", legacy=legacy) as own:
@@ -67,23 +81,29 @@ def build_report(
     runs, split = opened.runs, opened.split
     result, arrays = measure(runs, split, seed=seed)
     result["schedule"] = opened.workshop.label
+    result["missing"] = opened.missing
     figures = report_figures(runs, split, result["models"], arrays, seed)
     for f in figures:
         png = plots.png_bytes(f.pop("figure"))
         rundir.write(f"figures/{f['file']}", png, commit=False)
         f["data"] = base64.b64encode(png).decode("ascii")
     rundir.write_json("metrics.json", result, commit=False)
-    rundir.write("report.html", render_html(result, figures).encode("utf-8"), commit=False)
+    page = render_html(result, figures, missing_note(opened.missing, rundir.target))
+    rundir.write("report.html", page.encode("utf-8"), commit=False)
     rundir.manifest.write(folder)
     if log:
         log(f"wrote {rundir.target / 'report.html'}")
     return result
 
 
-def render_html(result: dict[str, Any], figures: list[dict[str, Any]]) -> str:
+def render_html(
+    result: dict[str, Any], figures: list[dict[str, Any]], missing: str | None = None
+) -> str:
+    """The page: ``result`` (metrics.json), ``figures`` (PNG data inline) and ``missing``, the
+    sentence naming models not trained yet (:func:`missing_note`)."""
     env = Environment(
         loader=PackageLoader("aelab", "templates"), autoescape=select_autoescape(["html", "j2"])
     )
     template = env.get_template("report.html.j2")
     verdicts = [verdict(n, m) for n, m in result["models"].items()]
-    return template.render(result=result, figures=figures, verdicts=verdicts)
+    return template.render(result=result, figures=figures, verdicts=verdicts, missing=missing)

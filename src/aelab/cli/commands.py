@@ -332,10 +332,13 @@ def cmd_explore(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
-    from aelab.apps.report import build_report
+    from aelab.apps.report import build_report, missing_note
 
     start = time.perf_counter()
     _warn_legacy(args)
-    build_report(args.run_dir, data_home=args.data_home, legacy=args.legacy)
+    result = build_report(args.run_dir, data_home=args.data_home, legacy=args.legacy)
     print(f"wrote {args.run_dir}/report.html in {time.perf_counter() - start:.0f} s")
+    note = missing_note(result["missing"], args.run_dir)
+    if note:
+        _log(note)
     return 0
