@@ -72,6 +72,27 @@ def test_the_nan_guard_stops_before_any_other_callback_and_close_still_runs():
     assert log == [("a", "start", 0), ("a", "close", 1)]
 
 
+@pytest.mark.parametrize(
+    ("noise", "learning_rate", "remedy"),
+    [
+        # float32 ends near 3.4e38: the noise itself holds infinities
+        ("gaussian:1e38", None, "the noise level may be too large: lower noise='gaussian:1e+38', "
+         "or learning_rate"),
+        ("gaussian:0.1", 1e30, "lower learning_rate, or the noise level (noise='gaussian:0.1')"),
+        ("mask:0.5", 1e30, "lower learning_rate"),  # masks and salt-and-pepper stay in [0, 1]
+    ],
+)  # fmt: skip
+def test_the_nan_guard_names_the_noise_when_the_inputs_get_gaussian_noise(
+    noise, learning_rate, remedy
+):
+    cfg = TrainConfig(epochs=2, device="cpu", optimizer="sgd", learning_rate=learning_rate,
+                      noise=noise)  # fmt: skip
+    with pytest.raises(FloatingPointError) as raised:
+        Trainer(_model(), cfg).fit(_data(), progress=False)
+    message = str(raised.value)
+    assert message.startswith("training diverged at epoch 1: ") and message.endswith(remedy)
+
+
 def test_state_dict_round_trip_continues_exactly():
     x, held = _data(), _data(32, seed=1)
     cfg = dict(batch_size=32, seed=4, device="cpu", noise="gaussian:0.1")

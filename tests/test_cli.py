@@ -29,7 +29,11 @@ def small_npz(tmp_path_factory):
 
 
 def _err(capsys):
-    err = capsys.readouterr().err.strip().splitlines()
+    return _err_line(capsys.readouterr())
+
+
+def _err_line(captured) -> str:
+    err = captured.err.strip().splitlines()
     return err[-1] if err else ""
 
 
@@ -201,6 +205,24 @@ def test_every_user_error_is_one_line_exit_2_nothing_written(small_npz, tmp_path
         assert fragment in lines[0], (args, lines[0])
         assert "Traceback" not in captured.err
         assert not out.exists(), args
+
+
+@pytest.mark.parametrize(("model", "level"), [("denoising", "1e38"), ("vae", "1e30")])
+def test_a_huge_noise_level_is_named_when_training_diverges(model, level, small_npz, tmp_path,
+                                                           capsys):  # fmt: skip
+    # the blame fell on the learning rate; 1e38 noise holds infinities (float32 ends near
+    # 3.4e38), and 1e30 sends a VAE's log-variance past what exp() can hold
+    out = tmp_path / model
+    code = main(["train", model, "--data", str(small_npz), "--noise", f"gaussian:{level}",
+                 "--epochs", "1", "--out", str(out), "--quiet"])  # fmt: skip
+    captured = capsys.readouterr()
+    assert code == 1 and "Traceback" not in captured.err
+    assert _err_line(captured).startswith("aelab train: error: training diverged at epoch 1: ")
+    assert _err_line(captured).endswith(
+        f"the noise level may be too large: lower noise='gaussian:{float(level)!r}' (--noise), "
+        "or learning_rate (--lr); nothing was kept"
+    )
+    assert not out.exists()
 
 
 @pytest.mark.slow

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from tqdm.auto import tqdm
 
+from aelab.training.noise import Noise
 from aelab.utils import distributed
 
 if TYPE_CHECKING:
@@ -63,15 +64,14 @@ class FiniteLoss(Callback):
             value = record.get(key)
             if value is not None and not math.isfinite(value):
                 raise FloatingPointError(
-                    f"training diverged at epoch {epoch}: {what} became {value}; lower "
-                    "learning_rate"
+                    f"training diverged at epoch {epoch}: {what} became {value}; {_remedy(trainer)}"
                 )
         with torch.no_grad():
             bad = sum(int((~torch.isfinite(p)).sum()) for p in trainer.model.parameters())
         if bad:
             raise FloatingPointError(
                 f"training diverged at epoch {epoch}: {bad:,} weights became NaN or infinite; "
-                "lower learning_rate"
+                f"{_remedy(trainer)}"
             )
         probe = trainer.probe_loss()  # the outputs a saved run gives, whatever is held out
         if probe is not None and not math.isfinite(probe):
@@ -79,6 +79,20 @@ class FiniteLoss(Callback):
                 f"training diverged at epoch {epoch}: the model's outputs on training images "
                 f"became NaN or infinite (their loss: {probe}); lower learning_rate"
             )
+
+
+def _remedy(trainer: Trainer) -> str:
+    """What to change after a divergence. The learning rate, and the noise level when the inputs
+    get Gaussian noise: its values have no bound (1e38 overflows float32 by itself; 1e10 already
+    sends a VAE's log-variance past what exp() holds), while masks and salt-and-pepper keep the
+    pixels in [0, 1]. Noise of a standard deviation >= 1 (the whole pixel range) is named
+    first."""
+    noise = trainer.corrupt
+    if not (isinstance(noise, Noise) and noise.kind == "gaussian"):
+        return "lower learning_rate"
+    if noise.level >= 1:
+        return f"the noise level may be too large: lower noise='{noise}', or learning_rate"
+    return f"lower learning_rate, or the noise level (noise='{noise}')"
 
 
 class EarlyStopping(Callback):
