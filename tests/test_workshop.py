@@ -61,6 +61,18 @@ def test_run_user_errors(workshop, tmp_path, capsys):
     assert "no workshop.json" in capsys.readouterr().err
 
 
+def test_a_model_named_twice_is_refused_before_anything_is_read(tmp_path, capsys):
+    # it trained the first shallow, then failed on the second
+    out = tmp_path / "w"
+    for data in (str(tmp_path / "not-read.npz"), "digits"):  # a missing file: never opened
+        code = main(["run", "--data", data, "--models", "shallow,deep,shallow", "--out", str(out),
+                     "--epochs", "1", "--quiet"])  # fmt: skip
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and len(err) == 1, err
+        assert "models='shallow,deep,shallow' is not valid: it names shallow twice" in err[0]
+        assert not out.exists()
+
+
 def test_the_workshop_record(workshop):
     record = json.loads((workshop / "workshop.json").read_text())
     assert record["schedule"] == "quick, 3 epochs" and record["models"] == FIVE

@@ -29,12 +29,20 @@ WORKSHOP_MODELS = ("shallow", "deep", "conv", "denoising", "vae")
 
 
 def check_models(models: list[str] | tuple[str, ...]) -> list[str]:
+    """The workshop's models as a list: known names, each once (a model's folder is its name)."""
     models = list(models)
     unknown = [m for m in models if m not in MODELS]
     if unknown or not models:
         raise ValueError(
             f"models={','.join(models)!r} is not valid; allowed: a comma-separated list of "
             f"{', '.join(MODELS)}"
+        )
+    repeated = {m: models.count(m) for m in models if models.count(m) > 1}
+    if repeated:
+        times = (f"{m} {'twice' if n == 2 else f'{n} times'}" for m, n in repeated.items())
+        raise ValueError(
+            f"models={','.join(models)!r} is not valid: it names {', '.join(times)}; name each "
+            "model once"
         )
     return models
 
