@@ -214,3 +214,25 @@ def test_an_absurd_code_size_is_refused_before_anything_is_allocated(run, capsys
     with pytest.raises(ValueError, match=r"config\.json"):
         load_run(run)
     assert torch.get_num_threads() >= 1  # still alive: nothing was allocated
+
+
+@pytest.mark.slow
+def test_ctrl_c_during_a_workshop_keeps_the_models_it_finished(tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    out = tmp_path / "ws"
+    args = [sys.executable, "-m", "aelab", "run", "--data", "digits", "--models", "shallow,deep",
+            "--epochs", "400", "--device", "cpu", "--out", str(out), "--quiet"]  # fmt: skip
+    proc = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    lines = []
+    for line in proc.stderr:  # shallow finishes first; interrupt while deep trains
+        lines.append(line)
+        if line.startswith("shallow:"):
+            break
+    proc.send_signal(signal.SIGINT)
+    err = "".join(lines) + proc.stderr.read()
+    assert proc.wait(timeout=120) == 130, err
+    assert "shallow kept in" in err and "--resume continues" in err, err
+    assert (out / "shallow" / "model.safetensors").is_file()  # aelab run --resume: test_kills.py

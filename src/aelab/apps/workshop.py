@@ -6,6 +6,7 @@ builds ``metrics.json``, ``figures/`` and ``report.html`` with :mod:`aelab.apps.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
@@ -83,7 +84,8 @@ def run_workshop(
         split = prepare_data(data)
     record = WorkshopRecord(models, data, schedule, dict(train or {}))
     configs = _configs(record, split)  # validated before anything is written
-    with RunDir.create(out, kind="workshop", overwrite=overwrite, stem="workshop") as rundir:
+    rundir = RunDir.create(out, kind="workshop", overwrite=overwrite, stem="workshop")
+    with _saying_what_is_kept(rundir, log):
         targets = defaults(targets, rundir.target)  # beside the workshop, never inside
         rundir.manifest.runs = list(models)
         rundir.write_json(WORKSHOP_FILE, record.to_dict())
@@ -118,7 +120,8 @@ def resume_workshop(
     log = log or (lambda _msg: None)
     targets = parse_log(tracking)
     check_outside(targets, out)
-    with RunDir.resume(out, kind="workshop") as rundir:
+    rundir = RunDir.resume(out, kind="workshop")
+    with _saying_what_is_kept(rundir, log):
         targets = defaults(targets, rundir.target)
         record = WorkshopRecord.read(rundir.path, rundir.manifest)
         data, _, _ = record.resumable(str(rundir.path / WORKSHOP_FILE), data_home)
@@ -130,6 +133,22 @@ def resume_workshop(
         if report:
             _report(rundir, split, log)
     return {**record.to_dict(), "out": str(rundir.target)}
+
+
+@contextlib.contextmanager
+def _saying_what_is_kept(rundir: RunDir, log: Callable[[str], None]):
+    """``rundir`` as a context (closed at the end, aborted on a failure or an interruption),
+    and when a failure leaves trained models behind, a line on how to continue."""
+    with rundir:
+        try:
+            yield
+        except BaseException:
+            if rundir.trained_models():
+                log(
+                    f"stopped: {', '.join(rundir.trained_models())} kept in '{rundir.target}'; "
+                    f"aelab run --out {rundir.target} --resume continues"
+                )
+            raise
 
 
 def _configs(record: WorkshopRecord, split: Split) -> dict[str, TrainConfig]:

@@ -245,10 +245,20 @@ class RunDir:
 
     # -- ending -----------------------------------------------------------------------------
 
+    def trained_models(self) -> list[str]:
+        """A workshop's models that have a run folder with something to resume from."""
+        runs = self.manifest.runs if self.manifest.kind == "workshop" else []
+        return [r for r in runs if (self.path / r / MANIFEST).is_file()]
+
     def kept(self) -> str:
         """What :meth:`abort` keeps, said for a message."""
         if self.path != self.target:
             return f"the earlier run in '{self.target}' is kept"
+        if self.trained_models():
+            return (
+                f"the models trained so far ({', '.join(self.trained_models())}) are kept in "
+                f"'{self.target}' (resume=True continues)"
+            )
         if self.manifest.checkpoint is None:
             return "nothing was kept" if self._fresh else f"'{self.target}' is as it was"
         return (
@@ -269,11 +279,11 @@ class RunDir:
     def abort(self) -> None:
         """After a failure: nothing half-made is left behind. A replacement is thrown away (the
         earlier run stays); a new run with no checkpoint yet is removed; one with a checkpoint is
-        kept, to be resumed."""
+        kept, to be resumed, and so is a workshop with a model trained or checkpointed."""
         try:
             if self.path != self.target:
                 shutil.rmtree(self.path, ignore_errors=True)
-            elif self._fresh and self.manifest.checkpoint is None:
+            elif self._fresh and self.manifest.checkpoint is None and not self.trained_models():
                 for entry in self.path.iterdir():
                     if entry.name != LOCK:
                         with contextlib.suppress(OSError):
