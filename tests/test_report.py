@@ -155,8 +155,10 @@ def test_model_names_that_leave_the_folder_are_refused(workshop, tmp_path, capsy
     assert "workshop.json: its SHA-256 differs" in capsys.readouterr().err
     (copy / "aelab-run.json").unlink()  # as a workshop of aelab 0.1, with no manifest
     assert main(["report", str(copy)]) == 2
+    assert "has no aelab-run.json" in capsys.readouterr().err  # refused unless --legacy
+    assert main(["report", str(copy), "--legacy"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "model='../../elsewhere/deep' is not valid" in err[0]
+    assert "model='../../elsewhere/deep' is not valid" in err[-1]
 
 
 def test_corruption_curve_starts_at_the_clean_scores(workshop):

@@ -84,9 +84,9 @@ def test_a_malformed_config_is_one_clear_error_naming_the_file(
     folder.mkdir()
     edited = edit(good)
     (folder / "config.json").write_text(edited if isinstance(edited, str) else json.dumps(edited))
-    for reader in (RunConfig.load, load_run, Autoencoder.load):
+    for reader in (RunConfig.load, load_run, Autoencoder.load):  # a folder of aelab 0.1
         with pytest.raises(ValueError, match=message) as info:
-            reader(folder)
+            reader(folder, legacy=True)
         assert str(folder / "config.json") in str(info.value)
         assert "\n" not in str(info.value)
 
@@ -94,7 +94,7 @@ def test_a_malformed_config_is_one_clear_error_naming_the_file(
 def test_a_config_that_is_not_json(tmp_path):
     (tmp_path / "config.json").write_text("{not json")
     with pytest.raises(ValueError, match=r"config.json: not valid JSON"):
-        load_run(tmp_path)
+        load_run(tmp_path, legacy=True)
     with pytest.raises(FileNotFoundError, match=r"is not a run directory \(no config.json\)"):
         load_run(tmp_path / "nothing")
 

@@ -77,6 +77,7 @@ FLAGS = {
     "data_home": "--data-home",
     "normals": "--normals",
     "log": "--log",
+    "legacy": "--legacy",
     **{flag[2:].replace("-", "_"): flag for flag, _, _ in FAMILY_FLAGS},
 }
 

@@ -275,6 +275,12 @@ class Autoencoder(OutlierMixin, RunEstimator):
         (``data_format="channels_first"``) as it was trained on and has no threshold until
         :meth:`set_threshold`. ``device`` moves the model (None: where it is)."""
         section = estimator_section(run.config)
+        unknown = sorted(set(section["params"]) - set(cls._get_param_names()))
+        if unknown:
+            raise ValueError(
+                f"config.json: 'estimator.params' holds {unknown!r}, not parameters of "
+                f"{cls.__name__}; it is not an estimator record aelab can read"
+            )
         est = cls(**section["params"])
         if device is not None:
             run.model.to(resolve_device(device))

@@ -143,9 +143,9 @@ def repair_siblings(target: Path) -> None:
             os.rename(sibling, target)  # the old run was parked: it is still the run
         elif not is_locked(sibling):
             discard(sibling)
-    for sibling in parent.glob(f".{target.name}{NEW_MARK}*"):
+    for sibling in parent.glob(f".{target.name}{NEW_MARK}*"):  # aelab's own, made to be hidden
         if not is_locked(sibling):
-            discard(sibling)
+            shutil.rmtree(sibling, ignore_errors=True)
 
 
 def remove_leftovers(folder: Path, manifest: Manifest | None) -> None:
