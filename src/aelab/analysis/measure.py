@@ -8,15 +8,17 @@ arrays the report's figures draw; nothing here draws or writes.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
 import torch
 
 from aelab._version import __version__
-from aelab.analysis import anomaly, metrics, robustness
+from aelab.analysis import anomaly, metrics
+from aelab.analysis import robustness as corruption
 from aelab.analysis.detector import Detector
+from aelab.analysis.spread import aggregate
 from aelab.data.prepare import Split
 from aelab.runs.run import Run
 from aelab.training.noise import parse_noise
@@ -40,76 +42,51 @@ def _corrupt(x: np.ndarray, spec: str, seed: int) -> np.ndarray:
 
 
 def measure(
-    runs: dict[str, Run], split: Split, *, seed: int = 0
+    runs: Mapping[str, Run | Mapping[int, Run]],
+    split: Split,
+    *,
+    seed: int = 0,
+    robustness: bool = True,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Metrics of every model on the held-out set, and the arrays the figures need."""
+    """Metrics of every model on the held-out set, and the arrays the figures need.
+
+    ``runs`` maps each model's name to its run, or to its runs by training seed
+    (:attr:`aelab.runs.open.Opened.groups`). A model of several seeds gets every number the seeds
+    disagree on as its mean, with the summary of its values (:func:`aelab.analysis.spread.summary`:
+    standard deviation, 95% interval) under ``"spread"`` by the number's dotted path, and its
+    ``"seeds"``; PCA's numbers, deterministic, are given once. Figures get the arrays of each
+    model's first seed, and every seed's history. ``robustness=False`` leaves out the
+    corruption curve (the costliest part).
+    """
+    groups = {n: r if isinstance(r, Mapping) else {r.config.train.seed: r} for n, r in runs.items()}
     x_tr, x_te = split.train.images, split.heldout.images
     if len(x_te) == 0:
         raise ValueError("the run has no held-out images; use a split with a held-out set")
-    spec = next(iter(runs.values())).data_spec
+    spec = next(iter(next(iter(groups.values())).values())).data_spec
     by_people = spec.split_kwargs().get("holdout_people") is not None
-    groups = None
+    knn_groups = None
     if spec.mirror:  # an image and its mirror are one sample: they must not vote for each other
-        groups = np.tile(np.arange(len(x_te) // 2), 2)
+        knn_groups = np.tile(np.arange(len(x_te) // 2), 2)
+    ctx = {
+        "split": split, "by_people": by_people, "groups": knn_groups, "seed": seed, "pcas": {},
+        "normals": _normal_halves(split, spec.mirror, seed) if by_people else None,
+    }  # fmt: skip
     results: dict[str, Any] = {}
     arrays: dict[str, Any] = {}
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {}  # for the corruption curve
-    normals = _normal_halves(split, spec.mirror, seed) if by_people else None
-    for name, run in runs.items():
-        code_size = run.model.latent_dim
-        codes_tr, codes_te = run.encode(x_tr), run.encode(x_te)
-        x_hat = run.decode(codes_te)
-        # PCA with as many components as the code, capped by what the training set allows
-        n_components = min(code_size, len(x_tr), int(np.prod(x_tr.shape[1:])))
-        pca = metrics.pca_baseline(x_tr, x_te, n_components=n_components)
-        dead = metrics.dead_units(codes_tr)
-        history = run.history
-        entry = {
-            "code_size": code_size,
-            "epochs": len(history),
-            "train_seconds": float(sum(r["seconds"] for r in history)),
-            "final_loss": history[-1]["loss"] if history else None,
-            "dead_units": int(dead.sum()),
-            "heldout": {
-                **metrics.reconstruction_scores(x_te, x_hat),
-                "knn_accuracy": _knn(codes_tr, codes_te, split, by_people, groups),
-            },
-            "pca": {
-                "n_components": n_components,
-                **metrics.reconstruction_scores(x_te, pca.x_test_hat),
-                "knn_accuracy": _knn(pca.codes_train, pca.codes_test, split, by_people, groups),
-            },
-        }
-        # None where PCA is exact (as many components as pixels): no ratio means anything there
-        pca_mse = entry["pca"]["mse"]
-        entry["pca_ratio"] = entry["heldout"]["mse"] / pca_mse if pca_mse > EXACT_MSE else None
-        a: dict[str, Any] = {
-            "codes_tr": codes_tr,
-            "codes_te": codes_te,
-            "x_hat": x_hat,
-            "dead": dead,
-        }
-        noise = run.train_config.noise
-        if noise:
-            noisy = _corrupt(x_te, noise, seed)
-            denoised = run.reconstruct(noisy)
-            entry["denoising"] = {
-                "noise": noise,
-                "noisy_psnr": metrics.psnr(x_te, np.clip(noisy, 0, 1)),
-                "denoised_psnr": metrics.psnr(x_te, denoised),
-            }
-            a.update(noisy=noisy, noisy_codes=run.encode(noisy), denoised=denoised)
-        methods[name] = run.reconstruct
-        methods.setdefault(f"pca-{n_components}", _projection(pca.pca, x_te.shape[1:]))
-        if normals is not None:
-            entry["anomaly"], a["anomaly"] = _detection(
-                Detector(run), methods[f"pca-{n_components}"], normals, x_te, x_hat
-            )
-        extra = run.extra_metrics(x_te)  # the family's own (models.base.extra_metrics)
-        if extra:
-            entry["family"] = extra
-        results[name] = entry
-        arrays[name] = a
+    for name, seeds in groups.items():
+        entries = []
+        for i, (s, run) in enumerate(seeds.items()):
+            entry, a, k = _measure_run(run, ctx)
+            entries.append(entry)
+            methods[_seed_key(name, s, len(seeds))] = run.reconstruct
+            methods.setdefault(f"pca-{k}", ctx["pcas"][k][1])
+            if i == 0:
+                arrays[name] = a
+        results[name], spread = aggregate(entries)
+        results[name]["seeds"] = list(seeds)
+        results[name]["spread"] = spread
+        arrays[name]["histories"] = [run.history for run in seeds.values()]
     data = {
         "name": spec.source,
         "n_train": len(x_tr),
@@ -126,15 +103,99 @@ def measure(
             ),
         },
     }
+    normals = ctx["normals"]
     if normals is not None:
         data["normals"] = {"n_calibration": len(normals[0]), "n_test": len(normals[1])}
-    curve = robustness.corruption_curve(methods, x_te, seed=seed)
-    arrays["robustness"] = curve
-    for name, entry in results.items():  # where a denoising model is not the best
-        if "denoising" in entry:
-            entry["denoising"]["shortfalls"] = robustness.shortfalls(curve, name, list(methods))
+    curve = None
+    if robustness:
+        curve = _by_model(corruption.corruption_curve(methods, x_te, seed=seed), groups)
+        arrays["robustness"] = curve
+        for name, entry in results.items():  # where a denoising model is not the best
+            if "denoising" in entry:
+                rivals = list(curve["methods"])
+                entry["denoising"]["shortfalls"] = corruption.shortfalls(curve, name, rivals)
     out = {"aelab": __version__, "data": data, "models": results, "robustness": curve}
     return out, arrays
+
+
+def _seed_key(name: str, seed: int, n: int) -> str:
+    return name if n == 1 else f"{name}\0{seed}"
+
+
+def _by_model(curve: dict[str, Any], groups: Mapping[str, Mapping[int, Run]]) -> dict[str, Any]:
+    """The corruption curve with each model's seeds merged: the mean PSNR at each level, and
+    (several seeds) its standard deviation and seed count under ``"spread"``."""
+    merged: dict[str, Any] = {}
+    spread: dict[str, Any] = {}
+    for key, kinds in curve["methods"].items():
+        name = key.split("\0")[0]
+        seeds = groups.get(name, {})
+        if name in merged:
+            continue
+        if len(seeds) < 2:  # PCA, or a model of one seed
+            merged[name] = kinds
+            continue
+        per_seed = [curve["methods"][f"{name}\0{s}"] for s in seeds]
+        merged[name] = {k: np.mean([p[k] for p in per_seed], axis=0).tolist() for k in kinds}
+        std = {k: np.std([p[k] for p in per_seed], axis=0, ddof=1).tolist() for k in kinds}
+        spread[name] = {"n": len(per_seed), "std": std}
+    return {**curve, "methods": merged, **({"spread": spread} if spread else {})}
+
+
+def _measure_run(run: Run, ctx: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any], int]:
+    """One run's numbers, its arrays for the figures, and its PCA's number of components."""
+    split, seed = ctx["split"], ctx["seed"]
+    x_tr, x_te = split.train.images, split.heldout.images
+    code_size = run.model.latent_dim
+    codes_tr, codes_te = run.encode(x_tr), run.encode(x_te)
+    x_hat = run.decode(codes_te)
+    # PCA with as many components as the code, capped by what the training set allows
+    n_components = min(code_size, len(x_tr), int(np.prod(x_tr.shape[1:])))
+    if n_components not in ctx["pcas"]:  # deterministic: once for every model and seed
+        fit = metrics.pca_baseline(x_tr, x_te, n_components=n_components)
+        ctx["pcas"][n_components] = (fit, _projection(fit.pca, x_te.shape[1:]))
+    pca, project = ctx["pcas"][n_components]
+    dead = metrics.dead_units(codes_tr)
+    history = run.history
+    knn = ctx["by_people"], ctx["groups"]
+    entry = {
+        "code_size": code_size,
+        "epochs": len(history),
+        "train_seconds": float(sum(r["seconds"] for r in history)),
+        "final_loss": history[-1]["loss"] if history else None,
+        "dead_units": int(dead.sum()),
+        "heldout": {
+            **metrics.reconstruction_scores(x_te, x_hat),
+            "knn_accuracy": _knn(codes_tr, codes_te, split, *knn),
+        },
+        "pca": {
+            "n_components": n_components,
+            **metrics.reconstruction_scores(x_te, pca.x_test_hat),
+            "knn_accuracy": _knn(pca.codes_train, pca.codes_test, split, *knn),
+        },
+    }
+    # None where PCA is exact (as many components as pixels): no ratio means anything there
+    pca_mse = entry["pca"]["mse"]
+    entry["pca_ratio"] = entry["heldout"]["mse"] / pca_mse if pca_mse > EXACT_MSE else None
+    a: dict[str, Any] = {"codes_tr": codes_tr, "codes_te": codes_te, "x_hat": x_hat, "dead": dead}
+    noise = run.train_config.noise
+    if noise:
+        noisy = _corrupt(x_te, noise, seed)
+        denoised = run.reconstruct(noisy)
+        entry["denoising"] = {
+            "noise": noise,
+            "noisy_psnr": metrics.psnr(x_te, np.clip(noisy, 0, 1)),
+            "denoised_psnr": metrics.psnr(x_te, denoised),
+        }
+        a.update(noisy=noisy, noisy_codes=run.encode(noisy), denoised=denoised)
+    if ctx["normals"] is not None:
+        entry["anomaly"], a["anomaly"] = _detection(
+            Detector(run), project, ctx["normals"], x_te, x_hat
+        )
+    extra = run.extra_metrics(x_te)  # the family's own (models.base.extra_metrics)
+    if extra:
+        entry["family"] = extra
+    return entry, a, n_components
 
 
 def _projection(pca: Any, shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:

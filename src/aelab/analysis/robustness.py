@@ -11,6 +11,7 @@ Pure: methods come in as callables from images to images, so nothing here knows 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -88,20 +89,39 @@ def corruption_curve(
 
 def shortfalls(curve: Mapping[str, Any], name: str, rivals: list[str]) -> list[str]:
     """Where method ``name`` (a denoising model) is not the best of ``rivals`` + itself, or
-    not better than the corrupted input, at a level above 0: one phrase each."""
+    not better than the corrupted input, at a level above 0: one phrase each. Where the curve
+    has the spread of several seeds (``curve["spread"]``), a rival counts as better only when
+    the difference clears its 95% interval (Welch's, conservatively on the fewer seeds' degrees
+    of freedom); with one seed each, any difference counts."""
+    spread = curve.get("spread", {})
+
+    def margin(a: str, b: str | None, kind: str, k: int) -> float:
+        parts = [spread[m] for m in (a, b) if m in spread]
+        if not parts:
+            return 0.0
+        var = sum(p["std"][kind][k] ** 2 / p["n"] for p in parts)
+        df = min(p["n"] for p in parts) - 1
+        from scipy import stats
+
+        return float(stats.t.ppf(0.975, df)) * math.sqrt(var)
+
     notes = []
     for kind, kind_levels in curve["levels"].items():
         mine = curve["methods"][name][kind]
         for k, level in enumerate(kind_levels):
             if level == 0:
                 continue
-            others = {r: curve["methods"][r][kind][k] for r in rivals if r != name}
-            best = max(others, key=others.get) if others else None
-            if best is not None and others[best] > mine[k]:
+            clear = {
+                r: curve["methods"][r][kind][k]
+                for r in rivals
+                if r != name and curve["methods"][r][kind][k] - mine[k] > margin(r, name, kind, k)
+            }
+            best = max(clear, key=clear.get) if clear else None
+            if best is not None:
                 notes.append(
-                    f"{kind}:{level:g}: {best} {others[best]:.1f} dB above its {mine[k]:.1f} dB"
+                    f"{kind}:{level:g}: {best} {clear[best]:.1f} dB above its {mine[k]:.1f} dB"
                 )
-            elif mine[k] <= curve["input"][kind][k]:
+            elif mine[k] <= curve["input"][kind][k] + margin(name, None, kind, k):
                 notes.append(
                     f"{kind}:{level:g}: {mine[k]:.1f} dB, no better than the corrupted input's "
                     f"{curve['input'][kind][k]:.1f} dB"

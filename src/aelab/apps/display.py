@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aelab import plots
+from aelab.analysis.spread import plus_minus
 from aelab.runs.manifest import Manifest
 from aelab.runs.open import open_runs
 from aelab.runs.run import Run, register_html
@@ -65,8 +66,9 @@ def run_html(run: Run) -> str:
 
 
 class Workshop:
-    """The folder ``aelab run`` wrote, opened from Python: its models as :class:`~aelab.Run`
-    objects (``.runs``), its measurements (``.metrics``, ``metrics.json``) and, in Jupyter, a
+    """The folder ``aelab run`` wrote, opened from Python: its runs as :class:`~aelab.Run`
+    objects (``.runs`` by folder name, ``.groups`` by model and seed; ``workshop["vae"]`` is a
+    model's first seed), its measurements (``.metrics``, ``metrics.json``) and, in Jupyter, a
     summary of both."""
 
     def __init__(self, path: str | os.PathLike, device: str = "cpu", legacy: bool = False) -> None:
@@ -74,11 +76,15 @@ class Workshop:
         if not self.path.is_dir() or not is_workshop(self.path):
             raise ValueError(f"workshop='{self.path}' holds no workshop.json (not an aelab run)")
         opened = open_runs(self.path, device=device, legacy=legacy)
-        self.record, self.runs = opened.workshop, opened.runs
+        self.record, self.runs, self.groups = opened.workshop, opened.runs, opened.groups
         self.metrics = read_metrics(self.path)
 
     def __getitem__(self, name: str) -> Run:
-        return self.runs[name]
+        if name in self.runs:
+            return self.runs[name]
+        if name in self.groups:
+            return next(iter(self.groups[name].values()))
+        raise KeyError(f"{name!r}: no model or run of that name (models: {', '.join(self.groups)})")
 
     def __repr__(self) -> str:
         return f"Workshop('{self.path}', models={list(self.runs)})"
@@ -86,15 +92,15 @@ class Workshop:
     def _repr_html_(self) -> str:
         measured = (self.metrics or {}).get("models", {})
         rows = []
-        for name, run in self.runs.items():
-            m = measured.get(name, {})
-            held, pca = m.get("heldout", {}), m.get("pca", {})
+        for name, seeds in self.groups.items():
+            m, run = measured.get(name, {}), next(iter(seeds.values()))
+            pca = m.get("pca", {})
             rows.append([
-                name, str(run.model.latent_dim), str(len(run.history)),
-                _num(held.get("mse"), ".5f"), _num(pca.get("mse"), ".5f"),
-                _num(m.get("pca_ratio"), ".2f"), _num(held.get("psnr"), ".2f"),
+                name, str(run.model.latent_dim), str(len(seeds)), str(len(run.history)),
+                plus_minus(m, "heldout.mse", ".5f"), _num(pca.get("mse"), ".5f"),
+                plus_minus(m, "pca_ratio", ".2f"), plus_minus(m, "heldout.psnr", ".2f"),
             ])  # fmt: skip
-        header = ["model", "code", "epochs", "held-out MSE", "PCA MSE", "÷ PCA", "PSNR dB"]
+        header = ["model", "code", "seeds", "epochs", "held-out MSE", "PCA MSE", "÷ PCA", "PSNR dB"]
         data = (self.metrics or {}).get("data", {})
         what = (
             f"{data.get('n_train', '?')} training and {data.get('n_heldout', '?')} held-out "
@@ -103,7 +109,7 @@ class Workshop:
             else "no report yet (aelab report DIR)"
         )
         title = f"<b>aelab workshop</b> {html.escape(str(self.path))}: {html.escape(what)}"
-        curves = _curves({n: r.history for n, r in self.runs.items()})
+        curves = _curves({n: [r.history for r in s.values()] for n, s in self.groups.items()})
         return f"<div>{title}{_table(header, rows)}{curves}</div>"
 
 

@@ -20,6 +20,7 @@ from aelab.analysis.measure import measure
 from aelab.runs.open import open_runs
 
 CURVE_SIZES = (10, 20, 30, 50, 100)
+RENAMED = {"mse": "heldout.mse", "ratio": "pca_ratio", "knn_accuracy": "heldout.knn_accuracy"}
 
 
 def evaluate(
@@ -35,17 +36,21 @@ def evaluate(
     -------
     dict
         ``{"data": ..., "models": {name: {"code_size", "mse", "pca_mse", "ratio",
-        "knn_accuracy", "pca_knn_accuracy"[, "anomaly"]}}, "pca_curve": [{"n_components",
-        "mse"}], "robustness": ...}``; ``ratio`` is None where PCA is exact (as many components
-        as pixels); ``anomaly`` where the split kept unseen images of its training people
+        "knn_accuracy", "pca_knn_accuracy", "seeds", "spread"[, "anomaly"]}}, "pca_curve":
+        [{"n_components", "mse"}], "robustness": ...}``; ``ratio`` is None where PCA is exact (as
+        many components as pixels); with several seeds a model's numbers are their means and
+        ``spread`` their summaries (:func:`aelab.analysis.spread.summary`; ``"mse"``,
+        ``"ratio"``, ``"knn_accuracy"``); ``anomaly`` where the split kept unseen images of its
+        training people
         (``DataSpec.normals``); ``robustness`` is
         :func:`aelab.analysis.robustness.corruption_curve`'s.
     """
     opened = open_runs(path, data=True, data_home=data_home, legacy=legacy)
     split = opened.in_memory("evaluate")
-    result, _ = measure(opened.runs, split)
+    result, _ = measure(opened.groups, split)
     table = {}
     for name, m in result["models"].items():
+        spread = m["spread"]
         table[name] = {
             "code_size": m["code_size"],
             "mse": m["heldout"]["mse"],
@@ -53,6 +58,8 @@ def evaluate(
             "ratio": m["pca_ratio"],
             "knn_accuracy": m["heldout"]["knn_accuracy"],
             "pca_knn_accuracy": m["pca"]["knn_accuracy"],
+            "seeds": m["seeds"],
+            "spread": {key: spread[path] for key, path in RENAMED.items() if path in spread},
         }
         if "anomaly" in m:  # the split kept unseen images of its training people
             table[name]["anomaly"] = m["anomaly"]
@@ -75,28 +82,46 @@ def pca_curve(x_train: np.ndarray, x_test: np.ndarray, sizes: tuple[int, ...]) -
     return out
 
 
+def _beats(m: dict[str, Any]) -> bool:
+    """Below PCA's error: the ratio's 95% interval wholly below 1 (several seeds), or the ratio
+    itself (one seed)."""
+    ci = (m.get("spread", {}).get("ratio") or {}).get("ci95")
+    return m["ratio"] is not None and (ci[1] < 1 if ci else m["ratio"] < 1)
+
+
 def format_table(result: dict[str, Any]) -> str:
     """The comparison as a plain-text table, one model a row, the verdict at the end."""
 
     def pct(v: float | None) -> str:
         return "-" if v is None else f"{v:.1%}"
 
+    def sd(m: dict[str, Any], key: str, fmt: str) -> str:
+        s = m.get("spread", {}).get(key)
+        return "" if s is None or s["std"] is None else f" ± {format(s['std'], fmt)}"
+
+    many = any(len(m.get("seeds", ())) > 1 for m in result["models"].values())
+    w = 19 if many else 9
     lines = [
-        f"{'model':<10} {'code':>5} {'MSE':>9} {'PCA MSE':>9} {'ratio':>6} {'1-NN':>6} "
-        f"{'PCA 1-NN':>8}"
+        f"{'model':<10} {'code':>5} {'seeds':>5} {'MSE':>{w}} {'PCA MSE':>9} {'ratio':>{w - 2}} "
+        f"{'1-NN':>6} {'PCA 1-NN':>8}"
     ]
     for name, m in result["models"].items():
         ratio = "exact" if m["ratio"] is None else f"{m['ratio']:.3f}"  # PCA has every pixel
+        ratio += "" if m["ratio"] is None else sd(m, "ratio", ".3f")
+        mse = f"{m['mse']:.5f}{sd(m, 'mse', '.5f')}"
         lines.append(
-            f"{name:<10} {m['code_size']:>5} {m['mse']:>9.5f} {m['pca_mse']:>9.5f} "
-            f"{ratio:>6} {pct(m['knn_accuracy']):>6} {pct(m['pca_knn_accuracy']):>8}"
+            f"{name:<10} {m['code_size']:>5} {len(m.get('seeds', [0])):>5} {mse:>{w}} "
+            f"{m['pca_mse']:>9.5f} {ratio:>{w - 2}} {pct(m['knn_accuracy']):>6} "
+            f"{pct(m['pca_knn_accuracy']):>8}"
         )
     if result["pca_curve"]:
         lines.append("PCA held-out MSE by code size: " + ", ".join(
             f"{p['n_components']}: {p['mse']:.5f}" for p in result["pca_curve"]
         ))  # fmt: skip
-    beat = [n for n, m in result["models"].items() if m["ratio"] is not None and m["ratio"] < 1]
+    beat = [n for n, m in result["models"].items() if _beats(m)]
     lines.append(f"beats PCA at its code size: {', '.join(beat)}" if beat else "no model beats PCA")
+    if many:
+        lines.append("mean ± std over seeds; beats PCA: the 95% interval of the ratio below 1")
     return "\n".join(lines)
 
 

@@ -19,25 +19,53 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from aelab import plots
 from aelab.analysis.measure import measure
+from aelab.analysis.spread import against, interval, n_seeds, plus_minus
 from aelab.apps.report_figures import report_figures
 from aelab.data.prepare import Split
 from aelab.runs.open import open_runs
 from aelab.runs.rundir import RunDir
 
 
+def _pct(x: float) -> str:
+    return f"{x:.1%}" if abs(x) < 0.1 else f"{x:.0%}"
+
+
+def standing(m: dict[str, Any]) -> int:
+    """-1 where a model's held-out error is below PCA's (beyond its seeds' 95% interval, with
+    several), 1 where above, 0 where the interval straddles PCA's (or PCA is exact)."""
+    ratio = m.get("pca_ratio")
+    return 0 if ratio is None else against(ratio, interval(m, "pca_ratio"), 1.0)
+
+
 def verdict(name: str, m: dict[str, Any]) -> str:
-    """One sentence: did the model beat PCA with the same code size on held-out data?"""
-    ae, pca = m["heldout"]["mse"], m["pca"]["mse"]
-    k = m["pca"]["n_components"]
-    if ae < pca:
+    """One sentence: did the model beat PCA with the same code size on held-out data? With
+    several seeds, only where the 95% interval of its error's ratio to PCA's says so."""
+    ae, pca, ratio = m["heldout"]["mse"], m["pca"]["mse"], m.get("pca_ratio")
+    k, n = m["pca"]["n_components"], n_seeds(m)
+    if ratio is None:
         return (
-            f"{name} beats PCA with {k} components on held-out images: MSE {ae:.5f} vs "
-            f"{pca:.5f} ({(pca - ae) / pca:.0%} lower)."
+            f"PCA with {k} components reconstructs the held-out images exactly: {name} is not "
+            "compared."
         )
-    return (
-        f"{name} does not beat PCA with {k} components on held-out images: MSE {ae:.5f} vs "
-        f"{pca:.5f} ({(ae - pca) / pca:.0%} higher)."
+    side = standing(m)
+    where = (
+        f"MSE {ae:.5f} vs {pca:.5f}, {_pct(abs(1 - ratio))} {'lower' if ratio < 1 else 'higher'}"
     )
+    ci = interval(m, "pca_ratio")
+    if ci is None:
+        did = "beats" if side < 0 else "does not beat"
+        return (
+            f"{name} {did} PCA with {k} components on held-out images: {where} (one seed: its "
+            "spread is unknown; --seeds 0,1,2 measures it)."
+        )
+    spread = f"95% interval of the ratio {ci[0]:.3f}–{ci[1]:.3f} over {n} seeds"
+    if side == 0:
+        return (
+            f"{name} and PCA with {k} components are not distinguishable over {n} seeds on "
+            f"held-out images: ratio {ratio:.3f} ({spread})."
+        )
+    did = "beats" if side < 0 else "does not beat"
+    return f"{name} {did} PCA with {k} components on held-out images: {where} ({spread})."
 
 
 def missing_note(missing: list[str], folder: str | os.PathLike) -> str | None:
@@ -61,6 +89,7 @@ def build_report(
     log: Callable[[str], None] | None = None,
     rundir: RunDir | None = None,
     legacy: bool = False,
+    insides: bool = True,
 ) -> dict[str, Any]:
     """Rebuild ``metrics.json``, ``figures/`` and ``report.html`` of a workshop run directory.
 
@@ -75,14 +104,15 @@ def build_report(
     if rundir is None:
         with RunDir.resume(out, kind="workshop", legacy=legacy) as own:
             return build_report(own.path, split=split, seed=seed, data_home=data_home, log=log,
-                                rundir=own, legacy=legacy)  # fmt: skip
+                                rundir=own, legacy=legacy, insides=insides)  # fmt: skip
     folder = rundir.path
     opened = open_runs(folder, data=True, data_home=data_home, split=split, legacy=legacy)
-    runs, split = opened.runs, opened.split
-    result, arrays = measure(runs, split, seed=seed)
+    split, groups = opened.split, opened.groups
+    runs = {name: next(iter(seeds.values())) for name, seeds in groups.items()}  # first seeds
+    result, arrays = measure(groups, split, seed=seed)
     result["schedule"] = opened.workshop.label
     result["missing"] = opened.missing
-    figures = report_figures(runs, split, result["models"], arrays, seed)
+    figures = report_figures(runs, split, result["models"], arrays, seed, insides=insides)
     for f in figures:
         png = plots.png_bytes(f.pop("figure"))
         rundir.write(f"figures/{f['file']}", png, commit=False)
@@ -105,5 +135,18 @@ def render_html(
         loader=PackageLoader("aelab", "templates"), autoescape=select_autoescape(["html", "j2"])
     )
     template = env.get_template("report.html.j2")
-    verdicts = [verdict(n, m) for n, m in result["models"].items()]
-    return template.render(result=result, figures=figures, verdicts=verdicts, missing=missing)
+    models = result["models"]
+    verdicts = [verdict(n, m) for n, m in models.items()]
+    marks = {n: {-1: "good", 1: "bad"}.get(standing(m), "") for n, m in models.items()}
+    auc_marks = {  # better than PCA at telling the unusual images only where the interval says so
+        n: {1: "good", -1: "bad"}.get(
+            against(m["anomaly"]["auc"], interval(m, "anomaly.auc"), m["anomaly"]["pca"]["auc"]), ""
+        )
+        for n, m in models.items()
+        if "anomaly" in m
+    }
+    seeds = max((n_seeds(m) for m in models.values()), default=1)
+    return template.render(
+        result=result, figures=figures, verdicts=verdicts, missing=missing, marks=marks,
+        auc_marks=auc_marks, seeds=seeds, pm=plus_minus,
+    )  # fmt: skip

@@ -31,8 +31,11 @@ def _pca2(x: np.ndarray, seed: int) -> np.ndarray:
     return PCA(n_components=2, random_state=seed).fit_transform(x.reshape(len(x), -1))
 
 
-def report_figures(runs, split: Split, results, arrays, seed) -> list[dict[str, Any]]:
-    """Every figure as ``{"file", "title", "caption", "figure"}``, in the notebook's order."""
+def report_figures(
+    runs, split: Split, results, arrays, seed, *, insides: bool = True
+) -> list[dict[str, Any]]:
+    """Every figure as ``{"file", "title", "caption", "figure"}``, in the notebook's order;
+    ``insides=False``: only the comparison with PCA and the learning curves."""
     x_tr, x_te = split.train.images, split.heldout.images
     y_all = (
         None
@@ -44,6 +47,9 @@ def report_figures(runs, split: Split, results, arrays, seed) -> list[dict[str, 
     out: list[dict[str, Any]] = []
 
     def add(file, title, caption, figure):
+        for name, m in results.items():  # one model's insides: its first seed's, said so
+            if file.endswith(f"_{name}.png") and len(m.get("seeds", ())) > 1:
+                caption += f" Drawn from its first seed ({m['seeds'][0]}) of {len(m['seeds'])}."
         out.append({"file": file, "title": title, "caption": caption, "figure": figure})
 
     ratios = {n: (m["code_size"], m["pca_ratio"]) for n, m in results.items() if m["pca_ratio"]}
@@ -60,9 +66,18 @@ def report_figures(runs, split: Split, results, arrays, seed) -> list[dict[str, 
         "learning_curves.png",
         "Learning curves",
         "Training loss (solid) and held-out loss (dashed) per epoch. A held-out curve that "
-        "turns up while training keeps falling is overfitting.",
-        plots.learning_curves({n: r.history for n, r in runs.items()}),
+        "turns up while training keeps falling is overfitting."
+        + (
+            " With several seeds: their mean, in a band from the lowest to the highest seed."
+            if any(len(m.get("seeds", ())) > 1 for m in results.values())
+            else ""
+        ),
+        plots.learning_curves(
+            {n: arrays[n].get("histories", [r.history]) for n, r in runs.items()}
+        ),
     )
+    if not insides:
+        return out
     for name, run in runs.items():
         if run.model.draws_weights:
             w_in, w_out = run.model.weight_images()

@@ -21,7 +21,7 @@ from aelab.runs.manifest import Manifest
 from aelab.runs.run import check_split
 from aelab.runs.rundir import RunDir
 from aelab.runs.training import resume_run, train_run
-from aelab.runs.workshop import WORKSHOP_FILE, WorkshopRecord
+from aelab.runs.workshop import WORKSHOP_FILE, WorkshopRecord, check_seeds
 from aelab.training.config import TrainConfig
 from aelab.training.recipes import SCHEDULES, resolve
 from aelab.training.tracking import check_outside, defaults, parse_log
@@ -55,22 +55,31 @@ def run_workshop(
     schedule: str = "quick",
     models: list[str] | tuple[str, ...] = WORKSHOP_MODELS,
     train: Mapping[str, Any] | None = None,
+    seeds: list[int] | tuple[int, ...] | None = None,
+    model: Mapping[str, Any] | None = None,
     overwrite: bool = False,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
     report: bool = True,
     split: Split | None = None,
     tracking: Any = None,
+    insides: bool = True,
 ) -> dict[str, Any]:
     """Train ``models`` on one split of ``data`` into ``out/<model>/``, then write the report.
 
     ``schedule`` is ``quick`` or ``seed`` (:mod:`aelab.training.recipes`); ``train`` holds
     :class:`~aelab.TrainConfig` fields given to every model on top of its schedule, e.g.
-    ``{"seed": 1, "device": "cpu", "epochs": 3}`` (``epochs``: a quick look). ``out`` is claimed
+    ``{"seed": 1, "device": "cpu", "epochs": 3}`` (``epochs``: a quick look). ``seeds`` trains
+    each model once per training seed (``out/<model>-seed<S>/``; the split stays ``data``'s), and
+    the report gives every number's mean, spread and interval over them. ``model`` holds config
+    fields for every model (``latent_dim``...). ``out`` is claimed
     as :func:`aelab.runs.train_run` claims a run's folder (locked; an earlier workshop replaced
     only with ``overwrite``, once this one is whole). An interrupted workshop continues with
     :func:`resume_workshop`. ``tracking`` names experiment trackers, as ``log`` does for
     :func:`aelab.runs.train_run`: each model logs as its own run (TensorBoard: ``DIR/<model>``).
+    ``insides=False`` leaves out of the report the figures of the models' insides (weights,
+    codes, generated images, embeddings): its table, the comparison with PCA and the learning
+    curves remain (``aelab train --seeds``).
     Returns the workshop record (also ``out/workshop.json``) as a dict, with ``out``.
     """
     log = log or (lambda _msg: None)
@@ -82,12 +91,17 @@ def run_workshop(
     models = check_models(models)
     if split is None:
         split = prepare_data(data)
-    record = WorkshopRecord(models, data, schedule, dict(train or {}))
+    if seeds is not None:
+        check_seeds(list(seeds))
+    record = WorkshopRecord(
+        models, data, schedule, dict(train or {}),
+        seeds=None if seeds is None else list(seeds), model=dict(model) if model else None,
+    )  # fmt: skip
     configs = _configs(record, split)  # validated before anything is written
     rundir = RunDir.create(out, kind="workshop", overwrite=overwrite, stem="workshop")
     with _saying_what_is_kept(rundir, log):
         targets = defaults(targets, rundir.target)  # beside the workshop, never inside
-        rundir.manifest.runs = list(models)
+        rundir.manifest.runs = [name for _, _, name in record.runs()]
         rundir.write_json(WORKSHOP_FILE, record.to_dict())
         for note in split.train.notes:
             log(note)
@@ -98,7 +112,7 @@ def run_workshop(
         )
         _train_models(rundir, record, configs, split, progress, log, targets, resume=False)
         if report:
-            _report(rundir, split, log)
+            _report(rundir, split, log, insides)
     return {**record.to_dict(), "out": str(rundir.target)}
 
 
@@ -110,6 +124,7 @@ def resume_workshop(
     log: Callable[[str], None] | None = None,
     report: bool = True,
     tracking: Any = None,
+    insides: bool = True,
 ) -> dict[str, Any]:
     """Finish the workshop in ``out``: models already trained are kept as they are, one that was
     interrupted continues from its last checkpoint, the others train; then the report.
@@ -131,7 +146,7 @@ def resume_workshop(
         configs = _configs(record, split)
         _train_models(rundir, record, configs, split, progress, log, targets, resume=True)
         if report:
-            _report(rundir, split, log)
+            _report(rundir, split, log, insides)
     return {**record.to_dict(), "out": str(rundir.target)}
 
 
@@ -152,17 +167,20 @@ def _saying_what_is_kept(rundir: RunDir, log: Callable[[str], None]):
 
 
 def _configs(record: WorkshopRecord, split: Split) -> dict[str, TrainConfig]:
+    """Every run's training config, resolved (and so validated) before anything is written."""
     shape, n = split.train.image_shape, len(split.train)
+    many = record.seeds is not None
     return {
         name: resolve(
-            name, shape, schedule_name=record.schedule, n_train=n, train=record.settings
+            model, shape, schedule_name=record.schedule, n_train=n, model=record.model,
+            train={**(record.settings or {}), **({"seed": seed} if many else {})},
         ).train
-        for name in record.models
-    }
+        for model, seed, name in record.runs()
+    }  # fmt: skip
 
 
 def _train_models(rundir, record, configs, split, progress, log, targets, *, resume):
-    for name in record.models:
+    for model, _, name in record.runs():
         trackers = [t.for_model(name) for t in targets]
         folder = rundir.path / name
         manifest = Manifest.read(folder) if folder.is_dir() else None
@@ -173,13 +191,13 @@ def _train_models(rundir, record, configs, split, progress, log, targets, *, res
             continue
         if resume and manifest is not None:
             run = resume_run(
-                folder, model=name, data_home=record.data.data_home, progress=progress,
+                folder, model=model, data_home=record.data.data_home, progress=progress,
                 log=trackers,
             )  # fmt: skip
         else:
             run = train_run(
-                name, record.data, configs[name], folder, progress=progress, split_data=split,
-                log=trackers,
+                model, record.data, configs[name], folder, model_overrides=record.model,
+                progress=progress, split_data=split, log=trackers,
             )  # fmt: skip
         seconds = time.perf_counter() - start
         record.seconds[name] = record.seconds.get(name, 0.0) + seconds
@@ -187,7 +205,7 @@ def _train_models(rundir, record, configs, split, progress, log, targets, *, res
         log(f"{name}: {len(run.history)} epochs in {seconds:.1f} s")
 
 
-def _report(rundir: RunDir, split: Split, log) -> None:
+def _report(rundir: RunDir, split: Split, log, insides: bool = True) -> None:
     start = time.perf_counter()
-    build_report(rundir.path, split=split, rundir=rundir)
+    build_report(rundir.path, split=split, rundir=rundir, insides=insides)
     log(f"report: {rundir.target / 'report.html'} ({time.perf_counter() - start:.1f} s)")

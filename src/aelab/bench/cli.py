@@ -13,6 +13,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from aelab.analysis.spread import summary as spread_summary
+from aelab.analysis.spread import welch
+
 from .end_to_end import END_TO_END, end_to_end, portable
 from .keras import compare, keras_seed_total, merge_keras, run_keras
 from .layers import conv_layers
@@ -257,15 +260,17 @@ def models_section(args, x, models, precisions, peaks, device) -> dict[str, Any]
 
 def precision_check(runs: dict[str, list[dict[str, Any]]], seeds: Sequence[int]) -> dict:
     """Each precision's s/epoch, final loss and MFU (the first seed's, as with one seed) and its
-    final loss per seed and their mean; bf16's against fp32's where both ran: the ratio of mean
-    final losses (what a recipe's ``autocast_bf16`` is decided on), per seed, and the speed-up
-    of the first seed's runs."""
+    final loss per seed, their mean and spread (:func:`aelab.analysis.spread.summary`: standard
+    deviation, 95% interval); bf16's against fp32's where both ran: the ratio of mean final
+    losses, per seed, Welch's test of the two precisions' final losses (with two seeds or more
+    each), and the speed-up of the first seed's runs."""
     by = {rows[0]["precision"]: rows for rows in runs.values()}
     summary: dict[str, Any] = {"seeds": list(seeds)}
     for p, rows in by.items():
         summary[p] = {k: rows[0][k] for k in ("seconds_per_epoch", "final_loss", "mfu")}
         losses = [row["final_loss"] for row in rows]
-        summary[p].update(final_losses=losses, mean_final_loss=sum(losses) / len(losses))
+        spread = spread_summary(losses)
+        summary[p].update(final_losses=losses, mean_final_loss=spread["mean"], spread=spread)
     if "fp32" in by and "bf16" in by:
         fp32, bf16 = summary["fp32"], summary["bf16"]
         summary["bf16_loss_ratio"] = bf16["mean_final_loss"] / fp32["mean_final_loss"]
@@ -273,6 +278,8 @@ def precision_check(runs: dict[str, list[dict[str, Any]]], seeds: Sequence[int])
             b / f for b, f in zip(bf16["final_losses"], fp32["final_losses"], strict=True)
         ]
         summary["bf16_speedup"] = fp32["seconds_per_epoch"] / bf16["seconds_per_epoch"]
+        if len(seeds) > 1:  # is bf16's final loss distinguishable from fp32's over the seeds?
+            summary["bf16_vs_fp32"] = welch(bf16["final_losses"], fp32["final_losses"])
         per_seed = ", ".join(f"{r:.3f}" for r in summary["bf16_loss_ratios"])
         log(
             f"  bf16: mean final loss {summary['bf16_loss_ratio']:.4f}x fp32's (per seed "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
+from .config import parse as parse_config
 from .flags import with_flags
 from .parser import build_parser
 
@@ -28,7 +29,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return bench_main(argv[1:])
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:  # a --config file's settings, then the flags on top
+        args = parse_config(parser, argv) or parser.parse_args(argv)
+    except USER_ERRORS as e:
+        print(f"aelab {argv[0]}: error: {with_flags(str(e))}", file=sys.stderr)
+        return 2
     try:
         if args.command in ("run", "report"):
             from aelab.utils.distributed import env_world_size

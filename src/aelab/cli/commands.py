@@ -64,6 +64,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     from aelab.utils import distributed
     from aelab.utils.device import resolve_device
 
+    if getattr(args, "model", None) is None:
+        raise ValueError(
+            "model is missing: aelab train MODEL (aelab models lists them), or model = NAME in "
+            "the --config file"
+        )
     data = _data_spec(args)
     distributed.init_from_env(resolve_device(args.device or "auto"))  # under torchrun: join
     try:
@@ -74,6 +79,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def _train(args: argparse.Namespace, data: DataSpec) -> int:
     from aelab.runs.training import resume_run, train_run
+    from aelab.runs.workshop import is_workshop
     from aelab.training.recipes import given
     from aelab.utils import distributed
 
@@ -81,6 +87,8 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
 
     progress = False if args.quiet else None
     start = time.perf_counter()
+    if args.seeds is not None or (args.resume and args.out and is_workshop(args.out)):
+        return _train_seeds(args, data, progress)
     if args.resume:
         if args.overwrite or args.out is None:
             raise ValueError("resume=True needs the run's out folder, and no overwrite")
@@ -121,6 +129,40 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
             f"loss {last.get('loss', float('nan')):.5f}"
             + (f", held-out loss {held:.5f}" if held is not None else "")
         )
+    return 0
+
+
+def _train_seeds(args: argparse.Namespace, data: DataSpec, progress: bool | None) -> int:
+    """``aelab train MODEL --seeds S,S``: a group of runs, one per seed, under ``--out``, with
+    the table of their means and spreads (a workshop of one model, without the insides' figures);
+    ``--resume`` finishes such a group."""
+    from aelab.apps.workshop import resume_workshop, run_workshop
+    from aelab.training.recipes import given
+    from aelab.utils import distributed
+
+    from .flags import config_values, family_overrides
+
+    if distributed.world() > 1:
+        raise ValueError("seeds= trains in one process; start it without torchrun")
+    start = time.perf_counter()
+    if args.resume:
+        if args.overwrite:
+            raise ValueError("resume=True and overwrite=True exclude each other; pass one")
+        record = resume_workshop(
+            args.out, data_home=args.data_home, progress=progress, log=_log, tracking=args.log,
+            insides=False,
+        )  # fmt: skip
+    else:
+        overrides = given(
+            latent_dim=args.latent_dim, hidden=args.hidden, channels=args.filters, beta=args.beta
+        ) | family_overrides(args)
+        record = run_workshop(
+            data, args.out, schedule=args.schedule, models=[args.model],
+            train=config_values(args), seeds=args.seeds, model=overrides,
+            overwrite=args.overwrite, progress=progress, log=_log, tracking=args.log,
+            insides=False,
+        )  # fmt: skip
+    print(f"wrote {record['out']}/report.html in {time.perf_counter() - start:.0f} s")
     return 0
 
 
@@ -194,6 +236,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             schedule=args.schedule,
             models=[m.strip() for m in args.models.split(",") if m.strip()],
             train=config_values(args),
+            seeds=args.seeds,
             overwrite=args.overwrite,
             progress=progress,
             log=_log,
@@ -224,6 +267,40 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     print(format_table(result))
     if out is not None:
         write_bytes(out, (json.dumps(result, indent=2) + "\n").encode("utf-8"))
+        print(f"wrote {out}")
+    return 0
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from .config import dumps, settings_of
+
+    command, settings = settings_of(args.run_dir, legacy=args.legacy)
+    sys.stdout.write(dumps(command, settings, args.run_dir))
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    import json
+    from pathlib import Path
+
+    from aelab.apps.compare import compare, format_table, render_html
+    from aelab.utils.files import write_bytes
+
+    out = None if args.out is None else Path(args.out)
+    if out is not None:
+        if out.suffix not in (".json", ".html"):
+            raise ValueError(
+                f"out='{out}' is not valid; expected a file name ending .json or .html"
+            )
+        if out.is_dir() or (out.exists() and not args.overwrite):
+            what = "a directory" if out.is_dir() else "a file that exists (pass --overwrite)"
+            raise ValueError(f"out='{out}' is {what}; expected a new file name")
+    _warn_legacy(args)
+    result = compare(args.run_dirs, data_home=args.data_home, legacy=args.legacy)
+    print(format_table(result))
+    if out is not None:
+        text = json.dumps(result, indent=2) + "\n" if out.suffix == ".json" else render_html(result)
+        write_bytes(out, text.encode("utf-8"))
         print(f"wrote {out}")
     return 0
 

@@ -170,6 +170,26 @@ def _train_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--log", action="append", metavar="KIND[:WHERE]", help=LOG_HELP)
 
 
+def _config(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--config",
+        metavar="FILE.toml",
+        help="take the settings from FILE (one key per flag, e.g. latent-dim = 16; aelab config "
+        "RUN writes one); flags given here override it",
+    )
+
+
+def _seeds(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--seeds",
+        type=_int_list,
+        metavar="S,S",
+        help=f"train {what} once per training seed (e.g. 0,1,2), each a run folder under --out, "
+        "and report every number as mean ± std with its 95%% interval; the data split stays "
+        "--seed's (default 0)",
+    )
+
+
 def _legacy(p: argparse.ArgumentParser) -> None:
     """``--legacy`` of the commands that read a run."""
     p.add_argument(
@@ -210,7 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=commands.cmd_models)
 
     p = sub.add_parser("train", help="train one model and write its run directory")
-    p.add_argument("model", metavar="MODEL", help=f"one of {', '.join(MODELS)} (aelab models)")
+    p.add_argument(  # optional here: a --config file may name it (the command checks)
+        "model",
+        metavar="MODEL",
+        nargs="?",
+        default=argparse.SUPPRESS,
+        help=f"one of {', '.join(MODELS)} (aelab models)",
+    )
+    _config(p)
     p.add_argument(
         "--out",
         metavar="DIR",
@@ -218,6 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--resume", action="store_true", help="continue the run in --out")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
+    _seeds(p, "the model")
     _data_args(p, stream=True)
     _train_args(p)
     p.set_defaults(func=commands.cmd_train)
@@ -242,6 +270,8 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"comma-separated models of {', '.join(MODELS)} (default: the notebook's five)",
     )
     p.add_argument("--out", metavar="DIR", help="run directory (default: runs/workshop-DATE-TIME)")
+    _config(p)
+    _seeds(p, "every model")
     p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out")
     p.add_argument(
         "--resume",
@@ -284,6 +314,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
     _legacy(p)
     p.set_defaults(func=commands.cmd_evaluate)
+
+    p = sub.add_parser(
+        "config", help="print the configuration file that trains a run or workshop again"
+    )
+    p.add_argument("run_dir", metavar="RUN", help="a run, workshop or group of seeds")
+    _legacy(p)
+    p.set_defaults(func=commands.cmd_config)
+
+    p = sub.add_parser(
+        "compare",
+        help="runs, workshops or groups of seeds side by side, every number with its interval",
+    )
+    p.add_argument("run_dirs", nargs="+", metavar="RUN", help="runs, workshops or seed groups")
+    p.add_argument(
+        "--out", metavar="FILE", help="also write the comparison to FILE: .json or .html"
+    )
+    p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    _run_data_home(p)
+    _legacy(p)
+    p.set_defaults(func=commands.cmd_compare)
 
     p = sub.add_parser("score", help="how unusual each image is: scores, p-values, outliers")
     p.add_argument("run_dir", metavar="RUN", help="a run (aelab train, Autoencoder.save)")

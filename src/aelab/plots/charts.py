@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -34,9 +35,11 @@ def learning_curves(
     Parameters
     ----------
     histories : dict of str to list of dict
-        Model name to its history records ``{"epoch", "loss", "heldout_loss", ...}``;
-        ``heldout_loss`` may be None (no held-out line then, or gaps); a ``validation_loss``
-        (the images that chose the epoch) is drawn dotted where there is one.
+        Model name to its history records ``{"epoch", "loss", "heldout_loss", ...}``, or to a
+        list of histories, one per seed: their mean is drawn, in a band from the lowest to the
+        highest seed; ``heldout_loss`` may be None (no held-out line then, or gaps); a
+        ``validation_loss`` (the images that chose the epoch) is drawn dotted where there is
+        one.
     title : str
         Figure title.
     log_y : bool, default False
@@ -61,26 +64,48 @@ def learning_curves(
                 0.5, 0.5, "no epochs recorded", ha="center", va="center", transform=ax.transAxes
             )
             continue
-        for key in ("epoch", "loss", "heldout_loss"):
-            if any(key not in r for r in records):
-                raise ValueError(
-                    f"histories[{name!r}] has a record without {key!r}; records "
-                    "need 'epoch', 'loss' and 'heldout_loss'"
-                )
-        epochs = [r["epoch"] for r in records]
-        ax.plot(epochs, [r["loss"] for r in records], "-", color="C0", label="training")
-        heldout = [np.nan if r["heldout_loss"] is None else r["heldout_loss"] for r in records]
-        if not np.all(np.isnan(np.asarray(heldout, dtype=float))):
-            ax.plot(epochs, heldout, "--", color="C1", label="held-out")
-        validation = [r.get("validation_loss") for r in records]
-        validation = np.asarray([np.nan if v is None else v for v in validation], dtype=float)
-        if not np.all(np.isnan(validation)):
-            ax.plot(epochs, validation, ":", color="C2", label="validation")
+        runs = records if isinstance(records[0], (list, tuple)) else [records]
+        for run in runs:
+            for key in ("epoch", "loss", "heldout_loss"):
+                if any(key not in r for r in run):
+                    raise ValueError(
+                        f"histories[{name!r}] has a record without {key!r}; records "
+                        "need 'epoch', 'loss' and 'heldout_loss'"
+                    )
+        seeds = f" (mean of {len(runs)} seeds)" if len(runs) > 1 else ""
+        for key, style, color, label in (
+            ("loss", "-", "C0", "training"),
+            ("heldout_loss", "--", "C1", "held-out"),
+            ("validation_loss", ":", "C2", "validation"),
+        ):
+            epochs, values = _by_epoch(runs, key)
+            if not len(epochs) or np.all(np.isnan(values)):
+                continue
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # an epoch no seed reached
+                mean = np.nanmean(values, axis=0)
+                lo, hi = np.nanmin(values, axis=0), np.nanmax(values, axis=0)
+            ax.plot(epochs, mean, style, color=color, label=label + seeds)
+            if len(runs) > 1:  # every seed within the band: its lowest and highest loss
+                ax.fill_between(epochs, lo, hi, color=color, alpha=0.2, linewidth=0)
         if log_y:
             ax.set_yscale("log")
         ax.legend(fontsize=8)
     fig.suptitle(title)
     return fig
+
+
+def _by_epoch(runs: Sequence[Sequence[Mapping]], key: str) -> tuple[np.ndarray, np.ndarray]:
+    """The epochs any run recorded, and ``key`` of each run at each (NaN where a run has none)."""
+    epochs = np.array(sorted({r["epoch"] for run in runs for r in run}), dtype=float)
+    where = {e: i for i, e in enumerate(epochs)}
+    values = np.full((len(runs), len(epochs)), np.nan)
+    for j, run in enumerate(runs):
+        for r in run:
+            v = r.get(key)
+            if v is not None:
+                values[j, where[r["epoch"]]] = v
+    return epochs, values
 
 
 def activation_bars(

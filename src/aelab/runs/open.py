@@ -27,8 +27,9 @@ class Opened:
     path : pathlib.Path
         The folder.
     runs : dict of str to Run
-        Its trained models by name (one for a run; a workshop's in its order, those not trained
-        yet left out).
+        Its trained runs by folder name (one for a run; a workshop's in its order, those not
+        trained yet left out): a model's name, or ``MODEL-seedS`` in a workshop of several
+        seeds. :attr:`groups` gathers them by model.
     workshop : WorkshopRecord or None
         The workshop's record; None for a single run.
     split : Split or None
@@ -43,8 +44,22 @@ class Opened:
 
     @property
     def missing(self) -> list[str]:
-        """A workshop's models that have no trained weights yet."""
-        return [m for m in self.workshop.models if m not in self.runs] if self.workshop else []
+        """A workshop's runs that have no trained weights yet."""
+        if self.workshop is None:
+            return []
+        return [name for _, _, name in self.workshop.runs() if name not in self.runs]
+
+    @property
+    def groups(self) -> dict[str, dict[int, Run]]:
+        """The trained runs by model, then by training seed (a model none of whose seeds is
+        trained is left out)."""
+        if self.workshop is None:
+            return {r.name: {r.config.train.seed: r} for r in self.runs.values()}
+        groups: dict[str, dict[int, Run]] = {}
+        for model, seed, name in self.workshop.runs():
+            if name in self.runs:
+                groups.setdefault(model, {})[seed] = self.runs[name]
+        return groups
 
     def in_memory(self, what: str) -> Split:
         """The split with both parts in memory; an error naming ``what`` needs them for a run
@@ -123,7 +138,7 @@ def _workshop_runs(
     """The trained models of a workshop, in its order; a model folder that is a symbolic link is
     refused."""
     runs = {}
-    for name in record.models:
+    for _, _, name in record.runs():
         sub = folder / name
         if sub.is_symlink():
             raise ValueError(f"'{sub}' is a symbolic link; a workshop's models are its own folders")

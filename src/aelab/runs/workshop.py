@@ -8,7 +8,13 @@ and this record::
      "models": ["shallow", ...],                 in training order; each a sub-folder
      "data": {... DataSpec ...},                 how to read the data again
      "settings": {"schedule": "quick", "seed": 0, "device": "auto", ...},   TrainConfig fields
-     "seconds": {"shallow": 8.2, ...}}            training time of each finished model
+     "seeds": [0, 1, 2],                         training seeds (absent: settings' seed alone)
+     "model": {"latent_dim": 16, ...},           the models' config overrides (absent: none)
+     "seconds": {"shallow": 8.2, ...}}            training time of each finished run
+
+With one seed a model's run folder is ``FOLDER/<model>``; with several, ``FOLDER/<model>-seed<S>``
+for each seed ``S`` (:meth:`WorkshopRecord.runs`): normal run folders, each resumable, all sharing
+one split of the data (its own seed, ``data.seed``).
 
 Workshops of aelab 0.1 called the schedule ``preset`` and had no ``settings``: they are read (for
 the report), not resumed.
@@ -47,7 +53,11 @@ class WorkshopRecord:
         (``seed``, ``device``, ``precision``, ``conv_kernels``, and ``epochs`` when set); None in
         a record of aelab 0.1, which cannot be resumed.
     seconds : dict
-        Training seconds of each finished model.
+        Training seconds of each finished run, by its folder's name.
+    seeds : list of int or None
+        The training seeds; None: the one of ``settings`` (or 0).
+    model : dict or None
+        Fields of the models' configs given on top of each recipe's (``aelab train --seeds``).
     """
 
     models: list[str]
@@ -55,6 +65,20 @@ class WorkshopRecord:
     schedule: str | None
     settings: dict[str, Any] | None = None
     seconds: dict[str, float] = dataclasses.field(default_factory=dict)
+    seeds: list[int] | None = None
+    model: dict[str, Any] | None = None
+
+    @property
+    def seed_list(self) -> list[int]:
+        """The training seeds, one at least."""
+        return list(self.seeds) if self.seeds else [int((self.settings or {}).get("seed", 0))]
+
+    def runs(self) -> list[tuple[str, int, str]]:
+        """``(model, seed, folder name)`` of every run, models in order, then seeds."""
+        seeds = self.seed_list
+        return [
+            (m, s, m if len(seeds) == 1 else f"{m}-seed{s}") for m in self.models for s in seeds
+        ]
 
     @property
     def label(self) -> str | None:
@@ -70,6 +94,10 @@ class WorkshopRecord:
         }
         if self.settings is not None:
             d["settings"] = {"schedule": self.schedule, **self.settings}
+        if self.seeds is not None:
+            d["seeds"] = list(self.seeds)
+        if self.model:
+            d["model"] = dict(self.model)
         d["seconds"] = dict(self.seconds)
         return d
 
@@ -100,11 +128,19 @@ class WorkshopRecord:
             schedule = settings.pop("schedule")
         if schedule is not None and not isinstance(schedule, str):
             raise bad(f"schedule={schedule!r} is not a name")
+        seeds = d.get("seeds")
+        if seeds is not None and not check_seeds(seeds, raise_error=False):
+            raise bad(f"seeds={seeds!r} is not a list of distinct integers >= 0")
+        model = d.get("model")
+        if model is not None and not isinstance(model, dict):
+            raise bad("'model' is not an object of config fields")
+        record = cls(models, None, schedule, settings, {}, seeds, model)
+        names = {name for _, _, name in record.runs()}
         seconds = d.get("seconds", {})
         if not isinstance(seconds, dict) or not all(
-            k in models and _seconds(v) for k, v in seconds.items()
+            k in names and _seconds(v) for k, v in seconds.items()
         ):
-            raise bad("'seconds' does not map its models to numbers of seconds")
+            raise bad("'seconds' does not map its runs to numbers of seconds")
         data = d.get("data")
         if data is not None and not isinstance(data, dict):
             raise bad("'data' is neither an object nor null")
@@ -112,7 +148,8 @@ class WorkshopRecord:
             data = None if data is None else DataSpec.from_dict(data)
         except (TypeError, ValueError) as e:
             raise bad(f"'data' is not valid ({e})") from None
-        return cls(models, data, schedule, settings, {k: float(v) for k, v in seconds.items()})
+        record.data, record.seconds = data, {k: float(v) for k, v in seconds.items()}
+        return record
 
     @classmethod
     def read(
@@ -147,6 +184,22 @@ class WorkshopRecord:
         return data, self.schedule, dict(self.settings)
 
 
+def check_seeds(seeds: Any, *, raise_error: bool = True, name: str = "seeds") -> bool:
+    """Whether ``seeds`` is a non-empty list of distinct integers >= 0 (else, with
+    ``raise_error``, one line naming ``name``)."""
+    ok = (
+        isinstance(seeds, (list, tuple))
+        and len(seeds) > 0
+        and all(isinstance(s, int) and not isinstance(s, bool) and 0 <= s < 2**63 for s in seeds)
+        and len(set(seeds)) == len(seeds)
+    )
+    if not ok and raise_error:
+        raise ValueError(
+            f"{name}={seeds!r} is not valid; expected distinct integers >= 0, e.g. 0,1,2"
+        )
+    return ok
+
+
 def _seconds(v: Any) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v >= 0
 
@@ -161,4 +214,4 @@ def is_workshop(folder: str | os.PathLike) -> bool:
     return (folder / WORKSHOP_FILE).is_file()
 
 
-__all__ = ["WORKSHOP_FILE", "WorkshopRecord", "is_workshop"]
+__all__ = ["WORKSHOP_FILE", "WorkshopRecord", "check_seeds", "is_workshop"]
