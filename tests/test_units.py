@@ -1,0 +1,118 @@
+"""Looking inside: unit pages, units matched across seeds, what reconstructions keep, retrieval,
+attribute directions and what the error numbers mean, each checked against a hand computation
+on a small built case."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+
+from aelab.analysis import keeps, units
+
+P = 24  # pixels of the toy images (1, 4, 6)
+
+
+def _linear(weights):
+    """A linear decoder of codes (N, D) to images (N, 1, 4, 6): ``z @ W``."""
+    return lambda z: (np.asarray(z, dtype=np.float64) @ weights).reshape(len(z), 1, 4, 6)
+
+
+def test_a_linear_decoders_directions_and_usefulness_by_hand():
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(3, P))
+    codes = rng.normal(size=(200, 3)) * np.array([1.0, 2.0, 0.0])  # unit 2 never varies
+    dirs, steps = units.directions(_linear(w), codes)
+    std = codes.std(axis=0)
+    assert steps[:2] == pytest.approx(2 * std[:2]) and steps[2] == 1.0
+    assert dirs.reshape(3, P) == pytest.approx(steps[:, None] * w)
+    x = _linear(w)(codes)
+    use = units.usefulness(_linear(w), codes, x)
+    by_hand = [np.mean((codes[:, i : i + 1] * w[i]) ** 2) / x.var() for i in range(3)]
+    assert use == pytest.approx(by_hand)
+    page = units.unit_pages(_linear(w), codes, codes[:50], x[:50], k=3)
+    assert list(page["order"]) == [1, 0, 2] and bool(page["dead"][2])
+    assert codes[page["top"][1][0], 1] == codes[:50, 1].max()
+    assert codes[page["bottom"][0][0], 0] == codes[:50, 0].min()
+    assert page["density"][2] == 0.0 and page["histograms"].sum(axis=1).tolist() == [50] * 3
+
+
+def test_a_planted_dictionary_is_found_again_across_seeds_and_a_random_one_is_not():
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(10, P))
+    seeds = [w]
+    for _ in range(2):  # the same units, in another order, some flipped, slightly noisy
+        perm = rng.permutation(10)
+        signs = rng.choice([-1.0, 1.0], size=(10, 1))
+        seeds.append(signs * w[perm] + rng.normal(scale=0.01, size=(10, P)))
+    planted = units.stability(seeds)
+    assert planted.min() > 0.99
+    partner, sim = units.match(seeds[0], seeds[1])
+    assert sorted(partner.tolist()) == list(range(10)) and sim.min() > 0.99
+    random = units.stability([w, rng.normal(size=(10, P)), rng.normal(size=(10, P))])
+    assert random.mean() < 0.6
+    with pytest.raises(ValueError, match="at least two seeds"):
+        units.stability([w])
+
+
+def test_pcas_components_are_stable_under_resampling_where_the_data_has_structure():
+    x, _ = load_digits(return_X_y=True)
+    top = units.pca_stability(x[:, None].reshape(len(x), 1, 8, 8), 3, resamples=3)
+    assert top.shape == (3,) and top.min() > 0.9
+
+
+def test_the_probe_score_is_one_for_identity_and_zero_for_the_mean_image():
+    x, y = load_digits(return_X_y=True)
+    x = x / 16.0
+    fit, test = slice(0, 1200), slice(1200, None)
+    mean = x[fit].mean(axis=0)
+    blank = np.repeat(mean[None], len(x[test]), axis=0)
+    out = keeps.preservation(x[fit], y[fit], x[test], y[test],
+                             {"identity": x[test], "mean": blank}, mean)  # fmt: skip
+    for probe in ("logistic", "1nn"):
+        assert out[probe]["reconstructed"]["identity"]["score"] == pytest.approx(1.0)
+        assert out[probe]["reconstructed"]["mean"]["score"] == pytest.approx(0.0)
+        assert out[probe]["original"] > 0.9
+
+
+def test_halves_split_every_label():
+    first, second = keeps.halves_of_each_label(np.array([0, 0, 0, 0, 1, 1]))
+    assert sorted([*first, *second]) == list(range(6))
+    assert {0, 1} <= set(np.array([0, 0, 0, 0, 1, 1])[first])
+
+
+def test_retrieval_precision_on_a_separable_toy_set():
+    rng = np.random.default_rng(2)
+    labels = np.repeat([0, 1, 2], 20)
+    codes = labels[:, None] * 10.0 + rng.normal(size=(60, 4))
+    assert keeps.precision_at_k(codes, labels, k=5) == 1.0
+    assert keeps.precision_at_k(rng.normal(size=(60, 4)), labels, k=5) < 0.6
+    # an image's own mirror (its group) is never its neighbour
+    groups = np.tile(np.arange(30), 2)
+    near = keeps.neighbours(codes, 3, groups)
+    assert not np.any(groups[near] == groups[:, None])
+
+
+def test_an_attribute_direction_and_its_morph_by_hand():
+    codes = np.array([[0.0, 0.0], [2.0, 0.0], [0.0, 4.0], [0.0, 2.0]])
+    labels = np.array(["a", "a", "b", "b"])
+    d = keeps.direction(codes, labels, "b", "a")
+    assert d.tolist() == [-1.0, 3.0]
+    strip = keeps.morph(codes[0], d, steps=3)
+    assert strip.tolist() == [[0.0, 0.0], [-0.5, 1.5], [-1.0, 3.0]]
+    with pytest.raises(ValueError, match="must each label"):
+        keeps.direction(codes, labels, "c")
+
+
+def test_a_one_pixel_shift_scores_worse_than_a_blur():
+    image = load_digits().images[0][None] / 16.0  # (1, 8, 8)
+    changes = {c["change"]: c for c in keeps.misleading_mse(image)}
+    assert changes["shifted one pixel"]["mse"] > changes["blurred"]["mse"]
+    assert set(changes) == {"shifted one pixel", "blurred", "a patch masked", "noised"}
+    assert all(-1 <= c["ssim"] <= 1 for c in changes.values())
+
+
+def test_the_fraction_unexplained_is_zero_for_the_images_and_one_for_their_mean():
+    x = np.random.default_rng(3).random((10, 1, 4, 6))
+    assert keeps.fraction_unexplained(x, x) == 0.0
+    assert keeps.fraction_unexplained(x, np.full_like(x, x.mean())) == pytest.approx(1.0)
