@@ -174,3 +174,23 @@ def test_a_bad_upload_says_why_on_the_page(browser, server, tmp_path):
     page.close()
     # the browser logs the 415 answer itself; nothing else went wrong
     assert all("415" in p for p in problems), problems
+
+
+@pytest.mark.parametrize("width", [1280, 390])
+def test_a_click_on_a_unit_shows_its_page(browser, server, artifacts, width):
+    url, spaces = server
+    page, problems = _open(browser, url, width)
+    page.select_option("#model", "conv")
+    wait(page, "window.aelab.ready && document.getElementById('summary').textContent"
+               ".startsWith('conv')")  # fmt: skip
+    buttons = page.locator("#units button.unit")
+    assert buttons.count() == spaces["conv"].dim
+    first = spaces["conv"].unit_list()[0]["unit"]  # the most useful unit comes first
+    assert buttons.first.get_attribute("data-unit") == str(first)
+    buttons.first.click()
+    wait(page, "!document.getElementById('unit-page').hidden && "
+               "document.getElementById('unit-page').naturalWidth > 0")  # fmt: skip
+    shown = page.evaluate("document.getElementById('unit-page').getBoundingClientRect().width")
+    assert 0 < shown <= width  # never wider than the screen
+    page.locator("#units-panel").screenshot(path=str(artifacts / f"explore-units-{width}.png"))
+    assert problems == []

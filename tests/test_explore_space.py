@@ -64,3 +64,15 @@ def test_tsne_has_no_way_back_and_random_codes_stay_in_range(workshop):
         s.random_code("gan", 0)
     with pytest.raises(ValueError, match="method='umap'"):
         s.points("umap")
+
+
+def test_every_unit_has_a_page_most_useful_first(workshop):
+    space = _space(workshop, "deep")
+    units = space.unit_list()
+    assert sorted(u["unit"] for u in units) == list(range(space.dim))
+    useful = [u["usefulness"] for u in units]
+    assert useful == sorted(useful, reverse=True)
+    assert space.unit_png(units[0]["unit"]).startswith(b"\x89PNG")
+    for bad in (-1, space.dim, True, "1"):
+        with pytest.raises(ValueError, match=r"unit=.* is not valid"):
+            space.unit_png(bad)

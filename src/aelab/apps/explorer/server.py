@@ -288,6 +288,17 @@ def create_app(
         method = request.query_params.get("method", "pca")
         return answer(await compute(s.points, method, pool=arrays))
 
+    async def units(request):
+        s = space(request)
+        return answer({"units": await compute(s.unit_list, pool=arrays)})
+
+    async def unit(request):
+        s = space(request)
+        text = request.path_params["unit"]
+        if not text.isdigit():
+            raise Refused(400, f"unit={text!r} is not valid; expected a unit's index")
+        return respond(await compute(s.unit_png, int(text), pool=arrays), "image/png", cache=True)
+
     async def sprite(request):
         s = space(request)
         data, _, _ = await compute(s.sprite, pool=arrays)
@@ -372,6 +383,8 @@ def create_app(
         Route(m, describe),
         Route(m + "/points", points),
         Route(m + "/sprite.png", sprite),
+        Route(m + "/units", units),
+        Route(m + "/units/{unit}.png", unit),
         Route(m + "/decode", decode, methods=["POST"]),
         Route(m + "/images/{index}", image),
         Route(m + "/encode", encode, methods=["POST"]),

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from aelab.analysis import generate, metrics
+from aelab.analysis.units import unit_pages
 from aelab.data.images import ImageSet, _fit_image
 from aelab.data.prepare import Split
 from aelab.data.reading import _read_image
@@ -115,6 +116,7 @@ class LatentSpace:
         self.dead = metrics.dead_units(self.codes_train)
         self.pca = self._fit_pca()
         self._embeddings: dict[str, np.ndarray] = {}
+        self._units: dict[str, Any] | None = None
 
     # -- what the sliders are -------------------------------------------------------------
     @property
@@ -172,6 +174,44 @@ class LatentSpace:
             out["pca"] = {"mean": self.pca.mean_.tolist(),
                           "components": self.pca.components_.tolist()}  # fmt: skip
         return out
+
+    # -- a page per unit (aelab.analysis.units) ---------------------------------------------
+    def units(self) -> dict[str, Any]:
+        """Every unit's page, over the held-out images (the training sample without them),
+        computed once."""
+        if self._units is None:
+            held = len(self.heldout) > 0
+            x = self.heldout.images if held else self.train.images
+            codes = self.codes_heldout if held else self.codes_train
+            self._units = unit_pages(self.run.decode, self.codes_train, codes, x)
+        return self._units
+
+    def unit_list(self) -> list[dict[str, Any]]:
+        """The units, most useful first: each one's index, usefulness, density and whether it
+        is dead (JSON-ready)."""
+        u = self.units()
+        return [
+            {"unit": int(i), "usefulness": float(u["usefulness"][i]),
+             "density": float(u["density"][i]), "dead": bool(u["dead"][i])}
+            for i in u["order"]
+        ]  # fmt: skip
+
+    def unit_png(self, unit: int) -> bytes:
+        """Unit ``unit``'s page as a PNG."""
+        from aelab import plots
+        from aelab.plots import inside
+
+        if isinstance(unit, bool) or not isinstance(unit, int) or not 0 <= unit < self.dim:
+            raise ValueError(f"unit={unit!r} is not valid; allowed: 0 to {self.dim - 1}")
+        u = self.units()
+        images = self.heldout.images if len(self.heldout) else self.train.images
+        figure = inside.unit_page(
+            u["directions"][unit], images[u["top"][unit]], images[u["bottom"][unit]],
+            u["histograms"][unit], u["edges"][unit],
+            title=f"{self.name}, unit {unit + 1}: usefulness {u['usefulness'][unit]:.3g}, "
+            f"density {u['density'][unit]:.2f}" + (" (dead)" if u["dead"][unit] else ""),
+        )  # fmt: skip
+        return plots.png_bytes(figure)
 
     # -- codes in, images out -------------------------------------------------------------
     def check_codes(self, codes: Any) -> np.ndarray:

@@ -453,6 +453,28 @@ function buildHeldout() {
   }
 }
 
+async function buildUnits() {  // a button per unit, most useful first; a click shows its page
+  const box = $("units");
+  box.textContent = "";
+  $("unit-page").hidden = true;
+  const { units } = await fetchJSON(api("/units"));
+  for (const u of units) {
+    const b = document.createElement("button");
+    b.type = "button"; b.className = "unit"; b.setAttribute("role", "listitem");
+    b.dataset.unit = String(u.unit);
+    b.textContent = `${u.unit + 1}${u.dead ? " (dead)" : ""}`;
+    b.title = `unit ${u.unit + 1}: usefulness ${u.usefulness.toPrecision(3)}, ` +
+      `density ${u.density.toFixed(2)}`;
+    b.addEventListener("click", () => {
+      const img = $("unit-page");
+      img.onload = () => { img.hidden = false; };
+      img.onerror = () => showError(`unit ${u.unit + 1}: its page could not be drawn`);
+      img.src = api(`/units/${u.unit}.png`);
+    });
+    box.append(b);
+  }
+}
+
 async function loadModel(name) {
   state.model = name;
   window.aelab.ready = false;
@@ -472,6 +494,7 @@ async function loadModel(name) {
   await loadPoints(m.embeddings[0]);
   if (m.n_heldout) await pickImage(m.n_train);
   else setCode(m.mean_code);
+  await buildUnits();
   window.aelab.ready = true;
 }
 
