@@ -1,4 +1,5 @@
-"""Shared fixtures: the original Olivetti file, shipped with the tests in ``tests/data/``."""
+"""Shared fixtures: the original Olivetti file (the copy shipped inside aelab), a data home holding
+it, the pixel cache in a folder of the session, a small workshop, a server on a free port."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ from pathlib import Path
 
 import pytest
 
-DATA = Path(__file__).resolve().parent / "data"
-SHIPPED_MAT = DATA / "olivettifaces.mat"
+from aelab.data.olivetti import packaged_mat
+
+# the repository's one copy of olivettifaces.mat is the package's own (src/aelab/data/)
+SHIPPED_MAT = Path(str(packaged_mat()))
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -25,8 +28,8 @@ def _own_pixel_cache(tmp_path_factory):
 
 
 def _olivetti_mat_path() -> Path:
-    # The original file scikit-learn's fetcher downloads, shipped in tests/data/ (see its
-    # README.md); AELAB_OLIVETTI_MAT points at another copy.
+    # The original file scikit-learn's fetcher downloads, shipped inside aelab (see
+    # src/aelab/data/olivettifaces.txt); AELAB_OLIVETTI_MAT points at another copy.
     env = os.environ.get("AELAB_OLIVETTI_MAT")
     return Path(env) if env else SHIPPED_MAT
 
@@ -37,7 +40,7 @@ def olivetti_mat() -> Path:
     if not path.is_file():
         raise FileNotFoundError(
             f"{path} is missing: the Olivetti tests need the original olivettifaces.mat "
-            "(tests/data/ ships it; AELAB_OLIVETTI_MAT may point at another copy)"
+            "(aelab ships it in src/aelab/data/; AELAB_OLIVETTI_MAT may point at another copy)"
         )
     return path
 

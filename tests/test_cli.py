@@ -100,13 +100,17 @@ def test_stream_a_folder_with_workers_and_resume(tmp_path, capsys):
     assert "--stream" in help_text and "--workers N" in help_text
 
 
-def test_datasets_lists_every_set(capsys, olivetti_home):
-    assert main(["datasets", "--data-home", str(olivetti_home)]) == 0
+def test_datasets_lists_every_set(capsys, tmp_path):
+    """Every set loads offline, olivetti too with an empty data home: aelab ships the faces."""
+    home = tmp_path / "empty-home"
+    home.mkdir()
+    assert main(["datasets", "--data-home", str(home)]) == 0
     out = capsys.readouterr().out
     for name in ("olivetti", "mnist", "digits"):
         assert name in out
     olivetti_line = next(line for line in out.splitlines() if line.startswith("olivetti"))
-    assert "400" in olivetti_line and "1x64x64" in olivetti_line and "yes" in olivetti_line
+    assert olivetti_line.split()[1:6] == ["400", "1x64x64", "person", "0-39", "yes"]
+    assert "shipped inside aelab" in olivetti_line and not list(home.iterdir())
 
 
 def _bad_inputs(tmp_path, small_npz):

@@ -1,5 +1,6 @@
-"""The workshop's faces: the shipped original file, reading it (never unpickling, writing
-nothing), downloading it, the data home, the split by people and true mirrors."""
+"""The workshop's faces: the original file shipped inside aelab (read first, checked), reading
+it (never unpickling, writing nothing), the data home and the download for an install without
+it, the split by people and true mirrors."""
 
 from __future__ import annotations
 
@@ -34,9 +35,17 @@ from aelab.data import (
     mirror,
     split,
 )
-from aelab.data.olivetti import DOWNLOAD_TIMEOUT_S, OLIVETTI_SHA256, OLIVETTI_URL
+from aelab.data.olivetti import (
+    DOWNLOAD_TIMEOUT_S,
+    OLIVETTI_SHA256,
+    OLIVETTI_URL,
+    PACKAGED_SHA256,
+    packaged_mat,
+)
 
 SKLEARN_CACHE = "olivetti_py3.pkz"  # the pickle scikit-learn's fetcher caches the faces in
+# the SHA-256 of the copy aelab ships, written down here apart from the code that checks it
+SHIPPED_SHA256 = "b1988d02c72fe5b8ee82b5ef3bb7982eafc74f1e1ff0ae0ade35061ad0af534d"
 
 # -- watching the file system ------------------------------------------------------------------
 # An audit hook (PEP 578) sees every open, rename, remove, mkdir... the process makes, whatever
@@ -203,6 +212,13 @@ def snapshot(folder: Path) -> dict[str, tuple[int, int, str]]:
 # -- Olivetti ----------------------------------------------------------------------------------
 
 
+@pytest.fixture
+def without_packaged_copy(tmp_path, monkeypatch):
+    """aelab as a trimmed install leaves it, without its own olivettifaces.mat: the data home
+    and the download are what is read."""
+    monkeypatch.setattr(olivetti_module, "packaged_mat", lambda: tmp_path / "not-installed.mat")
+
+
 @pytest.fixture(scope="module")
 def olivetti_copy(olivetti_home, tmp_path_factory):
     """A private data home holding only olivettifaces.mat."""
@@ -225,17 +241,19 @@ def expected_faces(olivetti_mat):
 
 
 def test_the_shipped_olivetti_file_is_the_original():
-    """tests/data/ ships olivettifaces.mat so that a fresh clone passes offline; its checksum is
-    the one SHA256SUMS records, and the loader reads the faces scikit-learn's fetcher gives."""
-    from conftest import DATA, SHIPPED_MAT
+    """aelab ships olivettifaces.mat inside the package, so that olivetti loads offline
+    everywhere: its checksum is the one written down here, its attribution beside it, and it is
+    the repository's only copy (the tests read the package's)."""
+    from conftest import SHIPPED_MAT
 
-    expected = dict(
-        reversed(line.split()) for line in (DATA / "SHA256SUMS").read_text().splitlines()
-    )
-    assert sha256(SHIPPED_MAT) == expected[SHIPPED_MAT.name]
-    assert "AT&T Laboratories Cambridge" in (DATA / "README.md").read_text()
-    faces = loadmat(SHIPPED_MAT)["faces"]
+    mat = Path(str(packaged_mat()))
+    assert mat == SHIPPED_MAT and mat.parent == Path(olivetti_module.__file__).parent
+    assert sha256(mat) == SHIPPED_SHA256 == PACKAGED_SHA256
+    about = (mat.parent / "olivettifaces.txt").read_text()
+    assert "AT&T Laboratories Cambridge" in about and SHIPPED_SHA256 in about
+    faces = loadmat(mat)["faces"]
     assert faces.shape == (4096, 400) and faces.dtype == np.uint8
+    assert not list(Path(__file__).parent.rglob("*.mat"))
 
 
 def test_olivetti_from_the_mat_matches_an_independent_reading(
@@ -251,13 +269,53 @@ def test_olivetti_from_the_mat_matches_an_independent_reading(
     assert olivetti.notes == []
     # reading wrote nothing beside the .mat (no scikit-learn cache)
     assert sorted(p.name for p in olivetti_copy.iterdir()) == [OLIVETTI_MAT]
-    # again, through load_dataset: the same result, and the only file touched is the .mat, read
+    # again, from the data home's copy: the same result, and the only file touched there is its
+    # .mat, read
     with watching(olivetti_copy) as events:
-        again = load_dataset("olivetti", data_home=olivetti_copy, download=False)
+        again = load_olivetti(olivetti_copy, download=False, packaged=False)
     np.testing.assert_array_equal(again.images, olivetti.images)
     np.testing.assert_array_equal(again.labels, olivetti.labels)
     assert again.notes == []
     assert events == [("open", (str(olivetti_copy / OLIVETTI_MAT),), False)]
+
+
+def test_the_packaged_copy_comes_first_and_needs_no_data_home(olivetti, tmp_path, network):
+    """The package's own copy is read before any data home: a data home that does not exist, or
+    one holding another olivettifaces.mat, is not touched, nothing is downloaded, and olivetti
+    says it loads offline; packaged=False reads the data home's file."""
+    missing = tmp_path / "missing"
+    with watching(tmp_path) as events:
+        assert DATASETS["olivetti"].available(missing)
+        for download in (False, True):
+            data = load_dataset("olivetti", data_home=missing, download=download)
+            np.testing.assert_array_equal(data.images, olivetti.images)
+            assert data.notes == []
+    assert events == [] and not missing.exists() and network.calls == []
+    other = tmp_path / "other"
+    other.mkdir()
+    rng = np.random.default_rng(1)
+    savemat(other / OLIVETTI_MAT, {"faces": rng.integers(0, 256, (4096, 400), dtype=np.uint8)})
+    np.testing.assert_array_equal(load_olivetti(other).images, olivetti.images)
+    theirs = load_olivetti(other, packaged=False)
+    assert not np.array_equal(theirs.images, olivetti.images) and network.calls == []
+
+
+def test_a_damaged_packaged_copy_is_not_read(olivetti, olivetti_mat, tmp_path, monkeypatch):
+    """A packaged copy whose SHA-256 is not the one aelab records is not read: the data home's
+    copy is, with a note naming the damage; without one, the error names it too."""
+    monkeypatch.setattr(olivetti_module, "PACKAGED_SHA256", "0" * 64)
+    home = tmp_path / "home"
+    home.mkdir()
+    assert not DATASETS["olivetti"].available(home)
+    damaged = rf"aelab's own olivettifaces.mat \(.*\) has SHA-256 {SHIPPED_SHA256}, expected 0+"
+    with pytest.raises(FileNotFoundError, match=rf"olivetti is not in data home .*; {damaged}"):
+        load_olivetti(home, download=False)
+    shutil.copy(olivetti_mat, home / OLIVETTI_MAT)
+    assert DATASETS["olivetti"].available(home)
+    data = load_olivetti(home, download=False)
+    np.testing.assert_array_equal(data.images, olivetti.images)
+    assert len(data.notes) == 1
+    assert re.fullmatch(damaged + r".*; reading the data home's copy instead", data.notes[0])
 
 
 @pytest.mark.parametrize("source", ["shipped", "synthetic"])
@@ -282,7 +340,7 @@ def test_olivetti_is_exactly_what_scikit_learns_fetcher_gives(
         mat.parent.mkdir()
         rng = np.random.default_rng(0)
         savemat(mat, {"faces": rng.integers(17, 201, size=(4096, 400), dtype=np.uint8)})
-        ours = load_olivetti(mat.parent, download=False)
+        ours = load_olivetti(mat.parent, download=False, packaged=False)
         assert ours.images.min() == 0 and ours.images.max() == 1
 
     def fetch_remote(remote, dirname=None, **kwargs):
@@ -297,7 +355,9 @@ def test_olivetti_is_exactly_what_scikit_learns_fetcher_gives(
     np.testing.assert_array_equal(ours.labels, bunch.target)
 
 
-def test_olivetti_availability_and_missing_data(olivetti_mat, tmp_path, network):
+def test_olivetti_availability_and_missing_data(
+    olivetti_mat, tmp_path, network, without_packaged_copy
+):
     home = tmp_path / "home"
     assert not DATASETS["olivetti"].available(home)
     assert not home.exists()  # asking creates nothing
@@ -324,7 +384,7 @@ def test_olivetti_availability_and_missing_data(olivetti_mat, tmp_path, network)
 
 
 def test_olivetti_never_opens_a_planted_pickle(
-    olivetti, olivetti_mat, tmp_path, network, monkeypatch
+    olivetti, olivetti_mat, tmp_path, network, monkeypatch, without_packaged_copy
 ):
     """A data home named by a run's config.json may hold a malicious olivetti_py3.pkz: it is
     never opened, whether olivettifaces.mat is there or not (then downloaded)."""
@@ -358,19 +418,19 @@ def test_olivetti_mat_that_is_not_the_original_is_an_error(tmp_path):
     mat, marker = tmp_path / OLIVETTI_MAT, tmp_path / "marker"
     plant_pickle(mat, marker)
     with pytest.raises(ValueError, match=rf"cannot read {re.escape(str(mat))}: .*original"):
-        load_olivetti(tmp_path, download=False)
+        load_olivetti(tmp_path, download=False, packaged=False)
     assert not marker.exists()
     savemat(mat, {"faces": np.zeros((10, 10), np.uint8)})
     shape = r"holds faces of shape \(10, 10\); expected \(4096, 400\)"
     with pytest.raises(ValueError, match=shape):
-        load_olivetti(tmp_path, download=False)
+        load_olivetti(tmp_path, download=False, packaged=False)
     savemat(mat, {"pictures": np.zeros((4096, 400), np.uint8)})
     with pytest.raises(ValueError, match=r"cannot read .*'faces'"):
-        load_olivetti(tmp_path, download=False)
+        load_olivetti(tmp_path, download=False, packaged=False)
 
 
 def test_olivetti_read_only_home_loads_the_mat_and_writes_nothing(
-    olivetti, olivetti_mat, tmp_path, network
+    olivetti, olivetti_mat, tmp_path, network, without_packaged_copy
 ):
     """A read-only data home (mode 0o500, and writes refused outright: root ignores the mode)
     loads from the .mat, touching nothing; without the .mat, the download fails cleanly."""
@@ -405,7 +465,7 @@ def test_olivetti_read_only_home_loads_the_mat_and_writes_nothing(
 
 
 def test_olivetti_download_verifies_then_renames_into_place(
-    olivetti, olivetti_mat, tmp_path, network, monkeypatch, capsys
+    olivetti, olivetti_mat, tmp_path, network, monkeypatch, capsys, without_packaged_copy
 ):
     """The missing .mat is downloaded from scikit-learn's address, with a timeout, into a
     temporary file in the data home, checked, then renamed; the library prints nothing."""
@@ -435,8 +495,10 @@ def test_olivetti_download_verifies_then_renames_into_place(
     assert again.notes == [] and len(network.calls) == 1
 
 
-def test_olivetti_download_with_a_wrong_checksum_keeps_nothing(olivetti_mat, tmp_path, network):
-    """The shipped copy was re-saved: served for scikit-learn's address it fails the check
+def test_olivetti_download_with_a_wrong_checksum_keeps_nothing(
+    olivetti_mat, tmp_path, network, without_packaged_copy
+):
+    """The copy aelab ships was re-saved: served for scikit-learn's address it fails the check
     against scikit-learn's recorded checksum, and nothing is left in the data home."""
     home = tmp_path / "home"
     actual = sha256(olivetti_mat)
@@ -459,7 +521,7 @@ def test_olivetti_download_with_a_wrong_checksum_keeps_nothing(olivetti_mat, tmp
     ids=["no-network", "http-error", "timeout-mid-transfer", "cut-short"],
 )
 def test_olivetti_download_failure_names_the_home_and_keeps_nothing(
-    tmp_path, network, error, during_read, reason
+    tmp_path, network, error, during_read, reason, without_packaged_copy
 ):
     home = tmp_path / "home"
     network.error, network.during_read = error, during_read

@@ -1,13 +1,16 @@
 """aelab as a package, not a checkout: the wheel built from the sources, installed into a fresh
 virtual environment, trains, reports and prints its version from a folder that is not the
-checkout (templates, static files and the data it needs all inside the wheel)."""
+checkout (templates, static files and the data it needs all inside the wheel, the Olivetti faces
+once, read offline from an empty data home)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
 import venv
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -19,8 +22,10 @@ pytestmark = pytest.mark.slow  # trains, kills, builds or starts a browser
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _run(args, cwd, **kw):
-    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600, **kw)
+def _run(args, cwd, env=None):
+    # never the caller's PYTHONPATH: it would put sources before the installed wheel
+    env = {k: v for k, v in (os.environ if env is None else env).items() if k != "PYTHONPATH"}
+    proc = subprocess.run(args, cwd=cwd, capture_output=True, text=True, timeout=600, env=env)
     assert proc.returncode == 0, (args, proc.stdout[-2000:], proc.stderr[-2000:])
     return proc
 
@@ -36,6 +41,9 @@ def test_the_wheel_works_outside_the_checkout(tmp_path):
     _run([sys.executable, "-m", "build", "--wheel", "--no-isolation", "--outdir", str(dist)], src)
     (wheel,) = dist.glob("aelab-*.whl")
     assert wheel.name.startswith(f"aelab-{aelab.__version__}-")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert [n for n in names if n.endswith(".mat")] == ["aelab/data/olivettifaces.mat"]
+    assert "aelab/data/olivettifaces.txt" in names
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
     bin_dir = env_dir / ("Scripts" if sys.platform == "win32" else "bin")
@@ -62,6 +70,21 @@ def test_the_wheel_works_outside_the_checkout(tmp_path):
     _run([aelab_cmd, "run", "--data", "digits", "--models", "shallow", "--epochs", "1",
           "--out", "ws", "--quiet"], work)  # fmt: skip
     assert "<table" in (work / "ws" / "report.html").read_text()
+    # the faces from inside the wheel: an empty data home, nothing downloaded or written there
+    empty = tmp_path / "empty-home"
+    empty.mkdir()
+    offline = {**os.environ, "AELAB_DATA_HOME": str(empty)}
+
+    def offline_column() -> str:
+        rows = _run([aelab_cmd, "datasets"], work, env=offline).stdout.splitlines()
+        return next(r for r in rows if r.startswith("olivetti")).split()[5]
+
+    assert offline_column() == "yes"
+    _run([aelab_cmd, "train", "shallow", "--data", "olivetti", "--epochs", "1", "--out", "faces",
+          "--quiet"], work, env=offline)  # fmt: skip
+    assert (work / "faces" / "model.safetensors").is_file() and not list(empty.iterdir())
+    (Path(where).parent / "data" / "olivettifaces.mat").unlink()  # a trimmed install
+    assert offline_column() == "no"  # the data home's copy or the download, then
     installed = Path(where).parent
     assert (installed / "templates" / "report.html.j2").is_file()
     assert {p.name for p in (installed / "apps" / "explorer" / "static").iterdir()} >= {

@@ -107,7 +107,8 @@ register_dataset(
 register_dataset(
     DatasetInfo(
         name="olivetti",
-        description="the notebook's faces (AT&T Cambridge): 40 people x 10 images",
+        description="the notebook's faces (AT&T Cambridge): 40 people x 10 images, shipped inside "
+        "aelab",
         n_images=N_IMAGES,
         image_shape=IMAGE_SHAPE,
         labels="person 0-39",
