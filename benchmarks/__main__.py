@@ -33,7 +33,7 @@ def _with_defaults(argv: list[str]) -> list[str]:
             str(REPO / "benchmarks" / "results" / f"{time.strftime('%Y%m%d-%H%M%S')}.json"),
         ]
     if "--sections" not in given and not (REPO / ".venv-keras" / "bin" / "python").is_file():
-        extra += ["--sections", "models,end-to-end,scaling"]
+        extra += ["--sections", "models,end-to-end,scaling,contention"]
     return [*argv, *extra]
 
 

@@ -7,11 +7,14 @@ reports is computed right.
 from __future__ import annotations
 
 import json
+import os
+import time
 
 import pytest
 import torch
 
 from aelab.bench import (
+    busy_loops,
     compare,
     conv_layers,
     keras_seed_total,
@@ -172,3 +175,40 @@ def test_keras_runs_of_one_model_each_merge_into_one_result():
     merged = merge_keras([keras_run("shallow", 0.2), keras_run("conv", 4.0)])
     assert list(merged["models"]) == ["shallow", "conv"] and merged["wall_seconds"] == 20.0
     assert merged["models"]["conv"]["seconds_per_epoch"] == 4.0 and merged["keras"] == "3"
+
+
+def test_busy_loops_keep_cores_busy_and_are_ended():
+    """The contention section's load: each a real process burning CPU, reaped on leaving."""
+    with busy_loops(2) as pids:
+        assert len(pids) == 2
+        time.sleep(0.5)
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            assert int(fields[11]) + int(fields[12]) > 0  # utime + stime: it has run
+    for pid in pids:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@pytest.mark.slow
+def test_contention_section_writes_json(tmp_path, capsys):
+    """aelab alone (no Keras given, and said so), passive and spinning waits, bit-identical
+    losses; the machine with its load average."""
+    out = tmp_path / "bench.json"
+    code = main(["--sections", "contention", "--models", "shallow", "--busy", "0,1",
+                 "--epochs-scale", "0.005", "--out", str(out)])  # fmt: skip
+    assert code == 0
+    result = json.loads(out.read_text())
+    assert len(result["machine"]["load_average"]) == 3 and "cpu_flags" in result["machine"]
+    section = result["contention"]
+    assert section["busy_loops"] == [0, 1] and section["keras"] is False
+    assert "Keras port was not run" in section["note"]
+    for n in ("0", "1"):
+        row = section["models"]["shallow"][n]
+        assert row["epochs"] == 2 and len(row["load_average"]) == 3 and "keras" not in row
+        for variant in ("aelab", "aelab_spinning"):
+            assert row[variant]["seconds_per_epoch"] > 0 and row[variant]["cpu_seconds"] > 0
+        assert row["same_losses"] and row["aelab"]["losses"] == row["aelab_spinning"]["losses"]
+    assert main(["--sections", "contention", "--busy", "0,x", "--out", str(out)]) == 2
+    assert "--busy='0,x' is not valid" in capsys.readouterr().err

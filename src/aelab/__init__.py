@@ -4,6 +4,10 @@ Train the workshop notebook's five autoencoders (and more) on any image set, loo
 and measure them against PCA on held-out data.
 """
 
+# First: OpenMP reads its wait policy once, when torch loads it (aelab.utils.openmp)
+from aelab.utils import openmp as _openmp  # noqa: F401
+
+# isort: split
 from aelab.apps.display import Workshop, open_workshop
 from aelab.apps.explorer import explore
 from aelab.data.spec import DataSpec

@@ -23,13 +23,18 @@ Sections (``--sections``, all by default):
 ``scaling``
     Seconds per epoch and peak resident memory as a synthetic 64x64 data set grows, held in
     memory and streamed from a folder of PNG files, each size in a fresh process.
+``contention``
+    A busy machine: each model trained by ``aelab train`` (threads waiting passively, as
+    always, and with libgomp's spinning wait, as before) and by the Keras port (when given),
+    while 0, 1 and 2 busy-loop processes (``--busy``) share the CPU.
 
 A tool on top of the library (which never imports it), one file per concern: ``machine`` (the
-machine and its matmul peak), ``models``, ``keras``, ``layers``, ``end_to_end``, ``scaling`` (one
-file per section) and ``cli`` (the command).
+machine and its matmul peak), ``models``, ``keras``, ``layers``, ``end_to_end``, ``scaling``,
+``contention`` (one file per section) and ``cli`` (the command).
 """
 
 from .cli import build_parser, main
+from .contention import busy_loops, contention
 from .end_to_end import end_to_end, timed_process
 from .keras import compare, keras_seed_total, merge_keras, run_keras
 from .layers import conv_layers
@@ -40,7 +45,9 @@ from .scaling import scaling, scaling_worker
 __all__ = [
     "bench_model",
     "build_parser",
+    "busy_loops",
     "compare",
+    "contention",
     "conv_layers",
     "end_to_end",
     "keras_seed_total",

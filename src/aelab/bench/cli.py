@@ -16,6 +16,7 @@ from typing import Any
 from aelab.analysis.spread import summary as spread_summary
 from aelab.analysis.spread import welch
 
+from .contention import BUSY_LOOPS, contention
 from .end_to_end import END_TO_END, end_to_end, portable
 from .keras import compare, keras_seed_total, merge_keras, run_keras
 from .layers import conv_layers
@@ -23,7 +24,7 @@ from .machine import log, machine_info, matmul_peak
 from .models import BENCH_MODELS, bench_model, olivetti_split, scaled_epochs
 from .scaling import scaling, scaling_worker
 
-SECTIONS = ("models", "keras", "layers", "end-to-end", "scaling")
+SECTIONS = ("models", "keras", "layers", "end-to-end", "scaling", "contention")
 PRECISIONS = ("fp32", "bf16")
 
 
@@ -87,7 +88,11 @@ def build_parser(prog: str = "aelab bench") -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or mps (default auto)")
     p.add_argument("--data-home", metavar="DIR", help="where olivetti is (see aelab datasets)")
-    p.add_argument("--olivetti-mat", metavar="FILE", help="the original olivettifaces.mat")
+    p.add_argument(
+        "--olivetti-mat",
+        metavar="FILE",
+        help="the original olivettifaces.mat for the Keras port (default: aelab's own copy)",
+    )
     p.add_argument("--keras-python", metavar="PYTHON", help="a Python with TensorFlow and Keras")
     p.add_argument("--keras-script", metavar="FILE", help="the notebook's Keras port")
     p.add_argument("--scaling-sizes", default="1000,10000,100000", help="synthetic data set sizes")
@@ -98,6 +103,11 @@ def build_parser(prog: str = "aelab bench") -> argparse.ArgumentParser:
         "--schedules", default="quick,seed", help="end-to-end runs: quick, seed or both (both)"
     )
     p.add_argument("--presets", dest="schedules", help=argparse.SUPPRESS)  # the name before 0.2
+    p.add_argument(
+        "--busy",
+        default=",".join(map(str, BUSY_LOOPS)),
+        help="contention: how many busy-loop processes share the CPU in each condition (0,1,2)",
+    )
     p.add_argument("--scaling-worker", help=argparse.SUPPRESS)
     return p
 
@@ -125,6 +135,7 @@ def run(args: argparse.Namespace) -> int:
     models = _choices("models", args.models, BENCH_MODELS)
     sizes = _sizes(args.scaling_sizes)
     args.seed_list = _seeds(args.seeds)
+    args.busy_list = _busy(args.busy)
     schedules = _choices("schedules", args.schedules, tuple(END_TO_END))
     if not args.epochs_scale > 0:
         raise ValueError(f"--epochs-scale={args.epochs_scale} is not valid; expected > 0")
@@ -187,6 +198,8 @@ def run(args: argparse.Namespace) -> int:
                 result["end_to_end"]["keras_seed_total_seconds_estimate"] = keras_seed_total(
                     result["keras"]
                 )
+        if "contention" in sections:
+            result["contention"] = _contention(args, models, workdir, data_home)
         if "scaling" in sections:
             result["scaling"] = scaling(
                 sizes,
@@ -207,6 +220,36 @@ def run(args: argparse.Namespace) -> int:
     os.replace(tmp_out, out)
     print(f"wrote {out}")
     return 0
+
+
+def _contention(args, models, workdir: Path, data_home: str | None) -> dict[str, Any]:
+    """The ``contention`` section, with the Keras port when it is given (on the Olivetti file
+    it names, or aelab's own)."""
+    from importlib import resources
+
+    from aelab.data.olivetti import packaged_mat
+
+    busy = args.busy_list
+    keras = None
+    if args.keras_python and args.keras_script:
+        keras = {"python": args.keras_python, "script": args.keras_script}
+    log(f"contention: {', '.join(models)} with {busy} busy loops")
+    with resources.as_file(packaged_mat()) as packaged:
+        mat = args.olivetti_mat or str(packaged)
+        return contention(
+            models, scale=args.epochs_scale, workdir=workdir, mat=mat, data_home=data_home,
+            keras=keras, busy=busy,
+        )  # fmt: skip
+
+
+def _busy(text: str) -> list[int]:
+    try:
+        busy = [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        busy = []
+    if not busy or min(busy) < 0 or max(busy) > 16:
+        raise ValueError(f"--busy={text!r} is not valid; expected counts 0 to 16, e.g. 0,1,2")
+    return busy
 
 
 def models_section(args, x, models, precisions, peaks, device) -> dict[str, Any]:

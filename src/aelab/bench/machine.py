@@ -68,6 +68,9 @@ def machine_info(device: str) -> dict[str, Any]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "device": device,
         "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        # other work on the machine when the run started (1, 5 and 15 minutes)
+        "load_average": os.getloadavg(),
+        "openmp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
     }
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(device)
