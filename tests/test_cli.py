@@ -69,7 +69,7 @@ def test_olivetti_conv_run_with_mirrors_and_resume(olivetti_home, tmp_path, caps
     assert config["model"]["config"]["latent_dim"] == 8
     # refused without --resume, continued with it
     assert main([*args, "--epochs", "2"]) == 2
-    assert "already holds files; pass overwrite=True (--overwrite)" in _err(capsys)
+    assert "already holds files; pass --overwrite" in _err(capsys)
     assert main([*args, "--epochs", "2", "--resume"]) == 0
     assert len(json.loads((out / "history.json").read_text())) == 2
 
@@ -138,37 +138,37 @@ def _bad_inputs(tmp_path, small_npz):
     folder = ["--data", str(write_image_folder(tmp_path / "folder", 4, image_size=8))]
     return [
         (["train", "resnet", *d], "model='resnet' is not a known model"),
-        (["train", "deep", "--data", "cifar"], "data='cifar' is neither a known data set"),
+        (["train", "deep", "--data", "cifar"], "--data cifar is neither a known data set"),
         (["train", "deep", "--data", str(tmp_path / "nope.npz")], "no such file or folder"),
         (["train", "deep", "--data", str(empty)], "no images"),
         (["train", "deep", "--data", str(wrong)], "wrong.npy"),
         (["train", "deep", "--data", str(ints)], "int64"),
         (["train", "deep", "--data", str(nan)], "NaN"),
         (["train", "deep", "--data", str(mixed)], "image-size"),
-        (["train", "deep", *d, "--latent-dim", "0"], "latent_dim=0 is not valid"),
-        (["train", "deep", *d, "--batch-size", "0"], "batch_size=0 (--batch-size) is not valid"),
-        (["train", "deep", *d, "--noise", "pink:3"], "noise='pink:3' (--noise) is not valid"),
+        (["train", "deep", *d, "--latent-dim", "0"], "--latent-dim 0 is not valid"),
+        (["train", "deep", *d, "--batch-size", "0"], "--batch-size 0 is not valid"),
+        (["train", "deep", *d, "--noise", "pink:3"], "--noise pink:3 is not valid"),
         (["train", "deep", *d, "--optimizer", "lbfgs"],
-         "optimizer='lbfgs' (--optimizer) is not valid"),
+         "--optimizer lbfgs is not valid"),
         (["train", "conv", *d, "--conv-kernels", "fast"],
-         "conv_kernels='fast' (--conv-kernels) is not valid"),
-        (["run", *d, "--conv-kernels", "fast"], "conv_kernels='fast' (--conv-kernels) is not"),
+         "--conv-kernels fast is not valid"),
+        (["run", *d, "--conv-kernels", "fast"], "--conv-kernels fast is not"),
         (["train", "deep", *d, "--out", str(locked / "run")], "is not writable"),
         (["train", "deep", "--data", "mnist", "--stream"],
-         "stream=True (--stream) is not valid for data='mnist' (a registered data set); "
-         "allowed: a folder of images"),
-        (["train", "deep", *d, "--stream"], "stream=True (--stream) is not valid for data="),
+         "--stream is not valid for --data mnist (a registered data set); "
+         "allowed: a folder of images; drop --stream to load other data into memory"),
+        (["train", "deep", *d, "--stream"], "--stream is not valid for --data "),
         (["train", "deep", *folder, "--stream", "--workers", "-1"],
-         "workers=-1 (--workers) is not valid; expected an integer >= 0"),
+         "--workers -1 is not valid; expected an integer >= 0"),
         (["train", "deep", *d, "--workers", "2"],
-         "workers=2 (--workers) is not valid without stream=True (--stream)"),
+         "--workers 2 is not valid without --stream"),
         (["train", "deep", *folder, "--stream", "--skip-bad"],
-         "skip_bad=True (--skip-bad) is not valid with stream=True (--stream)"),
+         "--skip-bad is not valid with --stream"),
         (["train", "deep", *d, "--k", "3"], "k is not a parameter of model 'deep'"),
-        (["train", "sparse", *d, "--penalty", "l2"], "penalty='l2' (--penalty) is not valid"),
-        (["train", "deep", *d, "--normals", "0.1"], "normals=0.1 (--normals) is not valid with"),
+        (["train", "sparse", *d, "--penalty", "l2"], "--penalty l2 is not valid"),
+        (["train", "deep", *d, "--normals", "0.1"], "--normals 0.1 is not valid with"),
         (["train", "deep", "--data", "digits", "--holdout-people", "2", "--normals", "1"],
-         "normals=1.0 (--normals) is not valid; expected a fraction in (0, 1)"),
+         "--normals 1.0 is not valid; expected a fraction in (0, 1)"),
     ]  # fmt: skip
 
 
@@ -223,8 +223,8 @@ def test_a_huge_noise_level_is_named_when_training_diverges(model, level, small_
     assert code == 1 and "Traceback" not in captured.err
     assert _err_line(captured).startswith("aelab train: error: training diverged at epoch 1: ")
     assert _err_line(captured).endswith(
-        f"the noise level may be too large: lower noise='gaussian:{float(level)!r}' (--noise), "
-        "or learning_rate (--lr); nothing was kept"
+        f"the noise level may be too large: lower --noise gaussian:{float(level)!r}, or --lr; "
+        "nothing was kept"
     )
     assert not out.exists()
 
@@ -236,7 +236,7 @@ def test_real_entry_point_no_traceback(tmp_path):
                           capture_output=True, text=True, env=env, cwd=tmp_path)  # fmt: skip
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr
-    assert proc.stderr.strip().startswith("aelab train: error: data='cifar'")
+    assert proc.stderr.strip().startswith("aelab train: error: --data cifar")
     assert not any(tmp_path.iterdir())
 
 
@@ -248,18 +248,108 @@ def test_models_lists_every_recipe_and_its_capabilities(capsys):
     assert "images" in rows["conv"] and "sample" in rows["vae"] and "weights" in rows["deep"]
 
 
-def test_library_errors_gain_the_flag_that_sets_each_parameter():
+def _flags(*argv: str) -> dict:
+    """The flags of the command ``argv`` parses to (what main() rewrites its errors with)."""
+    from aelab.cli import command_flags
+
+    return command_flags(build_parser().parse_args(list(argv)).command_parser)
+
+
+def test_errors_on_the_command_line_name_the_flag_the_user_typed_first():
     from aelab.cli import with_flags
 
-    assert with_flags("pass skip_bad=True to skip unreadable images") == (
-        "pass skip_bad=True (--skip-bad) to skip unreadable images"
+    train = _flags("train", "deep")
+    for library, command_line in (
+        ("pass overwrite=True to replace it", "pass --overwrite to replace it"),
+        ("pass skip_bad=True to skip bad images", "pass --skip-bad to skip bad images"),
+        ("stream=True is not valid; drop stream=True to load it",
+         "--stream is not valid; drop --stream to load it"),
+        ("optimizer='adm' is not valid; did you mean 'adam'?",
+         "--optimizer adm is not valid; did you mean 'adam'?"),
+        ("lower noise='gaussian:0.5', or learning_rate; nothing was kept",
+         "lower --noise gaussian:0.5, or --lr; nothing was kept"),
+        ("out='my runs/a' already holds files", "--out 'my runs/a' already holds files"),
+        ("data='/tmp/stream/x': no such file", "--data /tmp/stream/x: no such file"),
+        ("batch_size=0 is not valid", "--batch-size 0 is not valid"),
+        ("image_size=(9, 9) is too large", "--image-size (9, 9) is too large"),
+        # plain words are parameters only as name=value; False and None have no flag to say them
+        ("out='r' holds no run to resume; pass resume=True to continue",
+         "--out r holds no run to resume; pass --resume to continue"),
+        ("set stream=False to load", "set stream=False to load"),
+        ("pass --overwrite", "pass --overwrite"),
+    ):  # fmt: skip
+        assert with_flags(library, train) == command_line
+    run = _flags("run")
+    assert with_flags("models: 'vea' is not a known model", run) == (
+        "--models: 'vea' is not a known model"
     )
-    assert with_flags("stream=True is not valid; set stream=False to load") == (
-        "stream=True (--stream) is not valid; set stream=False to load"
-    )  # the first mention only
-    # names inside paths and quotes are left alone
-    assert with_flags("data='/tmp/stream/x': no such file") == "data='/tmp/stream/x': no such file"
-    assert with_flags("pass --overwrite") == "pass --overwrite"
+    # a parameter the command has no flag for keeps the library's name
+    assert with_flags("batch_size=0 is not valid", run) == "batch_size=0 is not valid"
+    # score's data is a positional argument: no flag to name
+    assert with_flags("data='x.npz': no such file", _flags("score", "r", "d")) == (
+        "data='x.npz': no such file"
+    )
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["train", "cnov"], "model='cnov' is not a known model; did you mean 'conv'? allowed: "),
+        (["run", "--models", "shallow,conv,vea"],
+         "--models: 'vea' is not a known model; did you mean 'vae'? allowed: "),
+        (["train", "deep", "--optimizer", "adm"],
+         "--optimizer adm is not valid; did you mean 'adam'? allowed: adam, adamw"),
+        (["train", "deep", "--precision", "bf61"],
+         "--precision bf61 is not valid; did you mean 'bf16'? allowed: auto, fp32, bf16"),
+        (["train", "deep", "--noise", "gausian:0.1"],
+         "--noise gausian:0.1 is not valid; did you mean 'gaussian'? use gaussian:STD"),
+        (["train", "deep", "--data", "olivetty"], "did you mean 'olivetti'?"),
+        (["run", "--data", "mnst"], "did you mean 'mnist'?"),
+        (["train", "deep", "--device", "gpu"], "--device gpu is not valid; did you mean 'cuda'?"),
+        (["train", "deep", "--log", "tensorbord"], "did you mean 'tensorboard'?"),
+    ],
+)  # fmt: skip
+def test_a_near_miss_name_gets_a_suggestion(args, line, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main([*args, "--out", str(out), "--epochs", "1", "--quiet"]) == 2
+    captured = capsys.readouterr()
+    err = captured.err.strip().splitlines()
+    assert len(err) == 1 and line in err[0], captured.err
+    assert "shallow,conv,vea" not in err[0]  # the item, not the whole value
+    assert not out.exists()
+
+
+def test_a_schedule_near_miss_is_refused_by_the_parser_with_a_suggestion(capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["run", "--schedule", "quik"])
+    assert e.value.code == 2
+    assert "'quik' is not valid; did you mean 'quick'? allowed: seed, quick" in _err(capsys)
+
+
+@pytest.mark.parametrize("argv", [["--version"], ["--help"]])
+def test_version_and_help_import_neither_torch_nor_scikit_learn(argv):
+    code = (
+        "import sys\n"
+        "from aelab.cli import main\n"
+        "try:\n"
+        f"    main({argv!r})\n"
+        "except SystemExit as e:\n"
+        "    assert not e.code, e.code\n"
+        "heavy = [m for m in ('torch', 'sklearn', 'scipy') if m in sys.modules]\n"
+        "print('heavy:', heavy, file=sys.stderr)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert "heavy: []" in proc.stderr
+    assert proc.stdout.strip()  # the version, or the help
+
+
+def test_help_names_the_models_when_it_is_printed(capsys):
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    out = capsys.readouterr().out
+    assert all(name in " ".join(out.split()) for name in MODELS) and "{models}" not in out
 
 
 def test_sizes_that_cannot_fit_are_refused_before_allocating(small_npz, tmp_path, capsys):
@@ -267,7 +357,7 @@ def test_sizes_that_cannot_fit_are_refused_before_allocating(small_npz, tmp_path
 
     out = tmp_path / "out"
     for args, fragment in (
-        (["--latent-dim", "1000000000"], "latent_dim=1000000000"),
+        (["--latent-dim", "1000000000"], "--latent-dim 1000000000"),
         (["--image-size", "100000"], "100000x100000"),
     ):
         start = time.perf_counter()
@@ -292,10 +382,28 @@ def test_an_unreadable_image_under_stream_workers_is_one_line(tmp_path, capsys):
     assert not out.exists()
 
 
-def test_flags_are_named_for_parameters_not_for_english_words():
+def test_train_says_how_long_it_will_train_and_what_quick_would():
     from aelab.cli import with_flags
+    from aelab.data.prepare import prepare_data
+    from aelab.data.spec import DataSpec
+    from aelab.runs.training import _schedule_line
+    from aelab.training.recipes import resolve
 
-    text = "out='r' holds no run to resume (no config.json); pass resume=True to continue"
-    assert with_flags(text) == (
-        "out='r' holds no run to resume (no config.json); pass resume=True (--resume) to continue"
-    )
+    split = prepare_data(DataSpec("mnist"))
+    shape, n = split.train.image_shape, len(split.train)
+    seed = resolve("conv", shape, schedule_name="seed", n_train=n, train={"device": "cpu"}).train
+    line = _schedule_line("conv", "seed", seed, {}, split)
+    assert line == "schedule seed: 200 epochs in batches of 80 (schedule='quick' trains 13)"
+    assert with_flags(line, _flags("train", "conv")).endswith("(--schedule quick trains 13)")
+    assert _schedule_line("conv", "seed", seed, {"epochs": 200}, split).endswith("batches of 80")
+
+
+def test_help_says_what_happens(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "a folder whose images differ in size is refused" in text  # not resized by default
+    assert "seed (default, unlike aelab run)" in text and "200 epochs" in text
+    with pytest.raises(SystemExit):
+        main(["run", "--help"])
+    assert "quick (default, unlike aelab train)" in " ".join(capsys.readouterr().out.split())

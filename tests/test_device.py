@@ -64,7 +64,8 @@ def test_auto_is_bf16_only_where_native_and_shown_for_the_recipe(monkeypatch):
 def test_precision_and_autocast():
     cpu = torch.device("cpu")
     assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
-    with pytest.raises(ValueError, match=r"precision='fp16' is not valid; allowed: auto, fp32"):
+    fp16 = r"precision='fp16' is not valid; did you mean 'bf16'\? allowed: auto, fp32"
+    with pytest.raises(ValueError, match=fp16):
         resolve_precision("fp16", cpu)
     x = torch.rand(2, 3)
     with autocast("bf16", cpu):

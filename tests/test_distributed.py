@@ -152,9 +152,7 @@ def test_a_refused_out_stops_every_rank_with_the_same_line(two_processes):
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     proc = _launch([*TRAIN, "--epochs", "1", "--out", str(out)], nproc=2)
     assert proc.returncode != 0
-    expected = (
-        f"aelab train: error: out='{out}' already holds files; pass overwrite=True (--overwrite)"
-    )
+    expected = f"aelab train: error: --out {out} already holds files; pass --overwrite"
     for r in (0, 1):
         lines = [s for s in proc.stdout.splitlines() + proc.stderr.splitlines()
                  if s.startswith(f"[default{r}]:")]  # fmt: skip

@@ -264,9 +264,9 @@ def test_the_socket_says_it_is_tcp_so_answers_are_not_held_back():
 def test_the_command_refuses_bad_arguments_with_one_line(workshop, tmp_path, capsys):
     cases = [
         (["explore", str(tmp_path / "none")], "is not a directory"),
-        (["explore", str(workshop), "--port", "70000"], "port=70000"),
-        (["explore", str(workshop), "--device", "tpu"], "device='tpu'"),
-        (["explore", str(workshop), "--host", "no.such.host.invalid"], "host="),
+        (["explore", str(workshop), "--port", "70000"], "--port 70000 is not valid"),
+        (["explore", str(workshop), "--device", "tpu"], "--device tpu is not valid"),
+        (["explore", str(workshop), "--host", "no.such.host.invalid"], "--host "),
     ]
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))

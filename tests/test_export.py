@@ -243,11 +243,11 @@ def test_the_command_exports_a_run_and_refuses_bad_input(runs, tmp_path, capsys)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     _one_line_error(capsys, [str(tmp_path / "nope")], "is not a directory")
-    _one_line_error(capsys, [str(run), "--format", "keras"], "format='keras' is not valid")
+    _one_line_error(capsys, [str(run), "--format", "keras"], "--format keras is not valid")
     _one_line_error(capsys, [str(run), "--out", str(out)], "holds an earlier export; pass "
-                    "overwrite=True (--overwrite)")  # fmt: skip
+                    "--overwrite")  # fmt: skip
     _one_line_error(capsys, [str(runs / "deep"), "--logvar", "--out", str(tmp_path / "d")],
-                    "logvar=True is not valid for family 'dense'")  # fmt: skip
+                    "--logvar is not valid for family 'dense'")  # fmt: skip
     _one_line_error(capsys, [str(run), "--out", str(run / "export")], "is in the aelab folder")
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before
     assert not (tmp_path / "d").exists() and not (run / "export").exists()

@@ -238,5 +238,5 @@ def test_validation_patience_and_augment_from_the_command_line(tmp_path, capsys)
     assert main(["train", "deep", "--data", "digits", "--patience", "3", "--out",
                  str(tmp_path / "x")]) == 2  # fmt: skip
     err = capsys.readouterr().err
-    assert "patience=3 (--patience) needs validation images" in err
+    assert "--patience 3 needs validation images" in err
     assert not (tmp_path / "x").exists()

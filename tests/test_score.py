@@ -66,7 +66,7 @@ def test_bad_input_is_one_line(workshop, folder, tmp_path, capsys):
         ([run, str(empty)], "holds no images"),
         ([run, str(folder), "--out", str(taken)], "exists"),
         ([run, str(folder), "--maps", str(full)], "not an empty folder"),
-        ([run, str(folder), "--fpr", "2"], "fpr=2.0"),
+        ([run, str(folder), "--fpr", "2"], "--fpr 2.0 is not valid"),
         ([run, str(nan)], "nan.npy"),
         ([str(tmp_path / "nowhere"), str(folder)], "nowhere"),
     ]

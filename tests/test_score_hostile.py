@@ -118,7 +118,7 @@ def test_too_few_calibration_images_are_refused_in_one_line(run, tmp_path, capsy
     _write(few, [f"{i}.png" for i in range(5)])
     code, _, err = _score([run, few, "--calibrate", few], capsys)
     assert code == 2 and len(err) == 1, err
-    assert f"5 images of calibrate='{few}' are too few for --fpr=0.05" in err[0]
+    assert f"5 images of --calibrate {few} are too few for --fpr=0.05" in err[0]
     assert "needs at least 19" in err[0] and "raise --fpr to 0.167 or more" in err[0]
     # the rate it names is enough, and one below it is not
     assert _score([run, few, "--calibrate", few, "--fpr", "0.167"], capsys)[0] == 0

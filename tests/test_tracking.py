@@ -99,7 +99,7 @@ def test_bad_log_and_missing_extra_are_one_line_exit_2(digits_npz, tmp_path, cap
     assert main([*base, "--log", "wandb"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1
-    assert "log='wandb' (--log) is not valid; allowed: tensorboard[:DIR]" in err[0]
+    assert "--log wandb is not valid; allowed: tensorboard[:DIR]" in err[0]
     real = importlib.util.find_spec
     monkeypatch.setattr(
         importlib.util, "find_spec", lambda name, *a: None if name == "mlflow" else real(name, *a)
@@ -124,7 +124,7 @@ def _mlflow_fails_fast(digits_npz, out, uri, capsys) -> float:
     err = capsys.readouterr().err
     assert "Traceback" not in err and err.endswith("\n") and err.count("error") == 1, err
     last = err.strip().splitlines()[-1]  # after the line about the data
-    assert last.startswith(f"aelab train: error: log='mlflow:{uri}' (--log) cannot be opened: ")
+    assert last.startswith(f"aelab train: error: --log mlflow:{uri} cannot be opened: ")
     assert not out.exists()
     assert "MLFLOW_HTTP_REQUEST_MAX_RETRIES" not in os.environ
     return seconds

@@ -94,7 +94,8 @@ def test_trainer_uses_fused_kernels_and_keeps_precision():
     assert isinstance(trainer.optimizer, RMSprop) and trainer.precision == "fp32"
     adam = Trainer(build_model("deep", (1, 8, 8)), TrainConfig(device="cpu")).optimizer
     assert adam.defaults["fused"] is True
-    with pytest.raises(ValueError, match="precision='fp16' is not valid; allowed: auto, fp32"):
+    fp16 = r"precision='fp16' is not valid; did you mean 'bf16'\? allowed: auto, fp32"
+    with pytest.raises(ValueError, match=fp16):
         TrainConfig(precision="fp16")
 
 

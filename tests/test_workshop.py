@@ -53,10 +53,10 @@ def test_heldout_people_never_in_training_and_counts(workshop):
 def test_run_user_errors(workshop, tmp_path, capsys):
     bad = ["run", "--data", "digits", "--models", "conv,foo", "--out", str(tmp_path / "x")]
     assert main(bad) == 2
-    assert "models='conv,foo' is not valid" in capsys.readouterr().err
+    assert "--models: 'foo' is not a known model; allowed:" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
     assert main(["run", "--data", "digits", "--out", str(workshop)]) == 2
-    assert "already holds files; pass overwrite=True (--overwrite)" in capsys.readouterr().err
+    assert "already holds files; pass --overwrite" in capsys.readouterr().err
     assert main(["report", str(tmp_path)]) == 2
     assert "no workshop.json" in capsys.readouterr().err
 
@@ -69,7 +69,7 @@ def test_a_model_named_twice_is_refused_before_anything_is_read(tmp_path, capsys
                      "--epochs", "1", "--quiet"])  # fmt: skip
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 2 and len(err) == 1, err
-        assert "models='shallow,deep,shallow' is not valid: it names shallow twice" in err[0]
+        assert "--models shallow,deep,shallow is not valid: it names shallow twice" in err[0]
         assert not out.exists()
 
 

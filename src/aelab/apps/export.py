@@ -40,6 +40,7 @@ from aelab.runs.ownership import (
     repair_siblings,
     replace_folder,
 )
+from aelab.utils.choices import not_one_of
 from aelab.utils.files import fsync_dir, read_json, sha256_file, write_bytes
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
@@ -93,7 +94,7 @@ class _Shaped(nn.Module):
 def check_format(format: str) -> str:
     """``format`` if it is one of FORMATS and what it needs is installed."""
     if format not in FORMATS:
-        raise ValueError(f"format={format!r} is not valid; allowed: {', '.join(FORMATS)}")
+        raise not_one_of("format", format, FORMATS)
     if format == "onnx":
         try:  # torch.onnx's exporter translates with onnxscript; the check runs onnxruntime
             import onnx  # noqa: F401

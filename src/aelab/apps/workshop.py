@@ -25,6 +25,7 @@ from aelab.runs.workshop import WORKSHOP_FILE, WorkshopRecord, check_seeds
 from aelab.training.config import TrainConfig
 from aelab.training.recipes import SCHEDULES, resolve
 from aelab.training.tracking import check_outside, defaults, parse_log
+from aelab.utils.choices import did_you_mean, not_one_of, suggestion
 
 WORKSHOP_MODELS = ("shallow", "deep", "conv", "denoising", "vae")
 
@@ -32,12 +33,19 @@ WORKSHOP_MODELS = ("shallow", "deep", "conv", "denoising", "vae")
 def check_models(models: list[str] | tuple[str, ...]) -> list[str]:
     """The workshop's models as a list: known names, each once (a model's folder is its name)."""
     models = list(models)
-    unknown = [m for m in models if m not in MODELS]
-    if unknown or not models:
+    if not models:
         raise ValueError(
-            f"models={','.join(models)!r} is not valid; allowed: a comma-separated list of "
-            f"{', '.join(MODELS)}"
+            f"models='' is not valid; allowed: a comma-separated list of {', '.join(MODELS)}"
         )
+    unknown = [m for m in models if m not in MODELS]
+    if unknown:  # the item, not the whole list: which of five names is wrong is the question
+        if len(unknown) == 1:
+            what = f"{unknown[0]!r} is not a known model; {did_you_mean(unknown[0], MODELS)}"
+        else:
+            near = [(m, suggestion(m, MODELS)) for m in unknown]
+            named = (f"{m!r}" + (f" (did you mean {s!r}?)" if s else "") for m, s in near)
+            what = f"{', '.join(named)} are not known models; "
+        raise ValueError(f"models: {what}allowed: a comma-separated list of {', '.join(MODELS)}")
     repeated = {m: models.count(m) for m in models if models.count(m) > 1}
     if repeated:
         times = (f"{m} {'twice' if n == 2 else f'{n} times'}" for m, n in repeated.items())
@@ -87,7 +95,7 @@ def run_workshop(
     if out is not None:
         check_outside(targets, out)
     if schedule not in SCHEDULES:
-        raise ValueError(f"schedule={schedule!r} is not valid; allowed: {', '.join(SCHEDULES)}")
+        raise not_one_of("schedule", schedule, SCHEDULES)
     models = check_models(models)
     if split is None:
         split = prepare_data(data)

@@ -1,7 +1,8 @@
 """The ``aelab`` command: parse arguments, call the library, turn user errors into exit code 2.
 
 :mod:`.parser` builds the arguments, :mod:`.commands` runs each sub-command; here, errors become
-one line naming the parameter, and the flag that sets it (:func:`with_flags`).
+one line, each parameter the library names written as the flag the user typed
+(:func:`with_flags`: ``pass overwrite=True`` reads ``pass --overwrite``).
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from .config import parse as parse_config
-from .flags import with_flags
+from .flags import command_flags, with_flags
 from .parser import build_parser
 
 USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, NotADirectoryError)
@@ -32,8 +33,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:  # a --config file's settings, then the flags on top
         args = parse_config(parser, argv) or parser.parse_args(argv)
     except USER_ERRORS as e:
-        print(f"aelab {argv[0]}: error: {with_flags(str(e))}", file=sys.stderr)
+        print(f"aelab {argv[0]}: error: {e}", file=sys.stderr)
         return 2
+    flags = command_flags(args.command_parser)
     try:
         if args.command in ("run", "report"):
             from aelab.utils.distributed import env_world_size
@@ -45,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 )
         return args.func(args)
     except USER_ERRORS as e:
-        print(f"aelab {args.command}: error: {with_flags(str(e))}", file=sys.stderr)
+        print(f"aelab {args.command}: error: {with_flags(str(e), flags)}", file=sys.stderr)
         return 2
     except PermissionError as e:
         print(
@@ -53,14 +55,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 2
     except FloatingPointError as e:  # training diverged: what to change is in the message
-        print(f"aelab {args.command}: error: {with_flags(str(e))}", file=sys.stderr)
+        print(f"aelab {args.command}: error: {with_flags(str(e), flags)}", file=sys.stderr)
         return 1
     except OSError as e:  # the disk, not the input: a full disk, a failed checkpoint
-        print(f"aelab {args.command}: error: {with_flags(_one_line(e))}", file=sys.stderr)
+        print(f"aelab {args.command}: error: {with_flags(_one_line(e), flags)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"aelab {args.command}: interrupted", file=sys.stderr)
         return 130
 
 
-__all__ = ["build_parser", "main", "with_flags"]
+__all__ = ["build_parser", "command_flags", "main", "with_flags"]

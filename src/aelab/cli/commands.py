@@ -83,7 +83,7 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
     from aelab.training.recipes import given
     from aelab.utils import distributed
 
-    from .flags import config_values, family_overrides
+    from .flags import command_flags, config_values, family_overrides, with_flags
 
     progress = False if args.quiet else None
     start = time.perf_counter()
@@ -118,7 +118,7 @@ def _train(args: argparse.Namespace, data: DataSpec) -> int:
             overwrite=args.overwrite,
             progress=progress,
             log=args.log,
-            notify=_log,
+            notify=lambda line: _log(with_flags(line, command_flags(args.command_parser))),
         )
     if distributed.is_main():
         last = run.history[-1] if run.history else {}
@@ -217,9 +217,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     from aelab.apps.workshop import resume_workshop, run_workshop
     from aelab.training.tracking import parse_log
 
-    from .flags import config_values
+    from .flags import command_flags, config_values, with_flags
 
     trackers = parse_log(args.log)  # a bad --log fails before any data is read
+    flags = command_flags(args.command_parser)
+
+    def log(line: str) -> None:  # the data's notes name parameters too: as flags here
+        _log(with_flags(line, flags))
 
     start = time.perf_counter()
     progress = False if args.quiet else None
@@ -227,7 +231,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if args.out is None or args.overwrite:
             raise ValueError("resume=True needs the workshop's out folder, and no overwrite")
         record = resume_workshop(
-            args.out, data_home=args.data_home, progress=progress, log=_log, tracking=trackers
+            args.out, data_home=args.data_home, progress=progress, log=log, tracking=trackers
         )
     else:
         record = run_workshop(
@@ -239,7 +243,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             seeds=args.seeds,
             overwrite=args.overwrite,
             progress=progress,
-            log=_log,
+            log=log,
             tracking=trackers,
         )
     print(f"wrote {record['out']}/report.html in {time.perf_counter() - start:.0f} s")

@@ -1,15 +1,18 @@
 """The command line's flags, each declared once: the training settings on
 :class:`~aelab.TrainConfig`'s fields (:func:`config_flags`), a model family's on its config
-(:data:`FAMILY_FLAGS`), and the map from the library's parameter names to the flags that set them,
-which error messages use (:func:`with_flags`)."""
+(:data:`FAMILY_FLAGS`); and the library's messages rewritten for the command line, each
+parameter as the flag that sets it (:func:`command_flags`, :func:`with_flags`)."""
 
 from __future__ import annotations
 
 import argparse
+import ast
 import dataclasses
 import re
+import shlex
 import types
 import typing
+from collections.abc import Mapping
 
 from aelab.training.config import TrainConfig
 from aelab.utils.fields import flag_of
@@ -62,35 +65,60 @@ def config_values(args: argparse.Namespace, cls: type = TrainConfig) -> dict[str
     return {f: getattr(args, f) for f in fields if getattr(args, f, None) is not None}
 
 
-# The library's messages name its parameters (skip_bad=True); an error reported here also names
-# the flag that sets each, at its first mention.
-FLAGS = {
-    **{f.name: flag_of(f) for f in dataclasses.fields(TrainConfig)},
-    "skip_bad": "--skip-bad",
-    "image_size": "--image-size",
-    "stream": "--stream",
-    "cache": "--cache",
-    "resume": "--resume",
-    "overwrite": "--overwrite",
-    "follow_links": "--follow-links",
-    "max_image_pixels": "--max-image-pixels",
-    "data_home": "--data-home",
-    "normals": "--normals",
-    "log": "--log",
-    "legacy": "--legacy",
-    **{flag[2:].replace("-", "_"): flag for flag, _, _ in FAMILY_FLAGS},
-}
-
-
-def with_flags(message: str) -> str:
-    """``message`` with `` (--flag)`` after the first mention of each parameter in FLAGS."""
-    for param, flag in FLAGS.items():
-        if flag in message:
+def command_flags(parser: argparse.ArgumentParser) -> dict[str, tuple[str, bool]]:
+    """``{parameter: (flag, takes_value)}`` for every option of one command's ``parser``: the
+    parameter is the option's ``dest``, which is the library's name for it (a TrainConfig field,
+    a DataSpec field, a function's argument); ``takes_value`` is False for a switch
+    (``--overwrite``). Read from the parser itself, so a message names only flags the command
+    has (``batch_size`` stays ``batch_size`` under ``aelab run``, which has no ``--batch-size``)."""
+    flags: dict[str, tuple[str, bool]] = {}
+    for action in parser._actions:  # argparse keeps no public list of a parser's options
+        long = [o for o in action.option_strings if o.startswith("--")]
+        if not long or action.help == argparse.SUPPRESS or action.dest in ("help", "version"):
             continue
-        # a plain word (stream, resume) is a parameter only as name=value; an underscored name
-        # (skip_bad) is one wherever it stands
-        value = r"""=(?:'[^']*'|"[^"]*"|[^\s,;:)]*)"""  # a quoted value may hold : and ,
-        value = f"({value})?" if "_" in param else value
-        pattern = rf"(?<![\w/.'\"-]){param}{value}(?=[\s,;:)]|$)"
-        message = re.sub(pattern, lambda m, f=flag: f"{m.group(0)} ({f})", message, count=1)
+        flags.setdefault(action.dest, (long[0], action.nargs != 0))
+    return flags
+
+
+_VALUE = r"""=('[^']*'|"[^"]*"|\([^()]*\)|\[[^\]]*\]|[^\s,;:)]*)"""  # quoted: may hold : and ,
+
+
+def _shell(value: str) -> str:
+    """A value as the library's message writes it (Python's repr), as it is typed in a shell."""
+    if value and value[0] in "'\"":
+        try:
+            return shlex.quote(str(ast.literal_eval(value)))
+        except (ValueError, SyntaxError):
+            return value
+    return value
+
+
+def with_flags(message: str, flags: Mapping[str, tuple[str, bool]]) -> str:
+    """``message`` as the command line's user reads it: each parameter of ``flags``
+    (:func:`command_flags`) written as the flag that sets it, with its value as it is typed.
+
+    ``overwrite=True`` becomes ``--overwrite``, ``optimizer='adm'`` ``--optimizer adm``,
+    ``learning_rate`` ``--lr``; a plain word (``stream``, ``out``) is a parameter only as
+    ``name=value`` or as the message's subject (``models: ...``), an underscored one
+    (``skip_bad``) wherever it stands; ``name=False`` of a switch and ``name=None`` stay as they
+    are (no flag says them).
+    """
+
+    def flag_for(flag: str, takes_value: bool):
+        def render(m: re.Match) -> str:
+            value = m.group(1)
+            if value is None:
+                return flag
+            if value in ("", "None") or (not takes_value and value != "True"):
+                return m.group(0)
+            return flag if not takes_value else f"{flag} {_shell(value)}"
+
+        return render
+
+    for param, (flag, takes_value) in flags.items():
+        value = f"(?:{_VALUE})?" if "_" in param else _VALUE
+        pattern = rf"(?<![\w/.'\"-]){re.escape(param)}{value}(?=[\s,;:)]|$)"
+        message = re.sub(pattern, flag_for(flag, takes_value), message)
+        if "_" not in param:  # the subject: "models: 'vea' is not a known model"
+            message = re.sub(rf"^{re.escape(param)}(?=: )", flag, message)
     return message

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from aelab.utils.choices import suggestion
+
 from .arrays import ARRAY_EXTENSIONS, load_array
 from .folders import MAX_IMAGE_PIXELS, load_image_folder
 from .home import _data_home_path
@@ -180,7 +182,8 @@ def load_dataset(
         return _convert(load_array(path), image_size, channels)
     if os.sep in text or "/" in text or path.suffix:
         raise FileNotFoundError(f"data='{text}': no such file or folder")
+    near = suggestion(text, DATASETS)
     raise ValueError(
         f"data='{text}' is neither a known data set ({', '.join(DATASETS)}) "
-        "nor an existing file or folder"
+        "nor an existing file or folder" + (f"; did you mean {near!r}?" if near else "")
     )

@@ -155,7 +155,7 @@ def _check_memory(
     need = one if streamed else n * one
     if available is None or need + (0 if streamed else one) <= available:
         return
-    given = f"image_size={image_size!r}" + ("" if image_size else f" (the first image's, {h}x{w})")
+    given = f"image_size={image_size!r}" if image_size else f"the first image's size, {h}x{w},"
     what = "one image" if streamed else f"{n:,} images"
     take = "takes" if streamed or n == 1 else "take"
     raise ValueError(

@@ -60,7 +60,7 @@ class DataSpec:
                 what = "a file" if path.exists() else "no such folder"
             raise ValueError(
                 f"stream=True is not valid for data={self.source!r} ({what}); allowed: a "
-                "folder of images; set stream=False to load other data into memory"
+                "folder of images; drop stream=True to load other data into memory"
             )
         if self.normals is not None:
             check_normals(self.normals, self.split_kwargs())

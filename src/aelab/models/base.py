@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from aelab.utils.choices import not_one_of
 from aelab.utils.fields import from_fields
 
 ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -79,7 +80,7 @@ def _check_activation(name: str, value: str | None, allow_none: bool = False) ->
         return
     if value not in ACTIVATIONS:
         allowed = sorted(ACTIVATIONS) + (["none"] if allow_none else [])
-        raise ValueError(f"{name}={value!r} is not valid; allowed: {', '.join(allowed)}")
+        raise not_one_of(name, value, allowed)
 
 
 def activation(name: str | None) -> nn.Module:

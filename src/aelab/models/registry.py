@@ -17,6 +17,8 @@ import dataclasses
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from aelab.utils.choices import not_one_of
+
 if TYPE_CHECKING:
     from .base import BaseAutoencoder
 
@@ -87,7 +89,7 @@ def register_model(recipe: Recipe) -> Recipe:
 
 def unknown_model(name: object) -> ValueError:
     """The error for a name that is not a registered recipe."""
-    return ValueError(f"model={name!r} is not a known model; allowed: {', '.join(MODELS)}")
+    return not_one_of("model", name, MODELS, what="is not a known model")
 
 
 def get_recipe(name: object) -> Recipe:

@@ -21,6 +21,8 @@ import dataclasses
 
 import torch
 
+from aelab.utils.choices import not_one_of
+
 from .base import check_nonnegative, is_number
 from .dense import DENSE_QUICK, DENSE_SCHEDULE, DenseAutoencoder, DenseConfig
 from .registry import Recipe, register_family, register_model
@@ -42,9 +44,7 @@ class SparseConfig(DenseConfig):
     def __post_init__(self) -> None:
         super().__post_init__()
         if self.penalty not in PENALTIES:
-            raise ValueError(
-                f"penalty={self.penalty!r} is not valid; allowed: {', '.join(PENALTIES)}"
-            )
+            raise not_one_of("penalty", self.penalty, PENALTIES)
         check_nonnegative("l1", self.l1)
         check_nonnegative("beta", self.beta)
         if not is_number(self.rho) or not 0 < self.rho < 1:

@@ -24,7 +24,7 @@ from aelab.runs.rundir import RunDir, check_out_dir
 from aelab.training import tracking
 from aelab.training.callbacks import Callback, Checkpoint
 from aelab.training.config import TrainConfig
-from aelab.training.recipes import resolve
+from aelab.training.recipes import quick_schedule, resolve
 from aelab.training.trainer import Trainer
 from aelab.utils import distributed
 
@@ -102,7 +102,8 @@ def train_run(
         if notify is not None and distributed.is_main():
             for note in split.train.notes:
                 notify(note)
-            notify(describe(name, data, split))
+            how_long = _schedule_line(name, schedule, config, settings, split)
+            notify(f"{describe(name, data, split)}; {how_long}")
         run_config = RunConfig.of(name, model, config, data=data, split=split.describe())
         return Trainer(model, config), run_config, split
 
@@ -130,6 +131,19 @@ def describe(name: str, data: DataSpec, split: Split) -> str:
         + (f", pixels cached in {cache.parent}" if cache is not None else "")
         + (f", {world} processes" if world > 1 else "")
     )
+
+
+def _schedule_line(
+    name: str, schedule: str, config: TrainConfig, settings: Mapping[str, Any], split: Split
+) -> str:
+    """How long the run trains, and (where it is shorter) what the quick schedule would take:
+    the notebook's schedule can take many minutes, which a user should know before waiting."""
+    line = f"schedule {schedule}: {config.epochs} epochs in batches of {config.batch_size}"
+    if schedule == "seed" and "epochs" not in settings:
+        quick = quick_schedule(name, len(split.train), split.train.image_shape)["epochs"]
+        if quick < config.epochs:
+            line += f" (schedule='quick' trains {quick})"
+    return line
 
 
 def resume_run(

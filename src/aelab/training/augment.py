@@ -28,6 +28,8 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 
+from aelab.utils.choices import did_you_mean
+
 KINDS = ("affine",)
 
 
@@ -73,7 +75,9 @@ def parse_augment(spec: str | None) -> Callable[[torch.Tensor], torch.Tensor] | 
         raise ValueError(f"augment={spec!r} is not valid; allowed: {allowed}")
     kind, _, rest = spec.partition(":")
     if kind not in KINDS:
-        raise ValueError(f"augment={spec!r} is not valid; allowed: {allowed}")
+        raise ValueError(
+            f"augment={spec!r} is not valid; {did_you_mean(kind, KINDS)}allowed: {allowed}"
+        )
     names = {f.name for f in dataclasses.fields(Affine)}
     values: dict[str, float] = {}
     for item in filter(None, rest.split(",")):

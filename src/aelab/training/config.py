@@ -11,12 +11,12 @@ import dataclasses
 import math
 from typing import Any
 
-from aelab.training import kernels
-from aelab.training.augment import parse_augment
-from aelab.training.noise import parse_noise
-from aelab.training.optim import check_optimizer
-from aelab.utils.device import PRECISIONS, check_device
+from aelab.utils.choices import not_one_of
 from aelab.utils.fields import from_fields, setting
+
+# how long each recipe trains (aelab.training.recipes): declared here, with the settings, so that
+# the command line lists them without importing the models (and torch)
+SCHEDULES = ("seed", "quick")
 
 
 @dataclasses.dataclass
@@ -73,6 +73,14 @@ class TrainConfig:
     )  # fmt: skip
 
     def __post_init__(self) -> None:
+        # the checks that need torch are imported here: the command line builds its flags from
+        # this class's fields, and `aelab --help` must answer without importing torch
+        from aelab.training import kernels
+        from aelab.training.augment import parse_augment
+        from aelab.training.noise import parse_noise
+        from aelab.training.optim import check_optimizer
+        from aelab.utils.device import PRECISION_ALIASES, PRECISIONS, check_device
+
         _positive_int("epochs", self.epochs)  # 0 would write an untrained run
         _positive_int("batch_size", self.batch_size)
         _positive_int("checkpoint_every", self.checkpoint_every, minimum=0)
@@ -87,14 +95,9 @@ class TrainConfig:
         ):
             raise ValueError(f"learning_rate={lr!r} is not valid; expected a finite number > 0")
         if self.precision not in PRECISIONS:
-            raise ValueError(
-                f"precision={self.precision!r} is not valid; allowed: {', '.join(PRECISIONS)}"
-            )
+            raise not_one_of("precision", self.precision, PRECISIONS, aliases=PRECISION_ALIASES)
         if self.conv_kernels not in kernels.CONV_KERNELS:
-            raise ValueError(
-                f"conv_kernels={self.conv_kernels!r} is not valid; allowed: "
-                f"{', '.join(kernels.CONV_KERNELS)}"
-            )
+            raise not_one_of("conv_kernels", self.conv_kernels, kernels.CONV_KERNELS)
         check_device(self.device)
         parse_noise(self.noise)  # validates
         parse_augment(self.augment)

@@ -14,12 +14,16 @@ from numbers import Real
 
 import torch
 
+from aelab.utils.choices import did_you_mean
+
 NOISE_KINDS = ("gaussian", "saltpepper", "mask")
 
 
 def _noise_error(spec: object) -> ValueError:
+    kind = spec.strip().lower().partition(":")[0] if isinstance(spec, str) else None
+    hint = "" if kind in NOISE_KINDS else did_you_mean(kind, NOISE_KINDS)
     return ValueError(
-        f"noise={spec!r} is not valid; use gaussian:STD (STD > 0), saltpepper:P or mask:P "
+        f"noise={spec!r} is not valid; {hint}use gaussian:STD (STD > 0), saltpepper:P or mask:P "
         "(0 < P < 1)"
     )
 

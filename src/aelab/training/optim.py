@@ -13,6 +13,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from aelab.utils.choices import not_one_of
+
 
 class RMSprop(torch.optim.Optimizer):
     """RMSprop as Keras and TensorFlow define it, the notebook's optimizer:
@@ -148,7 +150,7 @@ def make_optimizer(
 def check_optimizer(name: str) -> None:
     """Raise unless ``name`` is in :data:`OPTIMIZERS`."""
     if name not in OPTIMIZERS:
-        raise ValueError(f"optimizer={name!r} is not valid; allowed: {', '.join(OPTIMIZERS)}")
+        raise not_one_of("optimizer", name, OPTIMIZERS)
 
 
 def check_state(optimizer: torch.optim.Optimizer, state: Any, source: str) -> None:

@@ -22,12 +22,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from aelab.models import ModelConfig, Recipe, get_recipe, model_config
-from aelab.training.config import TrainConfig
+from aelab.training.config import SCHEDULES, TrainConfig
 from aelab.training.noise import parse_noise
+from aelab.utils.choices import not_one_of
 from aelab.utils.device import resolve_device, resolve_precision
 from aelab.utils.memory import check_fits
 
-SCHEDULES = ("seed", "quick")
 _QUICK_PIXELS = 28 * 28  # a quick budget counts images of this many values
 
 
@@ -54,7 +54,7 @@ def schedule(
 ) -> dict[str, Any]:
     """The :class:`TrainConfig` fields of recipe ``name`` under schedule ``which``."""
     if which not in SCHEDULES:
-        raise ValueError(f"schedule={which!r} is not valid; allowed: {', '.join(SCHEDULES)}")
+        raise not_one_of("schedule", which, SCHEDULES)
     if which == "quick":
         if n_train is None or image_shape is None:
             raise ValueError("schedule='quick' needs n_train and image_shape (it scales with them)")

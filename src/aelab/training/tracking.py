@@ -29,6 +29,7 @@ import torch
 
 from aelab.training.callbacks import Callback
 from aelab.utils import distributed
+from aelab.utils.choices import did_you_mean
 from aelab.utils.device import rng_devices
 
 if TYPE_CHECKING:
@@ -78,8 +79,8 @@ def parse_log(log: str | Target | Iterable[str | Target] | None) -> tuple[Target
     for kind in dict.fromkeys(t.kind for t in targets):
         if kind not in KINDS:
             raise ValueError(
-                f"log={kind!r} is not valid; allowed: tensorboard[:DIR], mlflow[:URI] (several "
-                "comma-separated)"
+                f"log={kind!r} is not valid; {did_you_mean(kind, KINDS)}allowed: "
+                "tensorboard[:DIR], mlflow[:URI] (several comma-separated)"
             )
         if importlib.util.find_spec(kind) is None:
             raise ValueError(

@@ -15,6 +15,8 @@ import sys
 import torch
 from torch import nn
 
+from aelab.utils.choices import did_you_mean, not_one_of
+
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # "auto" is bfloat16 autocast where the device computes in bfloat16 natively (native_bf16) and
 # the model has been shown to end the notebook's full schedule within 2% of float32's final loss
@@ -22,6 +24,10 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 # bfloat16 it is many times slower. A recipe's "auto" is decided when the run is configured
 # (aelab.recipes.resolve), so config.json records what the run trains in.
 PRECISIONS = ("auto", "fp32", "bf16")
+# what a precision or a device is often called, where spelling would suggest the wrong one
+PRECISION_ALIASES = {"fp16": "bf16", "half": "bf16", "float16": "bf16", "bfloat16": "bf16",
+                     "float32": "fp32", "float": "fp32", "fp8": None}  # fmt: skip
+DEVICE_ALIASES = {"gpu": "cuda", "tpu": None, "npu": None, "xpu": None}
 # CPU flags (Linux /proc/cpuinfo names) of instructions that compute in bfloat16
 _BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
@@ -32,8 +38,9 @@ def check_device(device: str) -> None:
         device = str(device)
     index = device[5:] if isinstance(device, str) and device.startswith("cuda:") else None
     if device not in DEVICES and not (index is not None and index.isdigit()):
+        hint = did_you_mean(device, DEVICES, aliases=DEVICE_ALIASES)
         raise ValueError(
-            f"device={device!r} is not valid; allowed: {', '.join(DEVICES)} or cuda:N (N a "
+            f"device={device!r} is not valid; {hint}allowed: {', '.join(DEVICES)} or cuda:N (N a "
             "GPU's index)"
         )
 
@@ -91,7 +98,7 @@ def resolve_precision(precision: str, device: torch.device, shown: bool = False)
     was ``shown`` to keep its loss in bfloat16 (a recipe's ``autocast_bf16``) and the device has
     :func:`native_bf16`; ``fp32`` otherwise."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision={precision!r} is not valid; allowed: {', '.join(PRECISIONS)}")
+        raise not_one_of("precision", precision, PRECISIONS, aliases=PRECISION_ALIASES)
     if precision != "auto":
         return precision
     return "bf16" if shown and native_bf16(device) else "fp32"
