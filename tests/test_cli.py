@@ -378,7 +378,8 @@ def test_an_unreadable_image_under_stream_workers_is_one_line(tmp_path, capsys):
                  "--image-size", "8", "--epochs", "1", "--out", str(out), "--quiet"])  # fmt: skip
     lines = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and "Traceback" not in "".join(lines)
-    assert len(lines) == 2 and "cannot read image" in lines[-1] and "000000.png" in lines[-1]
+    # the split's note (two subfolders: random images held out), the data, then the error
+    assert len(lines) == 3 and "cannot read image" in lines[-1] and "000000.png" in lines[-1]
     assert not out.exists()
 
 

@@ -63,7 +63,8 @@ def measure(
     if len(x_te) == 0:
         raise ValueError("the run has no held-out images; use a split with a held-out set")
     spec = next(iter(next(iter(groups.values())).values())).data_spec
-    by_people = spec.split_kwargs().get("holdout_people") is not None
+    how = split.split_kwargs(spec)
+    by_people = how.get("holdout_people") is not None
     knn_groups = None
     if spec.mirror:  # an image and its mirror are one sample: they must not vote for each other
         knn_groups = np.tile(np.arange(len(x_te) // 2), 2)
@@ -88,12 +89,12 @@ def measure(
         results[name]["spread"] = spread
         arrays[name]["histories"] = [run.history for run in seeds.values()]
     data = {
-        "name": spec.source,
+        "name": spec.name,  # the folder's name, not its path
         "n_train": len(x_tr),
         "n_heldout": len(x_te),
         "image_shape": list(split.train.image_shape),
         "split": {
-            **spec.split_kwargs(),
+            **how,
             "mirror": spec.mirror,
             "seed": spec.seed,
             "knn": (

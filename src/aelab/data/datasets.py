@@ -131,6 +131,7 @@ def load_dataset(
     download: bool = True,
     follow_links: bool = False,
     max_image_pixels: int | None = MAX_IMAGE_PIXELS,
+    class_order: str = "natural",
 ) -> ImageSet:
     """A registered data set by name, a folder of images, or a ``.npy``/``.npz`` file.
 
@@ -152,6 +153,8 @@ def load_dataset(
         Folders: read symbolic links to files and folders (see :func:`load_image_folder`).
     max_image_pixels : int or None, default=MAX_IMAGE_PIXELS
         Folders: refuse images with more pixels (see :func:`load_image_folder`); None: no limit.
+    class_order : {"natural", "name"}, default="natural"
+        Folders: the order of the class subfolders (see :func:`load_image_folder`).
 
     Returns
     -------
@@ -172,6 +175,7 @@ def load_dataset(
             skip_bad=skip_bad,
             follow_links=follow_links,
             max_image_pixels=max_image_pixels,
+            class_order=class_order,
         )
     if path.is_file():
         if path.suffix.lower() not in ARRAY_EXTENSIONS:

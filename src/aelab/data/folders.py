@@ -64,10 +64,12 @@ def load_image_folder(
     skip_bad: bool = False,
     follow_links: bool = False,
     max_image_pixels: int | None = MAX_IMAGE_PIXELS,
+    class_order: str = "natural",
 ) -> ImageSet:
     """A folder of images: one subfolder per class (labels), or images only (unlabelled).
 
-    Classes are the subfolders holding images, sorted by name (label = index in
+    Classes are the subfolders holding images, sorted by name as people read it (``s1, s2, ...,
+    s10``; ``class_order="name"``: ``s1, s10, s2``, as aelab 0.2.1 did) (label = index in
     ``class_names``). A file is an image when its extension is one of
     :data:`~aelab.data.IMAGE_EXTENSIONS` or else when Pillow identifies its content (a PNG
     named without an extension); any format Pillow decodes is read, netpbm (``.pgm``,
@@ -108,7 +110,7 @@ def load_image_folder(
     _check_max_pixels(max_image_pixels)
     _check_flag("skip_bad", skip_bad)
     _check_flag("follow_links", follow_links)
-    listing = _list_image_folder(folder, follow_links)
+    listing = _list_image_folder(folder, follow_links, class_order)
     channels, n = channels or 1, len(listing.files)
     if size is not None:  # refused before a file is read
         _check_memory(n, (channels, *size), image_size)
@@ -162,6 +164,8 @@ class ImageFolderDataset(Dataset):
         labels repeated, as :func:`mirror` does in memory.
     follow_links : bool, default=False
         Read symbolic links to files and folders, as :func:`load_image_folder` does.
+    class_order : {"natural", "name"}, default="natural"
+        The classes' order, as :func:`load_image_folder`'s.
     max_image_pixels : int or None, default=MAX_IMAGE_PIXELS
         Refuse images with more pixels, as :func:`load_image_folder` does; None: no limit.
     cache : None, True or path-like, default=None
@@ -207,6 +211,7 @@ class ImageFolderDataset(Dataset):
         follow_links: bool = False,
         max_image_pixels: int | None = MAX_IMAGE_PIXELS,
         cache: bool | str | os.PathLike | None = None,
+        class_order: str = "natural",
     ) -> None:
         self.root = Path(path)
         self.name = str(path)
@@ -219,7 +224,7 @@ class ImageFolderDataset(Dataset):
         self.max_image_pixels = max_image_pixels
         if self._size is not None:  # one image and a batch are held at a time
             _check_memory(1, (self.channels, *self._size), image_size, streamed=True)
-        listing = _list_image_folder(self.root, follow_links)
+        listing = _list_image_folder(self.root, follow_links, class_order)
         self.class_names = listing.class_names
         self.labels = listing.labels if listing.class_names else None
         self.notes = list(listing.notes)

@@ -4,13 +4,25 @@ content), labels from class subfolders, and what was skipped (other files, symbo
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from aelab.utils.choices import not_one_of
+
 from .images import IMAGE_EXTENSIONS
 from .reading import _is_image_content
+
+CLASS_ORDERS = ("natural", "name")
+
+
+def natural_key(name: str) -> tuple:
+    """Sorts names as people read them: ``s1, s2, ..., s10`` (digits compared as numbers), not
+    ``s1, s10, s11, ..., s2``; the name itself breaks ties (``s01`` before ``s1``)."""
+    parts = re.split(r"(\d+)", name)  # text, number, text, number, ...: each in its place
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), name
 
 
 def _listing(names: list[str], at_most: int = 5) -> str:
@@ -152,13 +164,19 @@ def _is_image(root: Path, name: str) -> bool:
     return _is_image_content(root / name)
 
 
-def _list_image_folder(folder: Path, follow_links: bool = False) -> _FolderListing:
+def _list_image_folder(
+    folder: Path, follow_links: bool = False, class_order: str = "natural"
+) -> _FolderListing:
     """The images of a folder: one subfolder per class, or images only (unlabelled).
 
+    Classes are in ``class_order``: ``natural`` (``s1, s2, ..., s10``; :func:`natural_key`) or
+    ``name`` (``s1, s10, s2``: aelab 0.2.1 and earlier, which runs recorded then still read).
     Listing 100,000 files takes well under a second: names and entry types come from one
     ``os.scandir`` per folder, and only files without an image extension are opened (their
     first bytes). Symbolic links are not followed unless ``follow_links``.
     """
+    if class_order not in CLASS_ORDERS:
+        raise not_one_of("class_order", class_order, CLASS_ORDERS)
     if not folder.is_dir():
         raise FileNotFoundError(f"path='{folder}' is not a folder")
     walk = _Walk(folder, follow_links)
@@ -175,6 +193,8 @@ def _list_image_folder(folder: Path, follow_links: bool = False) -> _FolderListi
             f"({next(iter(class_files))}/); use one subfolder per class or images only"
         )
     class_names = list(class_files) or None
+    if class_names and class_order == "natural":
+        class_names.sort(key=natural_key)
     if class_names:
         files = [f for name in class_names for f in class_files[name]]
         labels = np.repeat(

@@ -16,7 +16,7 @@ import numpy as np
 from aelab.data.datasets import load_dataset
 from aelab.data.folders import ImageFolderDataset
 from aelab.data.images import ImageSet
-from aelab.data.spec import DataSpec
+from aelab.data.spec import DataSpec, check_normals
 from aelab.data.splits import carve_validation, mirror, split
 
 
@@ -32,6 +32,13 @@ class Split:
     # unseen images of the training people (DataSpec.normals): the usual images against which
     # the report asks whether the held-out people look unusual
     normals: ImageSet | ImageFolderDataset | None = None
+    # how the held-out set was chosen ({"holdout_people": K} or {"holdout": F}; None: the spec's
+    # split_kwargs): a folder of people decides it from its subfolders (DataSpec.split_for)
+    how: dict[str, Any] | None = None
+
+    def split_kwargs(self, spec: DataSpec) -> dict[str, Any]:
+        """How the held-out set was chosen."""
+        return spec.split_kwargs() if self.how is None else self.how
 
     def with_validation(self, fraction: float, spec: DataSpec) -> Split:
         """This split with ``fraction`` of its training people (when the held-out set is whole
@@ -42,11 +49,11 @@ class Split:
         train, validation = carve_validation(
             self.train,
             fraction,
-            by_people="holdout_people" in spec.split_kwargs(),
+            by_people="holdout_people" in self.split_kwargs(spec),
             mirrored=spec.mirror,
             seed=spec.seed,
         )
-        return Split(train, self.heldout, validation, self.normals)
+        return Split(train, self.heldout, validation, self.normals, self.how)
 
     @functools.cached_property
     def fingerprint(self) -> dict[str, str]:
@@ -101,6 +108,7 @@ def prepare_data(spec: DataSpec, validation: float = 0.0) -> Split:
         "channels": spec.channels,
         "follow_links": spec.follow_links,
         "max_image_pixels": spec.max_image_pixels,
+        "class_order": spec.class_order,
     }
     if spec.stream:
         cache = {"auto": True, "off": None}.get(spec.cache, spec.cache)
@@ -109,11 +117,16 @@ def prepare_data(spec: DataSpec, validation: float = 0.0) -> Split:
         data = load_dataset(
             spec.source, data_home=spec.data_home, skip_bad=spec.skip_bad, **reading
         )
-    train, heldout = split(data, seed=spec.seed, **spec.split_kwargs())
+    how, note = spec.split_for(data)
+    if note is not None:  # said before training, with the other notes on the data
+        data.notes.append(note)
+    if spec.normals is not None:
+        check_normals(spec.normals, how)
+    train, heldout = split(data, seed=spec.seed, **how)
     normals = None
     if spec.normals:  # a stratified share of every training person's images, never trained on
         train, normals = split(train, holdout=spec.normals, seed=spec.seed)
     if spec.mirror:
         train, heldout = mirror(train), (mirror(heldout) if len(heldout) else heldout)
         normals = None if normals is None else mirror(normals)
-    return Split(train, heldout, normals=normals).with_validation(validation, spec)
+    return Split(train, heldout, normals=normals, how=how).with_validation(validation, spec)

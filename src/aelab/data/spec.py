@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from aelab.data.datasets import DATASETS
+from aelab.data.listing import CLASS_ORDERS
 from aelab.data.reading import MAX_IMAGE_PIXELS
-from aelab.data.splits import default_split
+from aelab.data.splits import default_split, folder_split
+from aelab.utils.choices import not_one_of
 from aelab.utils.fields import from_fields
 
 
@@ -34,6 +36,11 @@ class DataSpec:
     # streamed folders: "auto" (the default folder, aelab.data.cache.default_cache_dir), "off",
     # or a folder; decoded pixels kept for later epochs (results are the same: not in the split)
     cache: str = "auto"
+    # a folder's classes: "natural" (s1, s2, ..., s10) or "name" (s1, s10, s2: aelab <= 0.2.1)
+    class_order: str = "natural"
+    # with no split given, a folder of people (aelab.data.splits.folder_split) holds out whole
+    # subfolders; False: a random fraction, as aelab <= 0.2.1 did for every folder
+    group_folders: bool = True
 
     def __post_init__(self) -> None:
         self.source = str(self.source)
@@ -62,7 +69,13 @@ class DataSpec:
                 f"stream=True is not valid for data={self.source!r} ({what}); allowed: a "
                 "folder of images; drop stream=True to load other data into memory"
             )
-        if self.normals is not None:
+        if self.class_order not in CLASS_ORDERS:
+            raise not_one_of("class_order", self.class_order, CLASS_ORDERS)
+        if not isinstance(self.group_folders, bool):
+            raise ValueError(
+                f"group_folders={self.group_folders!r} is not valid; expected True or False"
+            )
+        if self.normals is not None and not self._folder_decides():  # else once it is listed
             check_normals(self.normals, self.split_kwargs())
         if self.stream and self.skip_bad:
             raise ValueError(
@@ -70,12 +83,37 @@ class DataSpec:
                 "by reading every image; drop one of the two"
             )
 
+    @property
+    def name(self) -> str:
+        """The data's name, as a report shows it: a registered set's, else the folder's or the
+        file's own name, never its path (which tells of the machine it was read on)."""
+        if self.source in DATASETS:
+            return self.source
+        return Path(self.source).expanduser().resolve().name or self.source
+
     def split_kwargs(self) -> dict[str, Any]:
+        """The split as given, else the default of a registered set, else a random 10% (a
+        folder's own default needs its listing: :meth:`split_for`)."""
         if self.holdout_people is not None:
             return {"holdout_people": self.holdout_people}
         if self.holdout is not None:
             return {"holdout": self.holdout}
         return default_split(self.source)
+
+    def _folder_decides(self) -> bool:
+        """Whether the split is the default of a folder, decided by its subfolders."""
+        if self.holdout_people is not None or self.holdout is not None or not self.group_folders:
+            return False
+        return self.source not in DATASETS and Path(self.source).expanduser().is_dir()
+
+    def split_for(self, data: Any) -> tuple[dict[str, Any], str | None]:
+        """The split of ``data`` (this spec's images, listed or loaded), and a line for the user
+        when a folder's subfolders chose it (:func:`aelab.data.splits.folder_split`)."""
+        if self._folder_decides():
+            found = folder_split(data)
+            if found is not None:
+                return found
+        return self.split_kwargs(), None
 
     def to_dict(self) -> dict[str, Any]:
         d = dataclasses.asdict(self)
@@ -86,8 +124,10 @@ class DataSpec:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataSpec:
-        """The inverse of :meth:`to_dict`; unknown fields are an error naming them."""
-        return from_fields(cls, d)
+        """The inverse of :meth:`to_dict`; unknown fields are an error naming them. A record of
+        aelab 0.2.1 or earlier, without ``class_order`` and ``group_folders``, reads its folder
+        as it did then (classes by name, a random fraction held out), so its split is the same."""
+        return from_fields(cls, {"class_order": "name", "group_folders": False, **d})
 
 
 def check_normals(normals: object, split_kwargs: dict[str, Any]) -> None:

@@ -155,3 +155,39 @@ def default_split(name: str) -> dict:
     """Split arguments: ``{"holdout_people": 4}`` for face sets, else ``{"holdout": 0.1}``."""
     info = DATASETS.get(str(name))
     return {"holdout_people": 4} if info is not None and info.group_split else {"holdout": 0.1}
+
+
+# A folder of subfolders holds out whole subfolders by default when it looks like people: at
+# least this many subfolders, each with at least FEW images, and no more images in the median
+# subfolder than there are subfolders (40 people of 10 faces: yes; 10 digits of 500: no).
+MANY_FOLDERS, FEW = 10, 3
+
+
+def folder_split(data: ImageSet | ImageFolderDataset) -> tuple[dict, str] | None:
+    """The default split of a folder whose every image is in a subfolder with at least a few
+    images each, and the line that says so (None for any other folder).
+
+    A folder that looks like people (many subfolders of few images each, :data:`MANY_FOLDERS`)
+    holds out its last 10% of subfolders whole (at least one), as Olivetti holds out people:
+    the measure is then how a model does on people it never saw. Any other holds out 10% of
+    each subfolder's images at random (stratified): held-out digits of every class, not one
+    class whole.
+    """
+    if data.labels is None or not data.class_names:
+        return None
+    counts = np.bincount(np.asarray(data.labels), minlength=len(data.class_names))
+    n, least = len(counts), int(counts.min())
+    if least < FEW:
+        return None
+    where = f"every image of {data.name} is in one of {n} subfolders, {least} or more each"
+    if n >= MANY_FOLDERS and np.median(counts) <= n:
+        k = max(1, round(0.1 * n))
+        held = ", ".join(data.class_names[n - k :][:5]) + (", ..." if k > 5 else "")
+        return {"holdout_people": k}, (
+            f"{where}, as people's faces are: held out the last {k} whole ({held}); pass "
+            "holdout=0.1 to hold out random images of every subfolder instead"
+        )
+    return {"holdout": 0.1}, (
+        f"{where}: held out 10% of each one's images at random; pass holdout_people=K to hold "
+        "out the last K subfolders whole (people) instead"
+    )
