@@ -176,8 +176,8 @@ def test_a_workshop_of_seeds_writes_its_file_too(seeded, tmp_path, capsys):
     "content, message",
     [
         ('model = "deep"\nspeed = 3\n', "speed is not a setting of aelab train"),
-        ('model = "deep"\nepochs = "three"\n', "epochs='three' (--epochs) is not valid"),
-        ('model = "deep"\ndata = "digits"\nepochs = 0\n', "epochs=0 (--epochs) is not valid"),
+        ('model = "deep"\nepochs = "three"\n', "epochs='three' is not valid"),
+        ('model = "deep"\ndata = "digits"\nepochs = 0\n', "--epochs 0 is not valid"),
         ('model = "deep"\nmirror = "yes"\n', "mirror='yes' is not valid; expected true or false"),
         ("model = 3\n", "model=3 is not valid"),
         ("model = \n", "not valid TOML"),
