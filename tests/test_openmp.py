@@ -47,5 +47,6 @@ def test_the_policy_is_set_before_torch_is_imported():
         "    return real(name, *a, **k)\n"
         "builtins.__import__ = spy\n"
         "import aelab\n"
+        "aelab.Trainer\n"  # the public API, and torch with it, load on first use
     )
     assert _fresh(code).splitlines()[0] == "torch loaded with PASSIVE"
