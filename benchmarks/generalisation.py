@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from pathlib import Path
 import torch
 
 from aelab.analysis import metrics
+from aelab.analysis.spread import summary as spread_summary
 from aelab.apps.evaluation import evaluate
 from aelab.bench.machine import cpu_flags
 from aelab.data import load_olivetti, mirror
@@ -94,10 +94,13 @@ def _shape(data: DataSpec) -> tuple[int, ...]:
 
 
 def summary(rows: list[dict]) -> dict:
-    ratios = [r["ratio"] for r in rows]
+    """The ratio over the seeds' runs, through the report's own summary
+    (:func:`aelab.analysis.spread.summary`: mean, standard deviation, 95% interval)."""
+    spread = spread_summary([r["ratio"] for r in rows])
     return {
-        "ratio_mean": statistics.fmean(ratios),
-        "ratio_std": statistics.stdev(ratios) if len(ratios) > 1 else 0.0,
+        "ratio_mean": spread["mean"],
+        "ratio_std": spread["std"] if spread["std"] is not None else 0.0,
+        "ratio_ci95": spread["ci95"],
         "runs": rows,
     }
 
