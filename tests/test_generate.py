@@ -99,3 +99,29 @@ def test_code_image_shape(latent_dim, shape):
 def test_code_image_shape_rejects_zero():
     with pytest.raises(ValueError, match="latent_dim must be an int >= 1, got 0"):
         code_image_shape(0)
+
+
+def test_manifold_grid_spans_the_codes_observed_range():
+    """A trained VAE's codes filled z0 in [-0.8, 0], z1 in [0, 4.5]: half the notebook's
+    [-4, 4]^2 decoded to grey. Given codes, the grid spans their quantiles; [-4, 4] stays the
+    option without them."""
+    rng = np.random.default_rng(0)
+    codes = np.stack([rng.uniform(-0.8, 0.0, 2000), rng.uniform(0.0, 4.5, 2000)], axis=1)
+    grid, xs, ys = manifold_grid(15, codes=codes)
+    lo, hi = np.quantile(codes, [0.01, 0.99], axis=0)
+    np.testing.assert_allclose([xs[0], xs[-1]], [lo[0], hi[0]])
+    np.testing.assert_allclose([ys[-1], ys[0]], [lo[1], hi[1]])  # rows descend
+    assert grid.shape == (225, 2) and np.all(np.diff(xs) > 0) and np.all(np.diff(ys) < 0)
+    _, xs, _ = manifold_grid(15, codes=codes, quantiles=(0.0, 1.0))
+    assert xs[0] == pytest.approx(codes[:, 0].min()) and xs[-1] == pytest.approx(codes[:, 0].max())
+    _, xs, _ = manifold_grid(15, 4.0)  # the notebook's square
+    assert (xs[0], xs[-1]) == (-4.0, 4.0)
+    constant = np.zeros((10, 2))  # a unit that never moves still gets a span
+    _, xs, _ = manifold_grid(3, codes=constant)
+    assert xs[0] < xs[-1]
+    with pytest.raises(ValueError, match=r"limit=4\.0 and codes are not valid together"):
+        manifold_grid(15, 4.0, codes=codes)
+    with pytest.raises(ValueError, match=r"codes must have shape \(N, 2\)"):
+        manifold_grid(15, codes=np.zeros((10, 3)))
+    with pytest.raises(ValueError, match=r"quantiles=.* is not valid"):
+        manifold_grid(15, codes=codes, quantiles=(0.9, 0.1))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import matplotlib
 import numpy as np
 import pytest
@@ -149,8 +151,9 @@ def test_interpolation():
     rows = [_rand(8, 1, 8, 8), _rand(8, 3, 8, 8, seed=1)]
     fig = plots.interpolation(rows, ["model a", "model b"])
     assert _n_images(fig) == 16
-    assert fig.axes[0].get_title() == "t=0.00"
-    assert fig.axes[7].get_title() == "t=1.00"
+    assert fig.axes[0].get_title() == "t=0"
+    assert fig.axes[3].get_title() == "0.43"
+    assert fig.axes[7].get_title() == "t=1"
     with pytest.raises(ValueError, match="row_titles"):
         plots.interpolation(rows, ["one title"])
 
@@ -247,3 +250,133 @@ def test_latent_scatter():
     assert len(fig.axes) == 2  # the scatter and its colour bar
     with pytest.raises(ValueError, match=r"must have shape \(N, 2\)"):
         plots.latent_scatter(np.zeros((100, 3)), None)
+
+
+# --- figures drawn for the size they are shown at -----------------------------------------------
+
+
+def _drawn(fig):
+    """Draw ``fig`` (tick labels exist once drawn) and return its renderer."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
+def _texts(fig):
+    """Every visible text of a drawn figure: (text, font size, bounding box in pixels)."""
+    from matplotlib.text import Text
+
+    renderer = _drawn(fig)
+    return [(t.get_text(), t.get_fontsize(), t.get_window_extent(renderer))
+            for t in fig.findobj(Text) if t.get_visible() and t.get_text().strip()]  # fmt: skip
+
+
+def _every_figure():
+    curve = {"levels": {"gaussian": [0.0, 0.1, 0.5]}, "input": {"gaussian": [100.0, 20.0, 8.0]},
+             "methods": {"a": {"gaussian": [14.0, 13.0, 11.0]},
+                         "pca-4": {"gaussian": [18.0, 16.0, 9.0]}}}  # fmt: skip
+    return [
+        plots.image_grid([_rand(3, 1, 8, 8)], row_titles=["reconstruction"], title="t"),
+        plots.codes_and_reconstructions(_rand(5, 1, 28, 28), _rand(5, 20), _rand(5, 1, 28, 28)),
+        plots.activation_bars(_rand(2), np.array([False, True]), "vae: maximum activation"),
+        plots.learning_curves({"a": _history(3), "b": _history(4)}),
+        plots.embedding_panels([("p", _rand(30, 2)), ("q", _rand(30, 2))], np.arange(30) % 3),
+        plots.pca_ratio({"conv": (32, 17.6), "denoising": (32, 17.0), "shallow": (100, 1.2)}),
+        plots.robustness(curve, pca_of={"a": "pca-4"}),
+        plots.manifold(_rand(225, 1, 28, 28), *manifold_grid(15)[1:]),
+    ]
+
+
+def test_every_text_of_every_figure_has_one_size_and_stays_inside_it():
+    """One font size across figures (it was 7 px manifold ticks beside giant bar-chart titles),
+    and no text cut by the figure's edge (the VAE's activation title was)."""
+    from aelab.plots.style import FONT_SIZE
+
+    for fig in _every_figure():
+        for text, size, _ in _texts(fig):
+            assert size == FONT_SIZE, (text, size)
+        drawn = fig.get_tightbbox(_drawn(fig))  # inches: everything drawn, ticks in view only
+        width, height = fig.get_size_inches()
+        assert drawn.x0 >= -0.01 and drawn.y0 >= -0.01, drawn
+        assert drawn.x1 <= width + 0.01 and drawn.y1 <= height + 0.01, drawn
+
+
+def test_image_tiles_are_sized_by_their_pixels_not_the_page():
+    """Five 28x28 reconstructions stood 600 px tall on the page: a tile is twice its pixels,
+    64 to 112 CSS pixels, and a grid fits a phone's screen when asked to."""
+    from aelab.plots.style import PX_PER_INCH
+
+    fig = plots.codes_and_reconstructions(_rand(5, 1, 28, 28), None, _rand(5, 1, 28, 28))
+    tile = fig.axes[0].get_window_extent().height / fig.dpi * PX_PER_INCH
+    assert 55 <= tile <= 64  # 64 less the layout's padding
+    faces = plots.codes_and_reconstructions(_rand(5, 1, 64, 64), None, _rand(5, 1, 64, 64))
+    assert faces.get_size_inches()[0] > 5.5
+    narrow = plots.codes_and_reconstructions(
+        _rand(5, 1, 64, 64), None, _rand(5, 1, 64, 64), max_width=3.5
+    )
+    assert narrow.get_size_inches()[0] <= 3.5 + 1e-9
+
+
+def test_pca_ratio_labels_do_not_overlap_and_ticks_are_plain():
+    """conv and denoising at the same code size printed over one another, "shallow" sat outside
+    the axes, ticks read 2 × 10^0, and the shaded band stopped short of the axis."""
+    points = {"conv": (32, 17.6), "denoising": (32, 17.0), "deep": (20, 3.6), "vae": (2, 1.09),
+              "shallow": (100, 0.8)}  # fmt: skip
+    fig = plots.pca_ratio(points)
+    (ax,) = fig.axes
+    renderer = _drawn(fig)
+    labels = {t.get_text(): t.get_window_extent(renderer) for t in ax.texts}
+    assert set(labels) == set(points)
+    axes_box = ax.get_window_extent(renderer)
+    for name, box in labels.items():
+        assert axes_box.x0 <= box.x0 and box.x1 <= axes_box.x1, name
+        assert axes_box.y0 <= box.y0 and box.y1 <= axes_box.y1, name
+    for (a, box_a), (b, box_b) in itertools.combinations(labels.items(), 2):
+        assert not box_a.overlaps(box_b), (a, b)
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    assert ticks == ["2", "20", "32", "100"]
+    assert all("10^" not in t.get_text() and "$" not in t.get_text()
+               for t in ax.get_yticklabels())  # fmt: skip
+    (band,) = [p for p in ax.patches if p.get_facecolor()[3] < 0.5]
+    y = band.get_path().transformed(band.get_patch_transform()).vertices[:, 1]
+    assert min(y) <= ax.get_ylim()[0] * (1 + 1e-9)  # down to the axis
+
+
+def test_robustness_scales_to_the_models_and_pairs_each_pca_with_its_model():
+    """The clean input's capped 100 dB ran the axis to 100 and squashed the ten curves; PCA had
+    colours of its own; the legend sat on one panel."""
+    curve = {
+        "levels": {"gaussian": [0.0, 0.1, 0.5], "mask": [0.0, 0.2, 0.5]},
+        "input": {"gaussian": [100.0, 20.0, 8.0], "mask": [100.0, 14.0, 9.0]},
+        "methods": {
+            "conv": {"gaussian": [14.0, 13.0, 11.0], "mask": [14.0, 12.5, 10.0]},
+            "pca-32": {"gaussian": [24.0, 19.0, 9.5], "mask": [24.0, 13.0, 9.0]},
+            "deep": {"gaussian": [13.0, 12.0, 10.0], "mask": [13.0, 12.0, 10.0]},
+            "pca-20": {"gaussian": [19.0, 17.0, 9.0], "mask": [19.0, 12.0, 9.0]},
+            "pca-64": {"gaussian": [100.0, 20.0, 8.0], "mask": [100.0, 14.0, 9.0]},  # exact
+        },
+    }
+    fig = plots.robustness(curve, pca_of={"conv": "pca-32", "deep": "pca-20"},
+                           colors={"conv": "C3", "deep": "C5"})  # fmt: skip
+    panels = [ax for ax in fig.axes if ax.lines]
+    assert len(panels) == 2
+    for ax in panels:
+        assert ax.get_ylim()[1] < 30  # the models' range, not the cap
+        by_label = {line.get_label(): line for line in ax.lines}
+        assert by_label["conv"].get_color() == by_label["PCA, 32 components"].get_color() == "C3"
+        assert by_label["deep"].get_color() == by_label["PCA, 20 components"].get_color() == "C5"
+        assert by_label["PCA, 32 components"].get_linestyle() == "--"
+        assert ax.get_legend() is None
+    legends = fig.legends + [ax.get_legend() for ax in fig.axes if ax.get_legend()]
+    assert len(legends) == 1
+
+
+def test_manifold_labels_a_few_ticks_of_any_range():
+    _, xs, ys = manifold_grid(15, codes=np.array([[-0.8, 0.0], [0.0, 4.5], [-0.4, 2.0]]),
+                              quantiles=(0.0, 1.0))  # fmt: skip
+    fig = plots.manifold(_rand(225, 1, 6, 6), xs, ys)
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert len(labels) == 5 and labels[0] == "-0.80" and labels[-1] == "0.00"
+    assert len(set(labels)) == 5

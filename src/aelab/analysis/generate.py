@@ -178,21 +178,33 @@ def interpolate(z_a: ArrayLike, z_b: ArrayLike, steps: int = 8) -> np.ndarray:
     return ((1.0 - t) * a + t * b).astype(dtype)
 
 
-def manifold_grid(n: int = 15, limit: float = 4.0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def manifold_grid(
+    n: int = 15,
+    limit: float | None = None,
+    *,
+    codes: ArrayLike | None = None,
+    quantiles: tuple[float, float] = (0.01, 0.99),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The regular grid of 2-D codes through which a two-unit VAE decoder is drawn.
 
     As in the notebook (and the Keras example ``examples/variational_autoencoder.py``):
-    ``xs = linspace(-limit, limit, n)`` left to right and ``ys`` the same values in descending
-    order, top to bottom, so the decoded images stitched row by row show ``z[1]`` increasing
-    upwards like a plot.
+    ``xs`` ascending left to right and ``ys`` descending top to bottom, so the decoded images
+    stitched row by row show ``z[1]`` increasing upwards like a plot. The notebook's grid spans
+    ``[-4, 4]`` on both axes (``limit=4``, the default without ``codes``); a trained VAE's codes
+    often fill only part of that square, and the rest decodes to what no image looks like, so
+    given ``codes`` each axis spans their ``quantiles`` instead: the region the images occupy.
 
     Parameters
     ----------
     n : int, default 15
         Points per axis, >= 2.
-    limit : float, default 4.0
+    limit : float, optional
         The grid spans ``[-limit, limit]`` on both axes (in units of the prior's standard
-        deviation).
+        deviation); default 4.0 without ``codes``. Not with ``codes``.
+    codes : array_like, shape (N, 2), optional
+        Codes of images (a VAE's posterior means): each axis spans their ``quantiles``.
+    quantiles : (float, float), default (0.01, 0.99)
+        The lower and upper quantile of ``codes`` on each axis.
 
     Returns
     -------
@@ -204,11 +216,32 @@ def manifold_grid(n: int = 15, limit: float = 4.0) -> tuple[np.ndarray, np.ndarr
         Row coordinates (``z[1]``), descending.
     """
     n = _count(n, "n", 2)
-    value = float(limit)
-    if not np.isfinite(value) or value <= 0:
-        raise ValueError(f"limit must be a finite number > 0, got {limit!r}")
-    xs = np.linspace(-value, value, n)
-    ys = xs[::-1].copy()
+    if codes is not None:
+        if limit is not None:
+            raise ValueError(
+                f"limit={limit!r} and codes are not valid together; give limit for the "
+                "notebook's square [-limit, limit]^2 or codes for their observed range"
+            )
+        z = _codes(codes, min_rows=2)
+        if z.shape[1] != 2:
+            raise ValueError(f"codes must have shape (N, 2), got shape {z.shape}")
+        q_lo, q_hi = (float(q) for q in quantiles)
+        if not 0 <= q_lo < q_hi <= 1:
+            raise ValueError(
+                f"quantiles={quantiles!r} is not valid; expected (lo, hi) with 0 <= lo < hi <= 1"
+            )
+        lo, hi = np.quantile(z.astype(np.float64), [q_lo, q_hi], axis=0)
+        half = np.maximum((hi - lo) / 2, 1e-3)  # a unit that never moves still gets a span
+        mid = (lo + hi) / 2
+        lo, hi = mid - half, mid + half
+        xs = np.linspace(lo[0], hi[0], n)
+        ys = np.linspace(lo[1], hi[1], n)[::-1].copy()
+    else:
+        value = 4.0 if limit is None else float(limit)
+        if not np.isfinite(value) or value <= 0:
+            raise ValueError(f"limit must be a finite number > 0, got {limit!r}")
+        xs = np.linspace(-value, value, n)
+        ys = xs[::-1].copy()
     grid = np.stack([np.tile(xs, n), np.repeat(ys, n)], axis=1)
     return grid, xs, ys
 

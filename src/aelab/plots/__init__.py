@@ -20,14 +20,8 @@ as RGB; images are shown on the fixed range ``[0, 1]``, weights and codes each o
 range.
 """
 
-from .charts import (
-    activation_bars,
-    embedding_panels,
-    latent_scatter,
-    learning_curves,
-    pca_ratio,
-)
-from .curves import robustness, score_histograms
+from .charts import activation_bars, embedding_panels, latent_scatter, learning_curves
+from .curves import pca_ratio, robustness, score_histograms
 from .grid import image_grid, png_bytes, save
 from .images import (
     codes_and_reconstructions,

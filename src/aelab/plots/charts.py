@@ -9,7 +9,6 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.colors import BoundaryNorm, ListedColormap, Normalize
 from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 from matplotlib.ticker import MaxNLocator
 from numpy.typing import ArrayLike
 
@@ -19,13 +18,15 @@ from .grid import (
     _numeric,
     panel_axes,
 )
+from .style import FONT_SIZE, finish
 
 
 def learning_curves(
     histories: Mapping[str, Sequence[Mapping]],
-    title: str = "Learning curves",
+    title: str | None = "Learning curves",
     *,
     log_y: bool = False,
+    cols: int = 3,
 ) -> Figure:
     """Training loss (solid) and held-out loss (dashed) per epoch, one panel per model.
 
@@ -40,24 +41,27 @@ def learning_curves(
         highest seed; ``heldout_loss`` may be None (no held-out line then, or gaps); a
         ``validation_loss`` (the images that chose the epoch) is drawn dotted where there is
         one.
-    title : str
+    title : str or None
         Figure title.
     log_y : bool, default False
         Logarithmic loss axes.
+    cols : int, default 3
+        Panels per row (1 for a phone's screen).
 
     Returns
     -------
     matplotlib.figure.Figure
-        One axes per model, up to three per row.
+        One axes per model, up to ``cols`` per row.
     """
     if not isinstance(histories, Mapping) or not histories:
         raise ValueError(
             f"histories must be a non-empty dict of model name to records, got {histories!r}"
         )
-    fig, axes = panel_axes(len(histories), 3.0)
+    fig, axes = panel_axes(len(histories), 2.6, width=3.4 if cols > 1 else 3.5, cols=cols)
     for ax, (name, records) in zip(axes, histories.items(), strict=False):
         ax.set_title(str(name))
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel("loss")
         if not records:
             ax.text(
@@ -90,9 +94,17 @@ def learning_curves(
                 ax.fill_between(epochs, lo, hi, color=color, alpha=0.2, linewidth=0)
         if log_y:
             ax.set_yscale("log")
-        ax.legend(fontsize=8)
-    fig.suptitle(title)
-    return fig
+    handles = {}  # one legend for every panel: each line style once
+    for ax in axes:
+        for line in ax.get_lines():
+            handles.setdefault(line.get_label(), line)
+    if handles:
+        fig.legend(handles.values(), handles.keys(), loc="outside lower center",
+                   ncols=min(3, len(handles)) if min(cols, len(histories)) > 1 else 1,
+                   frameon=False)  # fmt: skip
+    if title:
+        fig.suptitle(title)
+    return finish(fig)
 
 
 def _by_epoch(runs: Sequence[Sequence[Mapping]], key: str) -> tuple[np.ndarray, np.ndarray]:
@@ -111,18 +123,35 @@ def _by_epoch(runs: Sequence[Sequence[Mapping]], key: str) -> tuple[np.ndarray, 
 def activation_bars(
     max_act: ArrayLike,
     dead: ArrayLike,
-    title: str = "Maximum activation per latent unit",
+    title: str | None = "Maximum activation per latent unit",
+    *,
+    ylabel: str = "maximum activation",
+    dead_word: str = "dead",
+    threshold: float | None = None,
+    log_y: bool = False,
+    width: float | None = None,
 ) -> Figure:
-    """One bar per latent unit with its maximum activation; dead units in another colour.
+    """One bar per latent unit with its maximum activation; dead units in red, marked ×.
 
     Parameters
     ----------
     max_act : array_like, shape (D,)
-        Per-unit maximum over the data (:func:`aelab.metrics.max_activation`).
+        Per-unit maximum over the data (:func:`aelab.metrics.max_activation`), or any per-unit
+        number (a VAE's mean KL per unit, with ``ylabel`` saying so).
     dead : array_like of bool, shape (D,)
-        Dead units (:func:`aelab.metrics.dead_units`).
-    title : str
-        Start of the title, which goes on with "<k> of <D> units dead".
+        Dead units (:func:`aelab.metrics.dead_units`), marked on the axis too.
+    title : str or None
+        Start of the title, which goes on with "<k> of <D> units <dead_word>" (None: only that).
+    ylabel : str
+        The bars' axis label.
+    dead_word : str, default "dead"
+        What a marked unit is called ("inactive" for a VAE's units below a KL threshold).
+    threshold : float, optional
+        A dashed line at this value (the threshold that decided ``dead``).
+    log_y : bool, default False
+        A logarithmic bar axis (numbers that span decades, as KLs do).
+    width : float, optional
+        Inches; by default from the number of units, 3.2 to 7.
 
     Returns
     -------
@@ -138,23 +167,30 @@ def activation_bars(
             f"dead must be a bool array of shape {max_act.shape}, got {dead.dtype} {dead.shape}"
         )
     units = max_act.size
-    fig = Figure(figsize=(min(12.0, max(4.0, 0.2 * units + 1.5)), 3.2), layout="constrained")
+    counted = f"{int(dead.sum())} of {units} units {dead_word}"
+    counted += " (red, ×)" if dead.any() else ""
+    heading = f"{title}: {counted}" if title else counted
+    if width is None:  # from the bars, and never narrower than the title (0.6 em a character)
+        width = max(min(7.0, max(3.2, 0.05 * units + 2.2)), len(heading) * 0.6 * FONT_SIZE / 72)
+    fig = Figure(figsize=(width, 2.8), layout="constrained")
     ax = fig.subplots()
     colors = np.where(dead, _DEAD_COLOR, _ALIVE_COLOR)
-    ax.bar(np.arange(units), max_act, color=colors, width=0.8)
+    heights = np.maximum(max_act, 1e-12) if log_y else max_act
+    ax.bar(np.arange(units), heights, color=colors, width=0.8)
+    if log_y:
+        ax.set_yscale("log")
+    if threshold is not None:
+        ax.axhline(threshold, color="0.3", ls="--", lw=1)
     # A dead ReLU unit's bar has height 0: mark dead units on the axis so they show anyway.
     dead_x = np.flatnonzero(dead)
-    ax.plot(dead_x, np.zeros(dead_x.size), "x", color=_DEAD_COLOR, ms=6, clip_on=False)
+    ax.plot(dead_x, np.zeros(dead_x.size), "x", color=_DEAD_COLOR, ms=6, clip_on=False,
+            transform=ax.get_xaxis_transform())  # fmt: skip
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("latent unit")
-    ax.set_ylabel("maximum activation")
+    ax.set_xlabel("code unit")
+    ax.set_ylabel(ylabel)
     ax.set_xlim(-0.6, units - 0.4)
-    ax.legend(
-        handles=[Patch(color=_ALIVE_COLOR, label="varies"), Patch(color=_DEAD_COLOR, label="dead")],
-        fontsize=8,
-    )
-    ax.set_title(f"{title}: {int(dead.sum())} of {units} units dead")
-    return fig
+    ax.set_title(heading)  # the colour says which units, instead of a legend over the bars
+    return finish(fig)
 
 
 def _label_colors(labels: np.ndarray) -> dict:
@@ -184,8 +220,11 @@ def _label_colors(labels: np.ndarray) -> dict:
 def _scatter_panels(
     panels: Sequence[tuple[str, ArrayLike]],
     labels: ArrayLike | None,
-    title: str,
-    axis_labels: tuple[str, str],
+    title: str | None,
+    axis_labels: tuple[str, str] | None,
+    cols: int | None = None,
+    side: float = 3.2,
+    label_name: str = "label",
 ) -> Figure:
     if isinstance(panels, np.ndarray) or not isinstance(panels, Sequence) or not panels:
         raise ValueError("panels must be a non-empty list of (name, points) pairs")
@@ -210,9 +249,16 @@ def _scatter_panels(
             raise ValueError(f"labels must have shape ({n},), got shape {labels.shape}")
         colors = _label_colors(labels)
 
-    fig = Figure(figsize=(3.6 * len(points) + 1.0, 3.8), layout="constrained")
-    axes = fig.subplots(1, len(points), squeeze=False)[0]
-    size = float(np.clip(6000.0 / n, 3.0, 20.0))
+    n_cols = len(points) if cols is None else max(1, min(int(cols), len(points)))
+    n_rows = -(-len(points) // n_cols)
+    bar = 0.9 if colors is not None else 0.0
+    fig = Figure(figsize=(side * n_cols + bar, side * n_rows + (0.3 if title else 0.0)),
+                 layout="constrained")  # fmt: skip
+    grid = fig.subplots(n_rows, n_cols, squeeze=False).ravel()
+    for ax in grid[len(points) :]:
+        ax.set_axis_off()
+    axes = grid[: len(points)]
+    size = float(np.clip(6000.0 / n, 3.0, 20.0)) * (side / 3.6) ** 2
     for ax, (name, arr) in zip(axes, points, strict=True):
         if colors is None:
             mappable = ax.scatter(arr[:, 0], arr[:, 1], s=size, color="C0", linewidths=0)
@@ -227,20 +273,32 @@ def _scatter_panels(
                 linewidths=0,
             )
         ax.set_title(name)
-        ax.set_xlabel(axis_labels[0])
-        ax.set_ylabel(axis_labels[1])
+        if axis_labels is None:  # coordinates without a meaning (t-SNE, PCA): no ticks
+            ax.set_xticks([])
+            ax.set_yticks([])
+        else:
+            ax.set_xlabel(axis_labels[0])
+            ax.set_ylabel(axis_labels[1])
     if colors is not None:
-        bar = fig.colorbar(mappable, ax=list(axes), ticks=colors["ticks"], label="label")
+        bar = fig.colorbar(mappable, ax=list(axes), ticks=colors["ticks"], label=label_name)
         if colors["ticklabels"] is not None:
-            bar.set_ticklabels([str(v) for v in colors["ticklabels"]])
-    fig.suptitle(title)
-    return fig
+            ticks = [str(v) for v in colors["ticklabels"]]
+            if len(ticks) > 10:  # one label in every few, so that they never overlap
+                ticks = [t if i % -(-len(ticks) // 10) == 0 else "" for i, t in enumerate(ticks)]
+            bar.set_ticklabels(ticks)
+    if title:
+        fig.suptitle(title)
+    return finish(fig)
 
 
 def embedding_panels(
     panels: Sequence[tuple[str, ArrayLike]],
     labels: ArrayLike | None,
-    title: str = "2-D maps of images and codes",
+    title: str | None = "2-D maps of images and codes",
+    *,
+    cols: int | None = None,
+    panel: float = 2.4,
+    label_name: str = "label",
 ) -> Figure:
     """Side-by-side 2-D scatters of the same items, coloured by label.
 
@@ -254,18 +312,31 @@ def embedding_panels(
     labels : array_like, shape (N,), or None
         Colours: up to 20 distinct labels in discrete tab10/tab20 colours, more on viridis; one
         colour bar for all panels. None draws every point in one colour.
-    title : str
+    title : str or None
         Figure title.
+    cols : int, optional
+        Panels per row (default: all in one row).
+    panel : float, default 2.4
+        Each panel's side in inches.
+    label_name : str, default "label"
+        What the colours are ("digit", "person"), on the colour bar.
 
     Returns
     -------
     matplotlib.figure.Figure
-        One scatter axes per panel, plus the colour bar's axes when labels are given.
+        One scatter axes per panel (no ticks: the coordinates of a 2-D map mean nothing on
+        their own), plus the colour bar's axes when labels are given.
     """
-    return _scatter_panels(panels, labels, title, ("dimension 1", "dimension 2"))
+    return _scatter_panels(panels, labels, title, None, cols, panel, label_name)
 
 
-def latent_scatter(z2: ArrayLike, labels: ArrayLike | None, title: str = "Latent codes") -> Figure:
+def latent_scatter(
+    z2: ArrayLike,
+    labels: ArrayLike | None,
+    title: str | None = "Latent codes",
+    *,
+    label_name: str = "label",
+) -> Figure:
     """The 2-D codes of a two-unit (variational) autoencoder, coloured by label.
 
     Parameters
@@ -274,45 +345,14 @@ def latent_scatter(z2: ArrayLike, labels: ArrayLike | None, title: str = "Latent
         The codes (for a VAE, the means).
     labels : array_like, shape (N,), or None
         Colours, as in :func:`embedding_panels`, with a colour bar.
-    title : str
+    title : str or None
         Figure title.
+    label_name : str, default "label"
+        What the colours are, on the colour bar.
 
     Returns
     -------
     matplotlib.figure.Figure
         One scatter axes with axes labelled z[0] and z[1], plus the colour bar's axes.
     """
-    return _scatter_panels([("", z2)], labels, title, ("z[0]", "z[1]"))
-
-
-def pca_ratio(points: Mapping[str, tuple[int, float]], title: str | None = None) -> Figure:
-    """Each model's held-out error divided by PCA's at the same code size, against code size.
-
-    Parameters
-    ----------
-    points : dict of str to (int, float)
-        Model name to ``(code size, error ratio)``; a ratio below 1 beats PCA.
-    title : str, optional
-    """
-    if not isinstance(points, Mapping) or not points:
-        raise ValueError(
-            f"points must be a non-empty dict of name to (size, ratio), got {points!r}"
-        )
-    fig = Figure(figsize=(6.0, 3.6), layout="constrained")
-    ax = fig.subplots()
-    sizes = np.asarray([float(p[0]) for p in points.values()])
-    ratios = np.asarray([float(p[1]) for p in points.values()])
-    if np.any(sizes <= 0) or not np.all(np.isfinite(ratios)) or np.any(ratios <= 0):
-        raise ValueError("points need code sizes >= 1 and finite ratios > 0")
-    ax.axhline(1.0, color="0.4", lw=1, ls="--")
-    ax.axhspan(min(ratios.min(), 1.0) * 0.9, 1.0, color="C2", alpha=0.08, lw=0)
-    for i, (name, (size, ratio)) in enumerate(points.items()):
-        ax.scatter([size], [ratio], color=f"C{i % 10}", zorder=3)
-        ax.annotate(str(name), (size, ratio), textcoords="offset points", xytext=(5, 4))
-    ax.set_xscale("log")
-    ax.set_yscale("log")
-    ax.set_xlabel("code size (units)")
-    ax.set_ylabel("held-out MSE / PCA's")
-    ax.text(0.01, 0.02, "below the line: beats PCA", transform=ax.transAxes, color="C2")
-    ax.set_title(title or "Error against PCA at the same code size")
-    return fig
+    return _scatter_panels([("", z2)], labels, title, ("z[0]", "z[1]"), None, 3.4, label_name)

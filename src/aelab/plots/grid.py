@@ -14,6 +14,8 @@ from numpy.typing import ArrayLike
 
 from aelab.analysis.generate import code_image_shape
 
+from .style import FONT_SIZE, finish, tile_inches
+
 ValueRange = tuple[float, float] | None
 
 _ALIVE_COLOR = "tab:blue"
@@ -142,9 +144,10 @@ def image_grid(
     row_titles: Sequence[str] | None = None,
     col_titles: Sequence[str] | None = None,
     title: str | None = None,
-    tile_size: float = 1.6,
+    tile_size: float | None = None,
     cmap: str | Sequence[str] = "gray",
     value_range: ValueRange | Sequence[ValueRange] = (0, 1),
+    max_width: float | None = None,
 ) -> Figure:
     """A grid of image tiles, one row per array: the building block of every image figure.
 
@@ -154,18 +157,21 @@ def image_grid(
         Each ``(n, C, H, W)`` with C = 1 (grey) or 3 (RGB), or ``(n, h, w)``; rows may differ in
         length and tile size. Cells right of a shorter row stay empty.
     row_titles : list of str, optional
-        One per row, written at the left.
+        One per row, written at the left, across.
     col_titles : list of str, optional
         One per column, written above the first row.
     title : str, optional
         Figure title.
-    tile_size : float, default 1.6
-        Width and height of one cell in inches.
+    tile_size : float, optional
+        Width and height of one cell in inches; by default twice the largest image's pixels,
+        64 to 112 CSS pixels (:func:`aelab.plots.style.tile_inches`).
     cmap : str or list of str, default "gray"
         Colour map for grey tiles, for all rows or one per row (RGB tiles ignore it).
     value_range : (lo, hi), None, or a list of those, default (0, 1)
         The values mapped to black and white, for all rows or one per row; None draws every tile
         on its own range (for weights and codes).
+    max_width : float, optional
+        The most inches the figure may take: tiles are made smaller to fit (a phone's screen).
 
     Returns
     -------
@@ -181,11 +187,18 @@ def image_grid(
     col_titles = _titles(col_titles, n_cols, "col_titles")
     cmaps = _per_row(cmap, n_rows, "cmap", lambda v: isinstance(v, str))
     ranges = [_check_range(r) for r in _per_row(value_range, n_rows, "value_range", _is_range)]
-    size = float(tile_size)
+    largest = max(t.shape[1:3] for t in tiles)
+    size = tile_inches(*largest) if tile_size is None else float(tile_size)
     if not np.isfinite(size) or size <= 0:
         raise ValueError(f"tile_size must be a finite number > 0, got {tile_size!r}")
+    # row titles across, at the left: as wide as the longest (0.6 em a character)
+    labels = max(len(t) for t in row_titles) * 0.6 * FONT_SIZE / 72 + 0.15 if row_titles else 0.0
+    if max_width is not None:
+        size = min(size, (float(max_width) - labels) / n_cols)
+        if size <= 0:
+            raise ValueError(f"max_width={max_width!r} leaves no room for {n_cols} tiles")
 
-    width = n_cols * size + (0.3 if row_titles else 0.0)
+    width = n_cols * size + labels
     height = n_rows * size + (0.4 if title else 0.0) + (0.3 if col_titles else 0.0)
     fig = Figure(figsize=(width, height), layout="constrained")
     axes = fig.subplots(n_rows, n_cols, squeeze=False)
@@ -197,13 +210,13 @@ def image_grid(
             _draw(ax, row[j], row_cmap, row_range)
             _bare(ax)
         if row_titles:
-            axes[i, 0].set_ylabel(row_titles[i], fontsize=9)
+            axes[i, 0].set_ylabel(row_titles[i], rotation=0, ha="right", va="center")
     if col_titles:
         for j, ax in enumerate(axes[0]):
-            ax.set_title(col_titles[j], fontsize=9)
+            ax.set_title(col_titles[j])
     if title:
         fig.suptitle(title)
-    return fig
+    return finish(fig)
 
 
 def png_bytes(fig: Figure, dpi: int = 100) -> bytes:

@@ -20,6 +20,7 @@ from .grid import (
     _tiles,
     image_grid,
 )
+from .style import finish
 
 
 def weight_tiles(
@@ -27,8 +28,9 @@ def weight_tiles(
     w_out: ArrayLike,
     n: int = 8,
     *,
-    title: str = "First-layer encoder and last-layer decoder weights",
+    title: str | None = "First-layer encoder and last-layer decoder weights",
     cmap: str = "gray",
+    max_width: float | None = None,
 ) -> Figure:
     """The first ``n`` units' weights of the first encoder and last decoder layer, as images.
 
@@ -40,10 +42,12 @@ def weight_tiles(
         Last decoder layer: the output weights of each unit, in the image's shape.
     n : int, default 8
         Tiles per row (fewer if a layer has fewer units).
-    title : str
+    title : str or None
         Figure title.
     cmap : str, default "gray"
         Colour map; each tile is drawn on its own range.
+    max_width : float, optional
+        The most inches the figure may take (:func:`image_grid`'s).
 
     Returns
     -------
@@ -54,15 +58,19 @@ def weight_tiles(
     w_in, w_out = _images(w_in, "w_in"), _images(w_out, "w_out")
     return image_grid(
         [w_in[:n], w_out[:n]],
-        row_titles=["encoder, first layer", "decoder, last layer"],
+        row_titles=["encoder", "decoder"],
         title=title,
         cmap=cmap,
         value_range=None,
+        max_width=max_width,
     )
 
 
 def _rows_with_codes(
-    entries: Sequence[tuple[str, str, ArrayLike | None]], n: int, title: str
+    entries: Sequence[tuple[str, str, ArrayLike | None]],
+    n: int,
+    title: str | None,
+    max_width: float | None = None,
 ) -> Figure:
     """Rows of images with one row of codes among them, via :func:`image_grid`.
 
@@ -80,7 +88,9 @@ def _rows_with_codes(
     rows = [_code_tiles(a[:n]) if arg == "codes" else a[:n] for arg, a in checked.items()]
     row_titles = [row_title for arg, row_title, _ in entries if arg in checked]
     ranges = [None if arg == "codes" else (0, 1) for arg in checked]
-    return image_grid(rows, row_titles=row_titles, title=title, value_range=ranges)
+    return image_grid(
+        rows, row_titles=row_titles, title=title, value_range=ranges, max_width=max_width
+    )
 
 
 def codes_and_reconstructions(
@@ -89,7 +99,8 @@ def codes_and_reconstructions(
     x_hat: ArrayLike,
     n: int = 5,
     *,
-    title: str = "Originals, codes and reconstructions",
+    title: str | None = "Originals, codes and reconstructions",
+    max_width: float | None = None,
 ) -> Figure:
     """Originals, their codes drawn as small images, and their reconstructions.
 
@@ -104,8 +115,10 @@ def codes_and_reconstructions(
         Reconstructions.
     n : int, default 5
         Number of images (the first ``n``).
-    title : str
+    title : str or None
         Figure title.
+    max_width : float, optional
+        The most inches the figure may take (:func:`image_grid`'s).
 
     Returns
     -------
@@ -113,7 +126,7 @@ def codes_and_reconstructions(
         Three rows of ``n`` tiles (two without codes).
     """
     entries = [("x", "original", x), ("codes", "code", codes), ("x_hat", "reconstruction", x_hat)]
-    return _rows_with_codes(entries, n, title)
+    return _rows_with_codes(entries, n, title, max_width)
 
 
 def denoising_panel(
@@ -125,7 +138,8 @@ def denoising_panel(
     psnr_denoised: float,
     n: int = 5,
     *,
-    title: str = "Denoising",
+    title: str | None = "Denoising",
+    max_width: float | None = None,
 ) -> Figure:
     """Noisy inputs, their codes, the denoised outputs and the clean images.
 
@@ -140,7 +154,10 @@ def denoising_panel(
     n : int, default 5
         Number of images (the first ``n``).
     title : str
-        Start of the figure title, which goes on with "PSNR <before> dB -> <after> dB".
+        Start of the figure title, which goes on with "PSNR <before> dB -> <after> dB" (None:
+        only that).
+    max_width : float, optional
+        The most inches the figure may take (:func:`image_grid`'s).
 
     Returns
     -------
@@ -153,15 +170,17 @@ def denoising_panel(
         ("denoised", "denoised", denoised),
         ("clean", "clean", clean),
     ]
-    heading = f"{title}: PSNR {float(psnr_noisy):.1f} dB -> {float(psnr_denoised):.1f} dB"
-    return _rows_with_codes(entries, n, heading)
+    heading = f"PSNR {float(psnr_noisy):.1f} dB -> {float(psnr_denoised):.1f} dB"
+    heading = f"{title}: {heading}" if title else heading
+    return _rows_with_codes(entries, n, heading, max_width)
 
 
 def interpolation(
     rows: Sequence[ArrayLike],
     row_titles: Sequence[str] | None = None,
     *,
-    title: str = "Interpolation in latent space",
+    title: str | None = "Interpolation in latent space",
+    max_width: float | None = None,
 ) -> Figure:
     """Decoded images along straight lines in latent space, one line per row.
 
@@ -172,8 +191,10 @@ def interpolation(
         held-out image to another.
     row_titles : list of str, optional
         One per row (e.g. the model).
-    title : str
+    title : str or None
         Figure title.
+    max_width : float, optional
+        The most inches the figure may take (:func:`image_grid`'s).
 
     Returns
     -------
@@ -186,21 +207,32 @@ def interpolation(
     lengths = {len(np.asarray(row)) for row in rows}
     col_titles = None
     if len(lengths) == 1 and (steps := lengths.pop()) > 1:
-        col_titles = [f"t={t:.2f}" for t in np.linspace(0.0, 1.0, steps)]
-    return image_grid(rows, row_titles=row_titles, col_titles=col_titles, title=title)
+        col_titles = [f"{t:.2f}" for t in np.linspace(0.0, 1.0, steps)]
+        col_titles[0], col_titles[-1] = "t=0", "t=1"
+    return image_grid(
+        rows, row_titles=row_titles, col_titles=col_titles, title=title, max_width=max_width
+    )
 
 
-def generated(images: ArrayLike, title: str = "Generated images", *, ncols: int = 10) -> Figure:
+def generated(
+    images: ArrayLike,
+    title: str | None = "Generated images",
+    *,
+    ncols: int = 10,
+    max_width: float | None = None,
+) -> Figure:
     """A grid of generated images, ``ncols`` per row.
 
     Parameters
     ----------
     images : array_like, shape (N, C, H, W)
         Decoded samples (e.g. of :func:`aelab.generate.random_codes`).
-    title : str
+    title : str or None
         Figure title.
     ncols : int, default 10
         Images per row.
+    max_width : float, optional
+        The most inches the figure may take (:func:`image_grid`'s).
 
     Returns
     -------
@@ -210,16 +242,18 @@ def generated(images: ArrayLike, title: str = "Generated images", *, ncols: int 
     images = _images(images, "images")
     ncols = _count(ncols, "ncols")
     rows = [images[i : i + ncols] for i in range(0, len(images), ncols)]
-    return image_grid(rows, title=title)
+    return image_grid(rows, title=title, max_width=max_width)
 
 
 def manifold(
     images: ArrayLike,
     xs: ArrayLike,
     ys: ArrayLike,
-    title: str = "Decoded latent grid",
+    title: str | None = "Decoded latent grid",
     *,
     cmap: str = "gray",
+    side: float | None = None,
+    max_ticks: int = 5,
 ) -> Figure:
     """The decoded 2-D latent grid stitched into one image, with the grid's coordinates as ticks.
 
@@ -228,11 +262,17 @@ def manifold(
     images : array_like, shape (len(ys) * len(xs), C, H, W)
         Decoded :func:`aelab.generate.manifold_grid` codes, row-major (rows follow ``ys``).
     xs, ys : array_like
-        Column (``z[0]``) and row (``z[1]``) coordinates, written as ticks rounded to 1 decimal.
-    title : str
-        Figure title.
+        Column (``z[0]``) and row (``z[1]``) coordinates; up to ``max_ticks`` of each are
+        written as ticks, with as many decimals as their spacing needs (at least one).
+    title : str or None
+        Figure title (None: none).
     cmap : str, default "gray"
         Colour map for grey images (on ``[0, 1]``).
+    side : float, optional
+        The figure's side in inches; by default the grid's tiles at 40 CSS pixels each, 3.5 to
+        6 inches.
+    max_ticks : int, default 5
+        The most tick labels per axis, spread evenly over the grid's coordinates.
 
     Returns
     -------
@@ -250,14 +290,26 @@ def manifold(
     grid = tiles.reshape(n_rows, n_cols, *tiles.shape[1:]).swapaxes(1, 2)
     stitched = grid.reshape(n_rows * h, n_cols * w, *tiles.shape[3:])
 
-    side = min(10.0, max(4.0, 0.5 * max(n_rows, n_cols) + 1.5))
+    if side is None:
+        side = min(6.0, max(3.5, 0.4 * max(n_rows, n_cols) + 0.8))
     fig = Figure(figsize=(side, side), layout="constrained")
     ax = fig.subplots()
     _draw(ax, stitched, cmap, (0.0, 1.0))
-    ax.set_xticks((np.arange(n_cols) + 0.5) * w - 0.5, [f"{v:.1f}" for v in xs], rotation=90)
-    ax.set_yticks((np.arange(n_rows) + 0.5) * h - 0.5, [f"{v:.1f}" for v in ys])
-    ax.tick_params(labelsize=7)
+    max_ticks = _count(max_ticks, "max_ticks")
+    for values, size, set_ticks in ((xs, w, ax.set_xticks), (ys, h, ax.set_yticks)):
+        at = np.unique(np.linspace(0, values.size - 1, min(values.size, max_ticks)).round())
+        at = at.astype(int)
+        set_ticks((at + 0.5) * size - 0.5, _tick_labels(values[at]))
     ax.set_xlabel("z[0]")
     ax.set_ylabel("z[1]")
-    ax.set_title(title)
-    return fig
+    if title:
+        ax.set_title(title)
+    return finish(fig)
+
+
+def _tick_labels(values: np.ndarray) -> list[str]:
+    """Coordinates to a tenth of their spacing (at least one decimal): ticks fall where the
+    grid's points are, not on round numbers."""
+    step = np.min(np.abs(np.diff(values))) if values.size > 1 else 1.0
+    decimals = 1 if step <= 0 else max(1, int(np.ceil(-np.log10(step) + 1e-9)) + 1)
+    return [f"{v:.{decimals}f}" for v in values]
