@@ -19,11 +19,37 @@ from aelab.analysis import anomaly, metrics
 from aelab.analysis import robustness as corruption
 from aelab.analysis.detector import Detector
 from aelab.analysis.spread import aggregate
+from aelab.data.datasets import DATASETS
 from aelab.data.prepare import Split
+from aelab.data.spec import DataSpec
+from aelab.models.variational import kl_per_unit
 from aelab.runs.run import Run
 from aelab.training.noise import parse_noise
 
 EXACT_MSE = 1e-10  # PCA's held-out error below this: as many components as pixels, exact
+KINDS = {"person": "faces", "digit": "digits"}  # a data set's labels -> what its images are
+
+
+def data_facts(spec: DataSpec, split: Split) -> dict[str, Any]:
+    """What a run's images are and what was held out, for words on the page: ``"kind"``
+    ("faces", "digits" or "images": a registered set's labels say; a folder or an array file
+    is "images"), ``"heldout"`` ("people" for faces, "classes" otherwise, where whole labels
+    are held out; "images" for a random share of images whose labels also occur in training)
+    and, where whole labels are held out, ``"heldout_classes"``: their names; ``"labelled"``:
+    whether the images have labels."""
+    info = DATASETS.get(spec.source)
+    words = info.labels.split() if info is not None else []
+    kind = KINDS.get(words[0], "images") if words else "images"
+    labels = getattr(split.heldout, "labels", None)
+    facts: dict[str, Any] = {"kind": kind, "labelled": labels is not None}
+    if "holdout_people" in spec.split_kwargs() and labels is not None:
+        facts["heldout"] = "people" if kind == "faces" else "classes"
+        names = getattr(split.heldout, "class_names", None)
+        held = sorted({int(v) for v in labels})
+        facts["heldout_classes"] = [names[v] if names and v < len(names) else str(v) for v in held]
+    else:
+        facts["heldout"] = "images"
+    return facts
 
 
 def _knn(codes_tr, codes_te, split: Split, by_people: bool, groups) -> float | None:
@@ -88,8 +114,10 @@ def measure(
         results[name]["seeds"] = list(seeds)
         results[name]["spread"] = spread
         arrays[name]["histories"] = [run.history for run in seeds.values()]
+    facts = data_facts(spec, split)
     data = {
         "name": spec.name,  # the folder's name, not its path
+        **facts,
         "n_train": len(x_tr),
         "n_heldout": len(x_te),
         "image_shape": list(split.train.image_shape),
@@ -98,7 +126,8 @@ def measure(
             "mirror": spec.mirror,
             "seed": spec.seed,
             "knn": (
-                "1-NN leave-one-out among held-out images (unseen people; mirrors excluded)"
+                f"1-NN leave-one-out among held-out images ({facts['heldout']} never trained on; "
+                "mirrors excluded)"
                 if by_people
                 else "1-NN of held-out codes against training codes"
             ),
@@ -161,6 +190,7 @@ def _measure_run(run: Run, ctx: dict[str, Any]) -> tuple[dict[str, Any], dict[st
     knn = ctx["by_people"], ctx["groups"]
     entry = {
         "code_size": code_size,
+        "code_activation": getattr(getattr(run.model, "config", None), "latent_activation", None),
         "epochs": len(history),
         "train_seconds": float(sum(r["seconds"] for r in history)),
         "final_loss": history[-1]["loss"] if history else None,
@@ -168,17 +198,25 @@ def _measure_run(run: Run, ctx: dict[str, Any]) -> tuple[dict[str, Any], dict[st
         "heldout": {
             **metrics.reconstruction_scores(x_te, x_hat),
             "knn_accuracy": _knn(codes_tr, codes_te, split, *knn),
+            "variance_ratio": _variance_ratio(x_te, x_hat),
         },
         "pca": {
             "n_components": n_components,
             **metrics.reconstruction_scores(x_te, pca.x_test_hat),
             "knn_accuracy": _knn(pca.codes_train, pca.codes_test, split, *knn),
+            "variance_ratio": _variance_ratio(x_te, pca.x_test_hat),
         },
     }
+    curve = _heldout_curve(history)
+    if curve is not None:
+        entry["heldout_curve"] = curve
     # None where PCA is exact (as many components as pixels): no ratio means anything there
     pca_mse = entry["pca"]["mse"]
     entry["pca_ratio"] = entry["heldout"]["mse"] / pca_mse if pca_mse > EXACT_MSE else None
     a: dict[str, Any] = {"codes_tr": codes_tr, "codes_te": codes_te, "x_hat": x_hat, "dead": dead}
+    if run.model.variational:  # the mean KL of each unit: what says whether it is in use
+        kl = run.map(lambda model, b: kl_per_unit(*model.posterior(b)), x_te)  # (N, d)
+        a["kl_units"] = kl.double().mean(0).numpy()
     noise = run.train_config.noise
     if noise:
         noisy = _corrupt(x_te, noise, seed)
@@ -197,6 +235,22 @@ def _measure_run(run: Run, ctx: dict[str, Any]) -> tuple[dict[str, Any], dict[st
     if extra:
         entry["family"] = extra
     return entry, a, n_components
+
+
+def _variance_ratio(x: np.ndarray, x_hat: np.ndarray) -> float | None:
+    return metrics.variance_ratio(x, x_hat) if len(x) > 1 else None
+
+
+def _heldout_curve(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """``{"best_epoch", "best", "last", "best_early"}`` of the held-out loss over training (None:
+    none recorded): where it was lowest, where it ended, and its lowest over the first three
+    quarters of the epochs (how much the last quarter still gained)."""
+    points = [(r["epoch"], r["heldout_loss"]) for r in history if r.get("heldout_loss") is not None]
+    if not points:
+        return None
+    best_epoch, best = min(points, key=lambda p: p[1])
+    early = min(loss for _, loss in points[: max(1, (3 * len(points)) // 4)])
+    return {"best_epoch": best_epoch, "best": best, "last": points[-1][1], "best_early": early}
 
 
 def _projection(pca: Any, shape: tuple[int, ...]) -> Callable[[np.ndarray], np.ndarray]:

@@ -87,12 +87,15 @@ def corruption_curve(
     return out
 
 
-def shortfalls(curve: Mapping[str, Any], name: str, rivals: list[str]) -> list[str]:
-    """Where method ``name`` (a denoising model) is not the best of ``rivals`` + itself, or
-    not better than the corrupted input, at a level above 0: one phrase each. Where the curve
-    has the spread of several seeds (``curve["spread"]``), a rival counts as better only when
-    the difference clears its 95% interval (Welch's, conservatively on the fewer seeds' degrees
-    of freedom); with one seed each, any difference counts."""
+def standings(curve: Mapping[str, Any], name: str, rivals: list[str]) -> dict[str, list[dict]]:
+    """Where method ``name`` (a denoising model) stands at each level above 0 of each kind:
+    ``{kind: [{"level", "psnr", "input", "rival", "rival_psnr", "below_input"}, ...]}``.
+
+    ``rival`` is the best of ``rivals`` clearly above it (None: none is), ``below_input``
+    whether it is no better than the corrupted input itself. Where the curve has the spread of
+    several seeds (``curve["spread"]``), a difference counts only when it clears its 95%
+    interval (Welch's, conservatively on the fewer seeds' degrees of freedom); with one seed
+    each, any difference counts."""
     spread = curve.get("spread", {})
 
     def margin(a: str, b: str | None, kind: str, k: int) -> float:
@@ -105,9 +108,10 @@ def shortfalls(curve: Mapping[str, Any], name: str, rivals: list[str]) -> list[s
 
         return float(stats.t.ppf(0.975, df)) * math.sqrt(var)
 
-    notes = []
+    out: dict[str, list[dict]] = {}
     for kind, kind_levels in curve["levels"].items():
         mine = curve["methods"][name][kind]
+        out[kind] = []
         for k, level in enumerate(kind_levels):
             if level == 0:
                 continue
@@ -117,16 +121,33 @@ def shortfalls(curve: Mapping[str, Any], name: str, rivals: list[str]) -> list[s
                 if r != name and curve["methods"][r][kind][k] - mine[k] > margin(r, name, kind, k)
             }
             best = max(clear, key=clear.get) if clear else None
-            if best is not None:
+            noisy = curve["input"][kind][k]
+            out[kind].append({
+                "level": float(level), "psnr": mine[k], "input": noisy, "rival": best,
+                "rival_psnr": None if best is None else clear[best],
+                "below_input": mine[k] <= noisy + margin(name, None, kind, k),
+            })  # fmt: skip
+    return out
+
+
+def shortfalls(curve: Mapping[str, Any], name: str, rivals: list[str]) -> list[str]:
+    """Where method ``name`` (a denoising model) is not the best of ``rivals`` + itself, or
+    not better than the corrupted input, at a level above 0: one phrase each (from
+    :func:`standings`, whose intervals it follows)."""
+    notes = []
+    for kind, rows in standings(curve, name, rivals).items():
+        for row in rows:
+            where, mine = f"{kind}:{row['level']:g}", row["psnr"]
+            if row["rival"] is not None:
                 notes.append(
-                    f"{kind}:{level:g}: {best} {clear[best]:.1f} dB above its {mine[k]:.1f} dB"
+                    f"{where}: {row['rival']} {row['rival_psnr']:.1f} dB above its {mine:.1f} dB"
                 )
-            elif mine[k] <= curve["input"][kind][k] + margin(name, None, kind, k):
+            elif row["below_input"]:
                 notes.append(
-                    f"{kind}:{level:g}: {mine[k]:.1f} dB, no better than the corrupted input's "
-                    f"{curve['input'][kind][k]:.1f} dB"
+                    f"{where}: {mine:.1f} dB, no better than the corrupted input's "
+                    f"{row['input']:.1f} dB"
                 )
     return notes
 
 
-__all__ = ["LEVELS", "corrupt", "corruption_curve", "shortfalls"]
+__all__ = ["LEVELS", "corrupt", "corruption_curve", "shortfalls", "standings"]

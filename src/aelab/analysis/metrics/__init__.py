@@ -8,7 +8,9 @@ Reconstruction quality
     :func:`mse`, :func:`psnr` (peak signal-to-noise ratio) and :func:`ssim` (structural
     similarity, Wang, Bovik, Sheikh & Simoncelli, "Image quality assessment: from error
     visibility to structural similarity", IEEE TIP 13(4), 2004), the last two computed per image
-    with :mod:`skimage.metrics` and averaged; :func:`reconstruction_scores` returns all three.
+    with :mod:`skimage.metrics` and averaged; :func:`reconstruction_scores` returns all three;
+    :func:`variance_ratio`, how much reconstructions differ from one another (near 0: nearly
+    the same image whatever the input).
 
 Code quality
     :func:`knn_accuracy`, the k-nearest-neighbour label accuracy of the codes (Cover & Hart,
@@ -30,6 +32,7 @@ from aelab.analysis.metrics.reconstruction import (
     psnr,
     reconstruction_scores,
     ssim,
+    variance_ratio,
 )
 
 __all__ = [
@@ -43,4 +46,5 @@ __all__ = [
     "psnr",
     "reconstruction_scores",
     "ssim",
+    "variance_ratio",
 ]

@@ -127,3 +127,32 @@ def reconstruction_scores(x: ArrayLike, x_hat: ArrayLike, data_range: float = 1.
         "psnr": psnr(x, x_hat, data_range),
         "ssim": ssim(x, x_hat, data_range),
     }
+
+
+def variance_ratio(x: ArrayLike, x_hat: ArrayLike) -> float:
+    """How much reconstructions differ from one another, as a share of how much the originals do.
+
+    The variance across images of each pixel, summed over pixels, of ``x_hat`` over that of
+    ``x``: about 1 where the reconstructions differ as the images do, near 0 where the model
+    gives nearly the same image (the mean image, say) whatever the input. PCA with ``k``
+    components keeps the share its components explain.
+
+    Parameters
+    ----------
+    x, x_hat : array_like
+        Originals and reconstructions, any equal shapes ``(N, ...)``, N >= 2.
+
+    Returns
+    -------
+    float
+        ``sum(var(x_hat, axis=0)) / sum(var(x, axis=0))``; 1.0 where the originals are all
+        the same image and so are the reconstructions, inf where only the latter differ.
+    """
+    x, x_hat = _pair(x, x_hat, images=False)
+    if len(x) < 2:
+        raise ValueError(f"variance_ratio needs at least 2 images, got {len(x)}")
+    total = float(np.var(x.reshape(len(x), -1).astype(np.float64), axis=0).sum())
+    kept = float(np.var(x_hat.reshape(len(x_hat), -1).astype(np.float64), axis=0).sum())
+    if total == 0:
+        return 1.0 if kept == 0 else float("inf")
+    return kept / total
