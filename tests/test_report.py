@@ -44,7 +44,8 @@ def test_every_figure_is_written_and_inline(workshop):
     assert not re.search(r"""(src|href)=["']?https?:""", html), "the report must work offline"
     for name in FIVE:
         assert f'data-model="{name}"' in html
-    verdicts = ("beats PCA", "does not beat PCA", "reconstructs the held-out images exactly")
+    verdicts = ("beats PCA", "does not beat PCA", "is level with PCA",
+                "reconstructs the held-out images exactly")  # fmt: skip
     assert sum(html.count(v) for v in verdicts) == len(FIVE)
     assert 'id="missing"' not in html  # every model trained
 
@@ -83,47 +84,6 @@ def test_verdict_sentence():
     )
     m["heldout"]["mse"], m["pca_ratio"] = 0.015, 1.5
     assert "does not beat PCA" in verdict("deep", m) and "50% higher" in verdict("deep", m)
-
-
-@pytest.mark.slow
-def test_report_in_a_real_browser(workshop):
-    """Chromium loads the page with no console errors; every image decoded; every model shown."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Debian's chromium is required for the browser test (apt install chromium)"
-    from playwright.sync_api import sync_playwright
-
-    errors: list[str] = []
-    with sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=chromium,
-            args=["--headless", "--no-sandbox", "--disable-gpu",
-                  "--disable-background-networking", "--disable-component-update",
-                  "--no-first-run"],
-        )  # fmt: skip
-        try:
-            for width in (1280, 390):  # a laptop and a phone
-                page = browser.new_page(viewport={"width": width, "height": 900})
-                page.on("console", lambda msg: msg.type == "error" and errors.append(msg.text))
-                page.on("pageerror", lambda exc: errors.append(str(exc)))
-                page.goto((workshop / "report.html").as_uri())
-                page.wait_for_load_state("load")
-                images = page.eval_on_selector_all(
-                    "img", "els => els.map(e => [e.complete, e.naturalWidth, e.clientWidth])"
-                )
-                assert images and all(c and nw > 0 for c, nw, _ in images), images
-                assert all(cw <= width for _, _, cw in images)  # nothing wider than the screen
-                rows = page.eval_on_selector_all(
-                    "#metrics tbody tr", "els => els.map(e => e.dataset.model)"
-                )
-                assert rows == FIVE
-                rows = page.eval_on_selector_all(
-                    "#anomaly tbody tr", "els => els.map(e => e.dataset.model)"
-                )
-                assert rows == FIVE
-                page.close()
-        finally:
-            browser.close()
-    assert errors == []
 
 
 @pytest.mark.slow
@@ -180,7 +140,10 @@ def test_corruption_curve_starts_at_the_clean_scores(workshop):
             assert curve["methods"][f"pca-{k}"][kind][0] == pytest.approx(entry["pca"]["psnr"])
     assert isinstance(m["models"]["denoising"]["denoising"]["shortfalls"], list)
     html = (workshop / "report.html").read_text()
-    assert "Robustness to corruption" in html and "denoising (trained on" in html
+    assert "Robustness to corruption" in html and '<table class="robustness">' in html
+    assert "denoising was trained on Gaussian noise, σ = 0.05." in html
+    for kind in ("Gaussian noise", "salt and pepper", "masking"):  # a sentence each, not a list
+        assert f"denoising under {kind}: " in html
 
 
 def test_anomaly_section_against_pca(workshop):

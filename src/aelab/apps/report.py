@@ -11,61 +11,27 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 import shlex
 from collections.abc import Callable
 from typing import Any
 
 from jinja2 import Environment, PackageLoader, select_autoescape
+from markupsafe import Markup, escape
 
 from aelab import plots
+from aelab.analysis import interpret
+from aelab.analysis.interpret import standing, verdict
 from aelab.analysis.measure import measure
-from aelab.analysis.spread import against, interval, n_seeds, plus_minus
+from aelab.analysis.spread import n_seeds, plus_minus
 from aelab.apps.report_figures import report_figures
 from aelab.data.prepare import Split
+from aelab.plots.style import PX_PER_INCH, size_px
 from aelab.runs.open import open_runs
 from aelab.runs.rundir import RunDir
 
-
-def _pct(x: float) -> str:
-    return f"{x:.1%}" if abs(x) < 0.1 else f"{x:.0%}"
-
-
-def standing(m: dict[str, Any]) -> int:
-    """-1 where a model's held-out error is below PCA's (beyond its seeds' 95% interval, with
-    several), 1 where above, 0 where the interval straddles PCA's (or PCA is exact)."""
-    ratio = m.get("pca_ratio")
-    return 0 if ratio is None else against(ratio, interval(m, "pca_ratio"), 1.0)
-
-
-def verdict(name: str, m: dict[str, Any]) -> str:
-    """One sentence: did the model beat PCA with the same code size on held-out data? With
-    several seeds, only where the 95% interval of its error's ratio to PCA's says so."""
-    ae, pca, ratio = m["heldout"]["mse"], m["pca"]["mse"], m.get("pca_ratio")
-    k, n = m["pca"]["n_components"], n_seeds(m)
-    if ratio is None:
-        return (
-            f"PCA with {k} components reconstructs the held-out images exactly: {name} is not "
-            "compared."
-        )
-    side = standing(m)
-    where = (
-        f"MSE {ae:.5f} vs {pca:.5f}, {_pct(abs(1 - ratio))} {'lower' if ratio < 1 else 'higher'}"
-    )
-    ci = interval(m, "pca_ratio")
-    if ci is None:
-        did = "beats" if side < 0 else "does not beat"
-        return (
-            f"{name} {did} PCA with {k} components on held-out images: {where} (one seed: its "
-            "spread is unknown; --seeds 0,1,2 measures it)."
-        )
-    spread = f"95% interval of the ratio {ci[0]:.3f}–{ci[1]:.3f} over {n} seeds"
-    if side == 0:
-        return (
-            f"{name} and PCA with {k} components are not distinguishable over {n} seeds on "
-            f"held-out images: ratio {ratio:.3f} ({spread})."
-        )
-    did = "beats" if side < 0 else "does not beat"
-    return f"{name} {did} PCA with {k} components on held-out images: {where} ({spread})."
+DPI = 2 * PX_PER_INCH  # PNGs of twice the CSS pixels they are shown at: sharp on dense screens
+__all__ = ["DPI", "build_report", "missing_note", "render_html", "standing", "verdict"]
 
 
 def missing_note(missing: list[str], folder: str | os.PathLike) -> str | None:
@@ -112,11 +78,15 @@ def build_report(
     result, arrays = measure(groups, split, seed=seed)
     result["schedule"] = opened.workshop.label
     result["missing"] = opened.missing
-    figures = report_figures(runs, split, result["models"], arrays, seed, insides=insides)
+    figures = report_figures(runs, split, result["models"], arrays, seed, insides=insides,
+                             data=result["data"], curve=result["robustness"])  # fmt: skip
     for f in figures:
-        png = plots.png_bytes(f.pop("figure"))
+        png = _rendered(f, f.pop("figure"))
         rundir.write(f"figures/{f['file']}", png, commit=False)
-        f["data"] = base64.b64encode(png).decode("ascii")
+        narrow = f.pop("narrow", None)
+        if narrow is not None:  # for the page only: figures/ keeps one of each
+            f["narrow"] = {}
+            _rendered(f["narrow"], narrow)
     rundir.write_json("metrics.json", result, commit=False)
     page = render_html(result, figures, missing_note(opened.missing, rundir.target))
     rundir.write("report.html", page.encode("utf-8"), commit=False)
@@ -124,6 +94,23 @@ def build_report(
     if log:
         log(f"wrote {rundir.target / 'report.html'}")
     return result
+
+
+def _rendered(entry: dict[str, Any], figure) -> bytes:
+    """``figure`` as a PNG of :data:`DPI`; ``entry`` gets it inline (``"data"``) and the CSS
+    size it is drawn for (``"width"``, ``"height"``)."""
+    png = plots.png_bytes(figure, dpi=DPI)
+    entry["data"] = base64.b64encode(png).decode("ascii")
+    entry["width"], entry["height"] = size_px(figure)
+    return png
+
+
+FLAG = re.compile(r"(--[a-z][a-z-]*(?: [0-9][0-9.,]*| N\b)?)")
+
+
+def _flags(text: str) -> Markup:
+    """``text`` escaped, its command-line flags as code that never breaks across lines."""
+    return Markup(FLAG.sub(r"<code>\1</code>", str(escape(text))))
 
 
 def render_html(
@@ -134,19 +121,25 @@ def render_html(
     env = Environment(
         loader=PackageLoader("aelab", "templates"), autoescape=select_autoescape(["html", "j2"])
     )
+    env.filters["flags"] = _flags
     template = env.get_template("report.html.j2")
     models = result["models"]
     verdicts = [verdict(n, m) for n, m in models.items()]
+    notes = {
+        n: interpret.model_notes(n, m, data=result["data"], curve=result.get("robustness"))
+        for n, m in models.items()
+    }
     marks = {n: {-1: "good", 1: "bad"}.get(standing(m), "") for n, m in models.items()}
     auc_marks = {  # better than PCA at telling the unusual images only where the interval says so
         n: {1: "good", -1: "bad"}.get(
-            against(m["anomaly"]["auc"], interval(m, "anomaly.auc"), m["anomaly"]["pca"]["auc"]), ""
+            interpret.side(m, "anomaly.auc", m["anomaly"]["pca"]["auc"], interpret.LEVEL_AUC), ""
         )
         for n, m in models.items()
         if "anomaly" in m
     }
     seeds = max((n_seeds(m) for m in models.values()), default=1)
     return template.render(
-        result=result, figures=figures, verdicts=verdicts, missing=missing, marks=marks,
-        auc_marks=auc_marks, seeds=seeds, pm=plus_minus,
+        result=result, figures=figures, verdicts=verdicts, notes=notes, missing=missing,
+        marks=marks, auc_marks=auc_marks, seeds=seeds, pm=plus_minus,
+        heldout=interpret.heldout_phrase(result["data"]), words=interpret.words(result["data"]),
     )  # fmt: skip

@@ -1,19 +1,29 @@
 """The report's figures, in the workshop notebook's order: each one a plot of arrays that
 :func:`aelab.analysis.measure.measure` computed (plots receive arrays, never models), with the
-title and the caption that tell a reader what to look for."""
+title and the caption that tell a reader what to look for, in words true of this run's data
+(:func:`aelab.analysis.interpret.words`: digits, faces or images; what was held out) and, where
+a result would surprise, the sentence that reads it (:mod:`aelab.analysis.interpret`).
+
+Each figure is drawn for the size it is shown at (:mod:`aelab.plots.style`); one wider than a
+phone's screen is drawn a second time, narrow (``"narrow"``), for the page to show there.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from aelab import plots
-from aelab.analysis import anomaly, generate, metrics
+from aelab.analysis import anomaly, generate, interpret, metrics
 from aelab.data.prepare import Split
+from aelab.plots.style import NARROW_WIDTH
 
 TSNE_MAX_POINTS = 1000  # t-SNE is quadratic; larger sets are subsampled (seeded)
 N_EXAMPLES = 5
+NARROW_FROM = 5.5  # inches: wider figures get a narrow version (at 358 px, text would be < 9 px)
 
 
 def _tsne(x: np.ndarray, seed: int) -> np.ndarray:
@@ -31,11 +41,22 @@ def _pca2(x: np.ndarray, seed: int) -> np.ndarray:
     return PCA(n_components=2, random_state=seed).fit_transform(x.reshape(len(x), -1))
 
 
+def colours(names) -> dict[str, str]:
+    """One colour per model, the same in every figure that tells models apart by colour."""
+    return {name: f"C{i % 10}" for i, name in enumerate(names)}
+
+
 def report_figures(
-    runs, split: Split, results, arrays, seed, *, insides: bool = True
+    runs, split: Split, results, arrays, seed, *, insides: bool = True, data=None, curve=None
 ) -> list[dict[str, Any]]:
-    """Every figure as ``{"file", "title", "caption", "figure"}``, in the notebook's order;
+    """Every figure as ``{"file", "title", "caption", "figure"}``, in the notebook's order, with
+    ``"narrow"`` (the figure drawn for a phone's screen) where it is wider than that and
+    ``"notes"`` (sentences reading it) where a result surprises; ``data`` is ``metrics.json``'s
+    ``"data"`` (the words of the captions), ``curve`` its ``"robustness"``.
     ``insides=False``: only the comparison with PCA and the learning curves."""
+    data = data or {}
+    w = interpret.words(data)
+    held = interpret.heldout_phrase(data)
     x_tr, x_te = split.train.images, split.heldout.images
     y_all = (
         None
@@ -44,38 +65,46 @@ def report_figures(
     )
     rng = np.random.default_rng(seed)
     pick = rng.choice(len(x_te), size=min(N_EXAMPLES, len(x_te)), replace=False)
+    palette = colours(results)
     out: list[dict[str, Any]] = []
 
-    def add(file, title, caption, figure):
+    def add(file, title, caption, draw: Callable[[bool], Figure], notes=(), **extra):
         for name, m in results.items():  # one model's insides: its first seed's, said so
             if file.endswith(f"_{name}.png") and len(m.get("seeds", ())) > 1:
                 caption += f" Drawn from its first seed ({m['seeds'][0]}) of {len(m['seeds'])}."
-        out.append({"file": file, "title": title, "caption": caption, "figure": figure})
+        figure = draw(False)
+        entry = {"file": file, "title": title, "caption": caption, "figure": figure, **extra}
+        if figure.get_size_inches()[0] > NARROW_FROM:
+            entry["narrow"] = draw(True)
+        entry["notes"] = [n for n in notes if n]
+        out.append(entry)
 
     ratios = {n: (m["code_size"], m["pca_ratio"]) for n, m in results.items() if m["pca_ratio"]}
     if ratios:  # the headline: none where PCA is exact for every model
+        spans = {n: tuple(results[n]["spread"]["pca_ratio"]["ci95"]) for n in ratios
+                 if (results[n].get("spread", {}).get("pca_ratio") or {}).get("ci95")}  # fmt: skip
         add(
             "pca_ratio.png",
             "Each model against PCA",
             "Held-out error divided by PCA's with as many components as the model has code "
-            "units. Below the dashed line the model's error is lower than PCA's on images it "
-            "never saw.",
-            plots.pca_ratio(ratios),
-        )
+            "units, against the code size (both axes logarithmic). In the shaded region, below "
+            f"the dashed line, the model's error is lower than PCA's on {w['things']} it never "
+            "saw." + (" Bars: the 95% interval over its seeds." if spans else ""),
+            lambda narrow: plots.pca_ratio(ratios, intervals=spans, colors=palette,
+                                           width=NARROW_WIDTH if narrow else 5.6),
+        )  # fmt: skip
+    several = any(len(m.get("seeds", ())) > 1 for m in results.values())
+    histories = {n: arrays[n].get("histories", [r.history]) for n, r in runs.items()}
     add(
         "learning_curves.png",
         "Learning curves",
         "Training loss (solid) and held-out loss (dashed) per epoch. A held-out curve that "
-        "turns up while training keeps falling is overfitting."
-        + (
-            " With several seeds: their mean, in a band from the lowest to the highest seed."
-            if any(len(m.get("seeds", ())) > 1 for m in results.values())
-            else ""
-        ),
-        plots.learning_curves(
-            {n: arrays[n].get("histories", [r.history]) for n, r in runs.items()}
-        ),
-    )
+        "turns up while training keeps falling is overfitting; one still falling at the end "
+        "means training stopped early."
+        + (" With several seeds: their mean, in a band from the lowest to the highest seed."
+           if several else ""),
+        lambda narrow: plots.learning_curves(histories, title=None, cols=1 if narrow else 3),
+    )  # fmt: skip
     if not insides:
         return out
     for name, run in runs.items():
@@ -85,52 +114,51 @@ def report_figures(
                 f"weights_{name}.png",
                 f"{name}: weights as images",
                 "Top: what first-layer encoder units look for; bottom: what last-layer decoder "
-                "units paint. Face-like blobs mean units learned parts; noise means they did not.",
-                plots.weight_tiles(w_in, w_out, title=f"{name}: encoder and decoder weights"),
-            )
+                f"units paint. Structure (strokes, parts of a {w['thing']}) means units learned "
+                "features of the images; noise means they did not.",
+                lambda narrow, a=w_in, b=w_out: plots.weight_tiles(
+                    a, b, title=None, max_width=NARROW_WIDTH if narrow else None),
+            )  # fmt: skip
     for name in runs:
-        a = arrays[name]
+        a, m = arrays[name], results[name]
         add(
             f"codes_{name}.png",
-            f"{name}: held-out images, codes, reconstructions",
+            f"{name}: held-out {w['things']}, codes, reconstructions",
             "Held-out originals (top), their codes drawn as small images (middle) and the "
-            "reconstructions (bottom). These people or samples were never trained on.",
-            plots.codes_and_reconstructions(
-                x_te[pick], a["codes_te"][pick], a["x_hat"][pick], n=len(pick),
-                title=f"{name}: originals / codes / reconstructions",
-            ),
+            f"reconstructions (bottom). {held}",
+            lambda narrow, a=a: plots.codes_and_reconstructions(
+                x_te[pick], a["codes_te"][pick], a["x_hat"][pick], n=len(pick), title=None,
+                max_width=NARROW_WIDTH if narrow else None),
+            notes=[interpret.same_image_note(name, m, data)],
         )  # fmt: skip
-    for name in runs:
-        a = arrays[name]
-        add(
-            f"activations_{name}.png",
-            f"{name}: maximum activation per code unit",
-            "The largest value each code unit takes over the training images. Units that never "
-            "vary (dead) carry no information: the code is effectively smaller.",
-            plots.activation_bars(metrics.max_activation(a["codes_tr"]), a["dead"],
-                                  title=f"{name}: maximum activation per unit"),
-        )  # fmt: skip
+    for name, run in runs.items():
+        _activations(add, name, run, arrays[name], results[name])
     for name, run in runs.items():
         if run.model.variational or run.model.discrete_codes:  # a prior, or a codebook, instead
             continue
         a = arrays[name]
         z1 = generate.random_codes(a["codes_tr"], 8, random_state=seed)
+        x1 = run.decode(z1)
         add(
             f"generated_random_{name}.png",
-            f"{name}: faces from random codes",
+            f"{name}: {w['things']} from random codes",
             "Each unit drawn in its observed range (Beta(0.5, 0.5) x range x 0.75, as the "
-            "notebook did) and decoded. Expect blurry, implausible images: units are not "
-            "independent.",
-            plots.generated(run.decode(z1), title=f"{name}: decoded random codes"),
-        )
+            f"notebook did) and decoded. Expect blurry, implausible {w['things']}: units are "
+            "not independent.",
+            lambda narrow, x=x1: plots.generated(x, title=None, ncols=4 if narrow else 8,
+                                                 max_width=NARROW_WIDTH if narrow else None),
+        )  # fmt: skip
         z2, _ = generate.pca_codes(a["codes_tr"], 8, n_components=16, random_state=seed)
+        x2 = run.decode(z2)
         add(
             f"generated_pca_{name}.png",
-            f"{name}: faces from a PCA of the codes",
+            f"{name}: {w['things']} from a PCA of the codes",
             "Gaussian samples in a PCA (up to 16 components) of the training codes, mapped back "
-            "to codes and decoded. Respecting the codes' correlations gives more plausible images.",
-            plots.generated(run.decode(z2), title=f"{name}: decoded PCA samples of the codes"),
-        )
+            f"to codes and decoded. Respecting the codes' correlations gives more plausible "
+            f"{w['things']}.",
+            lambda narrow, x=x2: plots.generated(x, title=None, ncols=4 if narrow else 8,
+                                                 max_width=NARROW_WIDTH if narrow else None),
+        )  # fmt: skip
     x_all = np.concatenate([x_tr, x_te])
     sub = np.sort(rng.choice(len(x_all), size=min(TSNE_MAX_POINTS, len(x_all)), replace=False))
     if y_all is not None:
@@ -150,11 +178,14 @@ def report_figures(
             add(
                 f"embeddings_{name}.png",
                 f"{name}: pixels versus codes in 2-D",
-                f"PCA and t-SNE of the raw pixels and of the {name} codes, coloured by label "
-                f"({len(sub)} images, training and held-out). Tighter single-colour clusters in "
-                "the code panels mean the code separates people or classes better than pixels.",
-                plots.embedding_panels(panels, y_all[sub], title=f"{name}: pixels vs codes"),
-            )
+                f"PCA and t-SNE of the raw pixels and of the {name} codes, coloured by "
+                f"{w['label']} ({len(sub)} {w['things']}, training and held-out). Tighter "
+                "single-colour clusters in the code panels mean the code separates "
+                f"{w['group']} better than pixels do.",
+                lambda narrow, p=panels: plots.embedding_panels(
+                    p, y_all[sub], title=None, label_name=w["label"],
+                    cols=2 if narrow else 4, panel=1.5 if narrow else 2.4),
+            )  # fmt: skip
     for name in runs:
         a = arrays[name]
         if "denoised" not in a:
@@ -162,59 +193,36 @@ def report_figures(
         d = results[name]["denoising"]
         add(
             f"denoising_{name}.png",
-            f"{name}: denoising",
-            f"Held-out images with {d['noise']} noise, their codes, the denoised output and the "
-            f"clean original. PSNR {d['noisy_psnr']:.1f} dB noisy -> {d['denoised_psnr']:.1f} "
-            "dB denoised.",
-            plots.denoising_panel(
+            f"{name}: noisy, denoised and clean {w['things']}",
+            f"Held-out {w['things']} with {interpret.noise_phrase(d['noise'])} (top), their "
+            "codes, the model's "
+            f"output and the clean original. PSNR {d['noisy_psnr']:.1f} dB noisy → "
+            f"{d['denoised_psnr']:.1f} dB denoised (higher: closer to the clean image).",
+            lambda narrow, a=a, d=d: plots.denoising_panel(
                 a["noisy"][pick], a["noisy_codes"][pick], a["denoised"][pick], x_te[pick],
-                d["noisy_psnr"], d["denoised_psnr"], n=len(pick),
-            ),
+                d["noisy_psnr"], d["denoised_psnr"], n=len(pick), title=None,
+                max_width=NARROW_WIDTH if narrow else None),
+            notes=[interpret.denoising_note(name, results[name], curve)],
         )  # fmt: skip
     if "robustness" in arrays:
-        add(
-            "robustness.png",
-            "Robustness to corruption",
-            "Held-out PSNR of each reconstruction against the clean image, for corruptions of "
-            "growing strength: Gaussian noise (its standard deviation), salt and pepper and "
-            "masking (the share of pixels hit). Dotted: the corrupted input itself; dashed: PCA "
-            "at each model's code size. Higher is better; a denoising model should lead.",
-            plots.robustness(arrays["robustness"]),
-        )
+        _robustness(add, arrays["robustness"], results, palette)
     detected = {n: arrays[n]["anomaly"] for n in runs if "anomaly" in arrays[n]}
     if detected:
+        g = "people" if data.get("heldout") == "people" else "classes"
         add(
             "anomaly_scores.png",
             "Unusual images: reconstruction errors",
-            "Errors of unseen images of the training people (usual) and of the held-out people "
+            f"Errors of unseen images of the training {g} (usual) and of the held-out {g} "
             f"(unusual), with the threshold set for a {anomaly.DEFAULT_FPR:.0%} false-positive "
-            "rate. The less the two "
-            "overlap, the better the model tells a new person from the ones it knows.",
-            plots.score_histograms(detected),
-        )
+            f"rate. The less the two overlap, the better the model tells new {g} from the ones "
+            "it knows.",
+            lambda narrow: plots.score_histograms(
+                detected, title=None, cols=1 if narrow else 3,
+                labels=(f"usual (training {g})", f"unusual (held-out {g})")),
+        )  # fmt: skip
     for name, run in runs.items():
-        if not run.model.variational or run.model.latent_dim != 2:
-            continue
-        a = arrays[name]
-        if y_all is not None:
-            add(
-                f"vae_latent_{name}.png",
-                f"{name}: the 2-D latent space",
-                "Posterior means of training and held-out images, coloured by label. A VAE "
-                "keeps codes near N(0, I); classes that overlap here blend in the manifold below.",
-                plots.latent_scatter(
-                    np.concatenate([a["codes_tr"], a["codes_te"]]), y_all,
-                    title=f"{name}: latent means",
-                ),
-            )  # fmt: skip
-        grid, xs, ys = generate.manifold_grid(15, 4.0)
-        add(
-            f"vae_manifold_{name}.png",
-            f"{name}: decoded manifold",
-            "Codes on a 15x15 grid over [-4, 4]^2 decoded. Smooth change across the grid means "
-            "the latent space is continuous: every point decodes to a plausible image.",
-            plots.manifold(run.decode(grid), xs, ys, title=f"{name}: decoded 15x15 grid"),
-        )
+        if run.model.variational and run.model.latent_dim == 2:
+            _vae_space(add, name, run, arrays[name], y_all, w)
     rows, titles = [], []
     i, j = (pick[0], pick[1]) if len(pick) > 1 else (0, 0)
     for name, run in runs.items():
@@ -224,8 +232,115 @@ def report_figures(
     add(
         "interpolation.png",
         "Interpolation through the code space",
-        "Two held-out images joined by a straight line in each model's code space, decoded at "
-        "8 steps. Sharp, plausible in-between images mean a well-organised code.",
-        plots.interpolation(rows, titles),
-    )
+        f"Two held-out {w['things']} joined by a straight line in each model's code space, "
+        "decoded at 8 steps. Sharp, plausible in-between images mean a well-organised code.",
+        lambda narrow: plots.interpolation(rows, titles, title=None,
+                                           max_width=NARROW_WIDTH if narrow else None),
+    )  # fmt: skip
     return out
+
+
+def _activations(add, name, run, a, m) -> None:
+    """The notebook's bars of maximum activation per unit; for a variational model, the mean
+    KL of each unit instead: what says whether a unit is in use."""
+    if "kl_units" in a:
+        kl = a["kl_units"]
+        inactive = kl <= interpret.ACTIVE_KL
+        add(
+            f"activations_{name}.png",
+            f"{name}: information per code unit",
+            "The mean KL divergence of each unit's posterior from the prior over the held-out "
+            f"images, in nats (log scale). A unit under the dashed line ({interpret.ACTIVE_KL} "
+            "nats) is inactive: whatever the image, its code is the prior, so it carries "
+            "nothing. Its maximum activation would not show it: a mean that barely moves still "
+            "moves.",
+            lambda narrow: plots.activation_bars(
+                kl, inactive, title=None, ylabel="mean KL (nats)", dead_word="inactive",
+                threshold=interpret.ACTIVE_KL, log_y=True,
+                width=NARROW_WIDTH if narrow else None),
+            notes=[interpret.collapse_note(name, m)],
+        )  # fmt: skip
+        return
+    max_act = metrics.max_activation(a["codes_tr"])
+    add(
+        f"activations_{name}.png",
+        f"{name}: maximum activation per code unit",
+        "The largest value each code unit takes over the training images. A dead unit (red, "
+        "marked ×) takes one value on every image: it carries no information, and the code "
+        "is in effect that much smaller.",
+        lambda narrow: plots.activation_bars(max_act, a["dead"], title=None,
+                                             width=NARROW_WIDTH if narrow else None),
+        notes=[interpret.dead_note(name, m)],
+    )  # fmt: skip
+
+
+def _robustness(add, curve, results, palette) -> None:
+    """The corruption curve, each model's PCA beside it in its colour; the denoising models'
+    standing in words, and the PSNRs of their kind of noise as a table."""
+    pca_of = {n: f"pca-{m['pca']['n_components']}" for n, m in results.items()}
+    notes, kind = [], "gaussian"
+    for name, m in results.items():
+        if "denoising" in m and name in curve["methods"]:
+            kind = m["denoising"]["noise"].partition(":")[0]
+            trained = interpret.noise_phrase(m["denoising"]["noise"])
+            notes.append(f"{name} was trained on {trained}. Where it stands against the others:")
+            notes += interpret.robustness_notes(curve, name)
+    table = robustness_table(curve, list(results), kind if kind in curve["levels"] else None)
+    add(
+        "robustness.png",
+        "Robustness to corruption",
+        "Held-out PSNR of each reconstruction against the clean image, for corruptions of "
+        "growing strength: Gaussian noise (its standard deviation), salt and pepper and "
+        "masking (the share of pixels hit). Dotted: the corrupted input itself (at level 0 "
+        "it is the clean image, off the scale); dashed: PCA with as many components as the "
+        "model of its colour has code units. Higher is better.",
+        lambda narrow: plots.robustness(curve, title=None, pca_of=pca_of, colors=palette,
+                                        cols=1 if narrow else 2),
+        notes=notes, table=table,
+    )  # fmt: skip
+
+
+def robustness_table(curve, models: list[str], kind: str | None) -> dict[str, Any] | None:
+    """The PSNRs of one kind of corruption, above level 0, as ``{"kind", "levels", "rows":
+    [(name, [dB...], best index)]}``: the corrupted input, then each model."""
+    if kind is None:
+        return None
+    keep = [k for k, v in enumerate(curve["levels"][kind]) if v > 0]
+    rows = [("corrupted input", [curve["input"][kind][k] for k in keep])]
+    rows += [(n, [curve["methods"][n][kind][k] for k in keep]) for n in models
+             if n in curve["methods"]]  # fmt: skip
+    best = [max(range(len(rows)), key=lambda r: rows[r][1][c]) for c in range(len(keep))]
+    return {
+        "kind": interpret.KINDS.get(kind, kind),
+        "levels": [curve["levels"][kind][k] for k in keep],
+        "rows": [(n, values, [best[c] == r for c in range(len(keep))])
+                 for r, (n, values) in enumerate(rows)],
+    }  # fmt: skip
+
+
+def _vae_space(add, name, run, a, y_all, w) -> None:
+    """A two-unit VAE's latent means, and its decoder drawn over the region they occupy."""
+    codes = np.concatenate([a["codes_tr"], a["codes_te"]])
+    if y_all is not None:
+        add(
+            f"vae_latent_{name}.png",
+            f"{name}: the 2-D latent space",
+            f"Posterior means of training and held-out {w['things']}, coloured by {w['label']}. "
+            f"A VAE keeps codes near N(0, I); {w['group']} that overlap here blend in the "
+            "manifold below.",
+            lambda narrow: plots.latent_scatter(codes, y_all, title=None,
+                                                label_name=w["label"]),
+        )  # fmt: skip
+    grid, xs, ys = generate.manifold_grid(15, codes=codes)
+    decoded = run.decode(grid)
+    add(
+        f"vae_manifold_{name}.png",
+        f"{name}: decoded manifold",
+        f"Codes on a 15×15 grid over the region the {w['things']}' codes occupy (z[0] from "
+        f"{xs[0]:.2g} to {xs[-1]:.2g}, z[1] from {ys[-1]:.2g} to {ys[0]:.2g}: their 1st to 99th "
+        "percentiles), decoded. Smooth change across the grid means the latent space is "
+        "continuous. The notebook drew [-4, 4]² (generate.manifold_grid(15, 4.0)), where "
+        "codes outside the images' region decode to what no image looks like.",
+        lambda narrow: plots.manifold(decoded, xs, ys, title=None,
+                                      side=NARROW_WIDTH if narrow else None),
+    )  # fmt: skip
