@@ -3,9 +3,11 @@ report share.
 
 A :class:`Detector` scores images by how well the run's model reconstructs them (or, for a
 variational model, by their evidence lower bound), sets a conformal threshold on normal images the
-model did not train on, and gives p-values and per-pixel error maps. The statistics are the pure
-functions of :mod:`aelab.analysis.anomaly`; the model is asked only for reconstructions
-(:meth:`aelab.runs.Run.map`, batched once for everyone).
+model did not train on, and gives p-values and per-pixel error maps; calibrated on normal images
+with ``pixels=True``, it also gives each pixel of a map its own conformal p-value against the
+errors of the same pixel on those images (:func:`aelab.analysis.anomaly.pixel_p_values`). The
+statistics are the pure functions of :mod:`aelab.analysis.anomaly`; the model is asked only for
+reconstructions (:meth:`aelab.runs.Run.map`, batched once for everyone).
 
 Images are the model's own ``(N, C, H, W)`` in the model's pixel range. ``units`` states how
 errors are counted: a scale per value (broadcastable to ``(C, H, W)``) by which a difference in
@@ -115,6 +117,7 @@ class Detector:
         self.score = check_score(score, run.model.variational, run.name)
         self.units = None if units is None else np.asarray(units, dtype=np.float64)
         self.calibration = None if calibration is None else anomaly.calibrate(calibration)
+        self.pixel_calibration: np.ndarray | None = None  # (n, H, W) sorted per pixel
 
     # -- per image --------------------------------------------------------------------------
 
@@ -144,15 +147,20 @@ class Detector:
         errors = self.errors(x, x_hat)
         return -errors.reshape(len(errors), -1).mean(axis=1)
 
-    def maps(self, x: torch.Tensor) -> np.ndarray:
+    def maps(self, x: torch.Tensor, x_hat: torch.Tensor | None = None) -> np.ndarray:
         """Each image's squared error per pixel ``(N, H, W)``: the mean over its channels."""
-        return self.errors(x).mean(axis=1)
+        return self.errors(x, x_hat).mean(axis=1)
 
     # -- the threshold ----------------------------------------------------------------------
 
-    def calibrate(self, x: torch.Tensor) -> Detector:
-        """Set the calibration from ``x``: normal images the model did not train on."""
-        return self.calibrate_scores(self.scores(x))
+    def calibrate(self, x: torch.Tensor, *, pixels: bool = False) -> Detector:
+        """Set the calibration from ``x``: normal images the model did not train on; with
+        ``pixels``, also each pixel's calibration errors (for :meth:`pixel_p_values`)."""
+        x_hat = self.reconstruct(x) if pixels else None
+        self.calibrate_scores(self.scores(x, x_hat))
+        if pixels:
+            self.pixel_calibration = anomaly.calibrate_pixels(self.maps(x, x_hat))
+        return self
 
     def calibrate_scores(self, scores: np.ndarray) -> Detector:
         """Set the calibration from the scores of normal images."""
@@ -182,6 +190,43 @@ class Detector:
     def p_values(self, scores: np.ndarray) -> np.ndarray:
         """Conformal p-values of ``scores`` (small = unusual)."""
         return anomaly.p_values(self._calibration(), scores)
+
+    # -- per pixel --------------------------------------------------------------------------
+
+    def _pixel_calibration(self) -> np.ndarray:
+        if self.pixel_calibration is None:
+            raise ValueError(
+                "this detector has no per-pixel calibration: calibrate(x, pixels=True) with "
+                "normal images the model did not train on"
+            )
+        return self.pixel_calibration
+
+    def pixel_level(self, fpr: float = anomaly.DEFAULT_FPR, map_correction: str = "none") -> float:
+        """The level each pixel's p-value is compared with (see
+        :func:`~aelab.analysis.anomaly.pixel_level`). Raises a ValueError when the per-pixel
+        calibration holds too few images to reach it (no pixel could ever be flagged)."""
+        calibration = self._pixel_calibration()
+        n, h, w = calibration.shape
+        level = anomaly.pixel_level(fpr, h * w, map_correction)
+        if map_correction == "none":
+            problem = too_few_to_calibrate(n, level)
+        elif n < fewest_calibration(level):
+            problem = (
+                f"{n} calibration images are too few for map_correction='bonferroni' over {h * w} "
+                f"pixels at fpr={fpr:g}: each pixel's level {level:.3g} needs at least "
+                f"{fewest_calibration(level)} (the smallest p-value is 1 / (n + 1)); use "
+                "map_correction='none' (at most a share fpr of a normal image's pixels flagged)"
+            )
+        else:
+            problem = None
+        if problem is not None:
+            raise ValueError(problem)
+        return level
+
+    def pixel_p_values(self, maps: np.ndarray) -> np.ndarray:
+        """Each pixel's conformal p-value ``(N, H, W)`` against the same pixel's calibration
+        errors; ``maps`` from :meth:`maps`."""
+        return anomaly.pixel_p_values(self._pixel_calibration(), maps)
 
 
 __all__ = [

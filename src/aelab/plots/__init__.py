@@ -31,9 +31,11 @@ from .images import (
     manifold,
     weight_tiles,
 )
+from .maps import anomaly_gallery, outlined, significance_rgb
 
 __all__ = [
     "activation_bars",
+    "anomaly_gallery",
     "codes_and_reconstructions",
     "denoising_panel",
     "embedding_panels",
@@ -43,10 +45,12 @@ __all__ = [
     "latent_scatter",
     "learning_curves",
     "manifold",
+    "outlined",
     "pca_ratio",
     "png_bytes",
     "robustness",
     "save",
     "score_histograms",
+    "significance_rgb",
     "weight_tiles",
 ]
