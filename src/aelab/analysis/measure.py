@@ -18,6 +18,7 @@ from aelab._version import __version__
 from aelab.analysis import anomaly, metrics
 from aelab.analysis import robustness as corruption
 from aelab.analysis.detector import Detector
+from aelab.analysis.explain import excess_errors, explain, pixel_reference
 from aelab.analysis.spread import aggregate
 from aelab.data.datasets import DATASETS
 from aelab.data.prepare import Split
@@ -231,6 +232,9 @@ def _measure_run(run: Run, ctx: dict[str, Any]) -> tuple[dict[str, Any], dict[st
         entry["anomaly"], a["anomaly"] = _detection(
             Detector(run), project, ctx["normals"], x_te, x_hat
         )
+        maps = _calibrated_maps(Detector(run), ctx["normals"], x_te, x_hat)
+        if maps is not None:
+            entry["anomaly"]["maps"], a["anomaly_maps"] = maps
     extra = run.extra_metrics(x_te)  # the family's own (models.base.extra_metrics)
     if extra:
         entry["family"] = extra
@@ -293,3 +297,44 @@ def _detection(detector, pca_reconstruct, normals, x_te, x_hat, fpr=anomaly.DEFA
     pca = anomaly.detection(pca_scores(normals[0]), pca_scores(normals[1]), pca_scores(x_te), fpr)
     threshold = None if model["threshold"] is None else -model["threshold"]
     return {**model, "pca": pca}, (-normal_scores, -unusual, threshold)
+
+
+GALLERY = 3  # the most normal and the most unusual images the report's maps show, each
+
+
+def _calibrated_maps(detector, normals, x_te, x_hat, fpr=anomaly.DEFAULT_FPR):
+    """Per-pixel calibration on the first half of the unseen normal images: the realised
+    per-pixel false-positive rate on the second half beside its bound, and the arrays of the
+    report's gallery (the most normal and most unusual of both halves' second and the held-out
+    images, their calibrated maps and explanations); None when the calibration is too small."""
+    calibration, normal = (torch.from_numpy(x) for x in normals)
+    detector.calibrate(calibration, pixels=True)
+    try:
+        level = detector.pixel_level(fpr)
+    except ValueError:  # too few calibration images for the rate: no map to draw
+        return None
+    x = torch.cat([normal, torch.from_numpy(x_te)])
+    x_hat = torch.cat([detector.reconstruct(normal), torch.from_numpy(x_hat)])
+    maps, scores = detector.maps(x, x_hat), detector.scores(x, x_hat)
+    p = detector.pixel_p_values(maps)
+    flagged = (p <= level).reshape(len(p), -1).mean(axis=1)  # share of each image's pixels
+    n = len(detector.pixel_calibration)
+    numbers = {
+        "level": level, "map_correction": "none", "n_calibration": n,
+        "pixel_fpr": float(flagged[: len(normal)].mean()),  # realised, unseen normal images
+        "pixel_fpr_bound": float(np.floor(level * (n + 1)) / (n + 1)),  # its expectation
+        "unusual_pixel_rate": float(flagged[len(normal) :].mean()),
+    }  # fmt: skip
+    most_normal, most_unusual = anomaly.extremes(scores, GALLERY)
+    picked = np.concatenate([most_normal, most_unusual])
+    reference = pixel_reference(detector.pixel_calibration)
+    why = [explain(excess_errors(maps[i], reference)) for i in picked]
+    arrays = {
+        "images": x[picked].numpy(), "significance": anomaly.significance(p[picked]),
+        "level": level, "n_normal": len(most_normal),
+        "labels": [f"p={q:.2g}; {w.share:.0%} in {len(w.regions)} "
+                   + ("box" if len(w.regions) == 1 else "boxes")
+                   for q, w in zip(detector.p_values(scores[picked]), why)],
+        "boxes": [[r.box for r in w.regions] for w in why],
+    }  # fmt: skip
+    return numbers, arrays

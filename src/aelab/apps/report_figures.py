@@ -220,6 +220,9 @@ def report_figures(
                 detected, title=None, cols=1 if narrow else 3,
                 labels=(f"usual (training {g})", f"unusual (held-out {g})")),
         )  # fmt: skip
+    for name in runs:  # the same images' calibrated maps, on one fixed scale
+        if "anomaly_maps" in arrays[name]:
+            add(*_anomaly_maps(name, arrays[name]["anomaly_maps"], results[name], g))
     for name, run in runs.items():
         if run.model.variational and run.model.latent_dim == 2:
             _vae_space(add, name, run, arrays[name], y_all, w)
@@ -344,3 +347,30 @@ def _vae_space(add, name, run, a, y_all, w) -> None:
         lambda narrow: plots.manifold(decoded, xs, ys, title=None,
                                       side=NARROW_WIDTH if narrow else None),
     )  # fmt: skip
+
+
+def _anomaly_maps(name: str, a: dict[str, Any], entry: dict[str, Any], g: str = "people"):
+    """The anomaly section's gallery: file, title, caption (the guarantee, and the rate
+    realised), figure."""
+    m = entry["anomaly"]["maps"]
+    caption = (
+        f"The {a['n_normal']} most normal and the {len(a['images']) - a['n_normal']} most "
+        f"unusual of the unseen images (of training {g} and held-out ones), each above its "
+        f"calibrated map: every pixel's error against the same pixel's errors on "
+        f"{m['n_calibration']} other unseen normal images (a conformal p-value), drawn as "
+        "-log10 p on one fixed scale for every image, white at the per-pixel threshold "
+        f"p={m['level']:g}; green boxes hold most of the image's error above the normal "
+        "images' median there. The guarantee: on a normal image aligned and exchangeable with "
+        f"the calibration images, each pixel is red with probability at most {m['level']:g} "
+        f"(expected share {m['pixel_fpr_bound']:.3f}; realised on the unseen normal images: "
+        f"{m['pixel_fpr']:.3f}; on the held-out ones: {m['unusual_pixel_rate']:.3f}). It is "
+        "not a test of the whole image (a normal image has some red pixels), and says nothing "
+        "of images framed or lit unlike the calibration images."
+    )
+    def figure(narrow: bool):
+        return plots.anomaly_gallery(
+            a["images"], a["significance"], a["level"], a["labels"], a["boxes"], a["n_normal"],
+            title=None,
+        )
+
+    return f"anomaly_maps_{name}.png", f"{name}: calibrated anomaly maps", caption, figure

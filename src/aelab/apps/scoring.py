@@ -6,7 +6,10 @@ reconstruction error), its conformal p-value and whether it is below the thresho
 at ``fpr``. The threshold comes from normal images the model did not train on: the calibration
 share an ``Autoencoder`` held out at fit, else (a run of ``aelab train``) the run's own held-out
 images, or the images of ``calibrate`` when given; a calibration too small for the rate (whose
-threshold would be ``-inf``, flagging nothing) is refused.
+threshold would be ``-inf``, flagging nothing) is refused. With ``pixels``, the calibration
+images also calibrate each pixel, and every image gets a calibrated map: each pixel's conformal
+p-value against the same pixel's errors on the calibration images, coloured on one fixed scale
+whose middle is the per-pixel threshold (:mod:`aelab.plots.maps`).
 
 Names are written as the file system gives them, bytes that are not UTF-8 as backslash escapes;
 in the CSV, a name a spreadsheet would run as a formula is quoted (OWASP's rule); error maps are
@@ -31,9 +34,9 @@ from aelab.analysis import anomaly
 from aelab.analysis.detector import Detector, too_few_to_calibrate
 from aelab.data import ImageFolderDataset, load_dataset
 from aelab.estimator import estimator_section
+from aelab.plots.maps import significance_rgb
 from aelab.runs.open import open_runs
 
-MAP_CMAP = "inferno"
 # A cell starting so is a formula to a spreadsheet (OWASP, "CSV Injection"): a file named
 # "=HYPERLINK(...).png" would run when the CSV is opened
 FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
@@ -155,6 +158,17 @@ def read_images(source: str | os.PathLike, shape: tuple[int, int, int], data_hom
 
 
 @dataclasses.dataclass
+class Scored:
+    """What :meth:`Scorer.evaluate` gives for a batch of images."""
+
+    scores: np.ndarray  # (N,) higher = more normal
+    p_values: np.ndarray  # (N,)
+    outlier: np.ndarray  # (N,) bool: score below the threshold
+    maps: np.ndarray | None = None  # (N, H, W) squared error per pixel (mean over channels)
+    pixel_p: np.ndarray | None = None  # (N, H, W) each pixel's conformal p-value
+
+
+@dataclasses.dataclass
 class Scorer:
     """A run's detector with its threshold: what ``aelab score`` scores with."""
 
@@ -162,20 +176,40 @@ class Scorer:
     fpr: float
     source: str  # where the calibration came from, for the summary line
     skipped: str = ""  # what a calibration folder's listing passed over, for the summary line
+    map_correction: str = "none"  # of the per-pixel level, for the number of pixels
 
     @property
     def threshold(self) -> float:
         return self.detector.threshold(self.fpr)
 
+    @property
+    def pixel_level(self) -> float:
+        """The level each pixel's p-value is compared with (needs ``pixels`` at opening)."""
+        return self.detector.pixel_level(self.fpr, self.map_correction)
+
+    def evaluate(self, images: np.ndarray, maps: bool = False) -> Scored:
+        """Scores, p-values and decisions of ``images`` ``(N, C, H, W)``; with ``maps``, each
+        image's per-pixel errors and their calibrated p-values too (one reconstruction)."""
+        x = torch.from_numpy(images)
+        x_hat = self.detector.reconstruct(x) if maps else None
+        scores = self.detector.scores(x, x_hat)
+        scored = Scored(scores, self.detector.p_values(scores), scores < self.threshold)
+        if maps:
+            scored.maps = self.detector.maps(x, x_hat)
+            scored.pixel_p = self.detector.pixel_p_values(scored.maps)
+        return scored
+
     def score(self, images: np.ndarray, names: list[str]) -> list[dict[str, Any]]:
         """One row per image: its score, conformal p-value and whether it is an outlier."""
-        scores = self.detector.scores(torch.from_numpy(images))
-        p = self.detector.p_values(scores)
-        t = self.threshold
-        return [
-            {"index": i, "name": n, "score": float(s), "p_value": float(q), "outlier": bool(s < t)}
-            for i, (n, s, q) in enumerate(zip(names, scores, p))
-        ]
+        return rows(self.evaluate(images), names)
+
+
+def rows(scored: Scored, names: list[str]) -> list[dict[str, Any]]:
+    """One row per image: its name, score, conformal p-value and whether it is an outlier."""
+    return [
+        {"index": i, "name": n, "score": float(s), "p_value": float(q), "outlier": bool(o)}
+        for i, (n, s, q, o) in enumerate(zip(names, scored.scores, scored.p_values, scored.outlier))
+    ]
 
 
 def _enough(detector: Detector, fpr: float, what: str) -> None:
@@ -190,17 +224,23 @@ def _enough(detector: Detector, fpr: float, what: str) -> None:
 
 def open_scorer(
     path: str | os.PathLike, calibrate=None, data_home=None, fpr: float | None = None,
-    legacy: bool = False,
+    legacy: bool = False, *, pixels: bool = False, map_correction: str = "none",
 ) -> Scorer:  # fmt: skip
     """The run in ``path`` as a scorer: its detector (the score its estimator was fitted with,
     if one saved it), calibrated on ``calibrate`` when given, else on the calibration share an
     estimator held out at fit, else (a run of ``aelab train``) on the run's unseen normal
     images; the threshold at ``fpr`` (default: the estimator's, else 0.05). A calibration too
-    small for the rate is refused, naming how many images it needs."""
+    small for the rate is refused, naming how many images it needs. With ``pixels``, the
+    calibration images also calibrate each pixel (an estimator's saved calibration holds
+    scores, not images: ``calibrate`` is then needed), at the per-pixel level
+    ``map_correction`` gives (:func:`aelab.analysis.anomaly.pixel_level`)."""
+    if map_correction not in anomaly.PIXEL_CORRECTIONS:
+        anomaly.pixel_level(anomaly.DEFAULT_FPR, 1, map_correction)  # its one-line refusal
     opened = open_runs(path, legacy=legacy)
     if opened.workshop is not None:
         raise ValueError(
-            f"run='{path}' is a workshop; aelab score takes one of its models ({path}/NAME)"
+            f"run='{path}' is a workshop; aelab score and aelab export --scorer take one of its "
+            f"models ({path}/NAME)"
         )
     run = next(iter(opened.runs.values()))
     section = estimator_section(run.config)
@@ -222,10 +262,17 @@ def open_scorer(
     shape = tuple(run.model.input_shape)
     if calibrate is not None:
         cal = read_images(calibrate, shape, data_home)
-        detector.calibrate(torch.from_numpy(cal.x))
+        detector.calibrate(torch.from_numpy(cal.x), pixels=pixels)
         _enough(detector, fpr, f"images of calibrate='{calibrate}'")
-        return Scorer(detector, fpr, f"{len(cal.x)} images of {calibrate}", cal.skipped_line())
+        source = f"{len(cal.x)} images of {calibrate}"
+        return _checked(Scorer(detector, fpr, source, cal.skipped_line(), map_correction), pixels)
     if section.get("calibration_scores") is not None:
+        if pixels:
+            raise ValueError(
+                f"run='{path}' kept the scores of its calibration samples, not the images: "
+                "calibrated maps and galleries need normal images to calibrate each pixel on; "
+                "pass --calibrate DATA (normal images the model did not train on)"
+            )
         detector.calibrate_scores(np.asarray(section["calibration_scores"], dtype=np.float64))
         n = len(detector.calibration)
         _enough(detector, fpr, f"calibration samples that run='{path}' held out at fit")
@@ -240,9 +287,17 @@ def open_scorer(
             f"run='{path}' holds out no images to set the threshold on; pass --calibrate DATA "
             "(normal images the model did not train on)"
         )
-    detector.calibrate(torch.from_numpy(held.images))
+    detector.calibrate(torch.from_numpy(held.images), pixels=pixels)
     _enough(detector, fpr, f"{what} images of run='{path}'")
-    return Scorer(detector, fpr, f"the run's {len(held)} {what} images")
+    source = f"the run's {len(held)} {what} images"
+    return _checked(Scorer(detector, fpr, source, "", map_correction), pixels)
+
+
+def _checked(scorer: Scorer, pixels: bool) -> Scorer:
+    """``scorer``, once its per-pixel level is shown to be reachable (when asked for)."""
+    if pixels:
+        scorer.pixel_level  # noqa: B018 - raises when the calibration cannot reach it
+    return scorer
 
 
 def rows_csv(rows: list[dict[str, Any]]) -> bytes:
@@ -284,18 +339,30 @@ def map_names(images: Images) -> list[str]:
     return out
 
 
-def error_map_pngs(scorer: Scorer, images: np.ndarray) -> list[bytes]:
-    """One PNG per image: its per-pixel squared error (mean over channels), coloured on one
-    scale for all images (0 to the 99.9th percentile of every pixel's error)."""
-    from matplotlib import colormaps
+def png(rgb: np.ndarray) -> bytes:
+    """An RGB (or grey) uint8 array as the bytes of a PNG file."""
     from PIL import Image
 
-    maps = scorer.detector.maps(torch.from_numpy(images))  # (N, H, W)
-    top = float(np.percentile(maps, 99.9)) or 1.0
-    rgb = (colormaps[MAP_CMAP](np.clip(maps / top, 0, 1))[..., :3] * 255 + 0.5).astype(np.uint8)
-    out = []
-    for m in rgb:
-        buf = io.BytesIO()
-        Image.fromarray(m).save(buf, format="PNG")
-        out.append(buf.getvalue())
-    return out
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def calibrated_map_pngs(scorer: Scorer, scored: Scored) -> list[bytes]:
+    """One PNG per image, at the image's size: each pixel's ``-log10 p`` on the one fixed
+    scale of the per-pixel level (:func:`aelab.plots.maps.significance_rgb`): white at the
+    threshold, blue below, red above. A map depends on its own image alone, never on the
+    others scored with it."""
+    rgb = significance_rgb(anomaly.significance(scored.pixel_p), scorer.pixel_level)
+    return [png(m) for m in rgb]
+
+
+def map_scale_line(scorer: Scorer) -> str:
+    """The maps' scale in words, for the summary line."""
+    level = scorer.pixel_level
+    low, _, top = anomaly.significance_scale(level)
+    what = "" if scorer.map_correction == "none" else f", {scorer.map_correction} for the pixels"
+    return (
+        f"maps: -log10 p per pixel on {low:g}-{top:.3g}, blue below, white at p={level:.3g} "
+        f"(the per-pixel threshold{what}), red above"
+    )

@@ -309,42 +309,76 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def _new_file(path: str | None, what: str, overwrite: bool):
+    """``path`` as a Path if it can be written (new, or a file with ``overwrite``); else one line
+    naming it."""
+    from pathlib import Path
+
+    if path is None:
+        return None
+    out = Path(path)
+    if out.is_dir() or (out.exists() and not overwrite):
+        kind = "a directory" if out.is_dir() else "a file that exists (pass --overwrite)"
+        raise ValueError(f"{what}='{out}' is {kind}; expected a new file name")
+    return out
+
+
 def cmd_score(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from aelab.apps.scoring import error_map_pngs, map_names, open_scorer, read_images, rows_csv
+    from aelab.apps.gallery import check_gallery, gallery_html
+    from aelab.apps.scoring import (
+        calibrated_map_pngs,
+        map_names,
+        map_scale_line,
+        open_scorer,
+        read_images,
+        rows,
+        rows_csv,
+    )
     from aelab.utils.files import write_bytes
 
-    out = None if args.out is None else Path(args.out)
-    if out is not None and (out.is_dir() or (out.exists() and not args.overwrite)):
-        what = "a directory" if out.is_dir() else "a file that exists (pass --overwrite)"
-        raise ValueError(f"out='{out}' is {what}; expected a new CSV file name")
+    out = _new_file(args.out, "out", args.overwrite)
     maps = None if args.maps is None else Path(args.maps)
-    if maps is not None and (maps.is_symlink() or maps.is_file() or
+    if maps is not None and (maps.is_symlink() or (maps.exists() and not maps.is_dir()) or
                              (maps.is_dir() and any(maps.iterdir()))):  # fmt: skip
-        raise ValueError(f"maps='{maps}' exists and is not an empty folder; expected a new folder")
+        what = "is a symbolic link" if maps.is_symlink() else "exists and is not an empty folder"
+        raise ValueError(f"maps='{maps}' {what}; expected a new folder")
+    gallery = None
+    if args.gallery is not None:
+        check_gallery(args.gallery)
+        gallery = _new_file(args.gallery_out or "gallery.html", "gallery_out", args.overwrite)
+    elif args.gallery_out is not None:
+        raise ValueError(f"gallery_out='{args.gallery_out}' needs --gallery N")
     _warn_legacy(args)
-    scorer = open_scorer(args.run_dir, args.calibrate, args.data_home, args.fpr, args.legacy)
+    pixels = maps is not None or gallery is not None
+    scorer = open_scorer(args.run_dir, args.calibrate, args.data_home, args.fpr, args.legacy,
+                         pixels=pixels, map_correction=args.map_correction)  # fmt: skip
     shape = tuple(scorer.detector.run.model.input_shape)
     images = read_images(args.data, shape, args.data_home)
-    rows = scorer.score(images.x, images.names)
-    text = rows_csv(rows)
+    scored = scorer.evaluate(images.x, maps=pixels)
+    found = rows(scored, images.names)
+    text = rows_csv(found)
     if out is None:
         _write_stdout(text)
     else:
         write_bytes(out, text)
     if maps is not None:
         maps.mkdir(parents=True, exist_ok=True)
-        for name, png in zip(map_names(images), error_map_pngs(scorer, images.x)):
+        for name, png in zip(map_names(images), calibrated_map_pngs(scorer, scored)):
             write_bytes(maps / name, png)
-    flagged = sum(r["outlier"] for r in rows)
+    if gallery is not None:
+        write_bytes(gallery, gallery_html(images, scored, scorer, args.gallery))
+    flagged = sum(r["outlier"] for r in found)
     line = [
-        f"{len(rows)} images, {flagged} outliers at fpr={scorer.fpr:g} (threshold "
+        f"{len(found)} images, {flagged} outliers at fpr={scorer.fpr:g} (threshold "
         f"{scorer.threshold:.6g} from {scorer.source})"
     ]
     line += [f"skipped {images.skipped_line()}"] if images.skipped else []
     line += [f"skipped in calibrate: {scorer.skipped}"] if scorer.skipped else []
-    line += [f"wrote {out}"] if out else []
+    line += [map_scale_line(scorer)] if pixels else []
+    line += [f"wrote {', '.join(str(p) for p in (out, maps, gallery) if p is not None)}"] if (
+        out or maps or gallery) else []  # fmt: skip
     print("; ".join(line), file=sys.stderr)
     return 0
 

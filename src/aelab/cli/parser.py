@@ -376,7 +376,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_dir", metavar="RUN", help="a run (aelab train, Autoencoder.save)")
     p.add_argument("data", metavar="DATA", help="a folder of images, a .npy/.npz or a data set")
     p.add_argument("--out", metavar="FILE", help="write the CSV to FILE (default: print it)")
-    p.add_argument("--maps", metavar="DIR", help="write an error-map PNG per image into DIR (new)")
+    p.add_argument(
+        "--maps",
+        metavar="DIR",
+        help="write a calibrated map PNG per image into DIR (new): each pixel's p-value against "
+        "the same pixel on the calibration images, on one fixed scale, white at the threshold",
+    )
+    p.add_argument(
+        "--map-correction",
+        default="none",
+        choices=("none", "bonferroni"),
+        help="none (default): each pixel of a normal image flagged with probability <= fpr; "
+        "bonferroni: any pixel of a normal image flagged with probability <= fpr (needs about "
+        "pixels / fpr calibration images)",
+    )
+    p.add_argument(
+        "--gallery",
+        type=int,
+        metavar="N",
+        help="write an HTML page of the N most normal and N most unusual images with their maps "
+        "and explanations (1-100)",
+    )
+    p.add_argument(
+        "--gallery-out",
+        metavar="FILE",
+        default=None,
+        help="where --gallery writes its page (default: gallery.html; new unless --overwrite)",
+    )
     p.add_argument(
         "--fpr", type=float, help="false-positive rate of the threshold (default: the run's, 0.05)"
     )
@@ -386,7 +412,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="normal images the model did not train on, to set the threshold (default: the "
         "run's calibration share, else its held-out images)",
     )
-    p.add_argument("--overwrite", action="store_true", help="replace FILE if it exists")
+    p.add_argument(
+        "--overwrite", action="store_true", help="replace the CSV or gallery FILE if it exists"
+    )
     _run_data_home(p)
     _legacy(p)
     p.set_defaults(func=commands.cmd_score)
