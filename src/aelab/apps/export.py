@@ -7,7 +7,9 @@ what ``decode`` takes: a variational family's posterior mean (``logvar=True`` ad
 vqvae's quantised code vectors. Both graphs are run against the model at batch sizes 3 and 1
 before they are kept. A run is exported into a hidden sibling of ``out`` renamed into place whole,
 so a killed export leaves nothing half-written; an earlier export is replaced only with
-``overwrite``, a folder holding files aelab did not write never.
+``overwrite``, a folder holding files aelab did not write never. With a ``scorer``
+(:mod:`aelab.apps.export_scorer`), ``scorer.onnx`` and export.json's ``"scorer"`` section carry
+the preprocessing, the score, the threshold and the calibration scores as well.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ import torch
 from torch import nn
 
 from aelab._version import __version__
+from aelab.apps.export_scorer import check_scorer, write_scorer
+from aelab.apps.scoring import Scorer
 from aelab.models import BaseAutoencoder
 from aelab.runs.manifest import MANIFEST
 from aelab.runs.open import open_runs
@@ -113,15 +117,20 @@ def export_model(
     *,
     recipe: str | None = None,
     run_format: int | None = None,
+    scorer: Scorer | None = None,
 ) -> dict[str, Any]:
     """Write ``model``'s encoder and decoder as ``format`` graphs (``"onnx"``, ``"torchscript"``)
     and ``export.json`` into the new or empty ``out_dir``; returns what export.json records.
+    With ``scorer`` (whose detector's run holds ``model``), also ``scorer.onnx`` and the
+    ``"scorer"`` section (:func:`aelab.apps.export_scorer.write_scorer`).
 
     ONNX comes from ``torch.onnx.export(dynamo=True)``, reliable for every family with an encoder
     network: torch.export keeps the batch axis symbolic, where the deprecated TorchScript-based
     exporter froze vqvae's batch size without a word. TorchScript comes from ``torch.jit.trace``.
     """
     check_format(format)
+    if scorer is not None:
+        check_scorer(scorer, format)
     if logvar and not model.variational:
         raise ValueError(f"logvar=True is not valid for family {model.family!r}: not variational")
     if not model.exportable:  # the class's capability (models.base)
@@ -152,6 +161,7 @@ def export_model(
             errors = {}
             for part, (example, _, names) in parts.items():
                 errors |= _check(model_fns[part], example, runs[part], names)
+            section = None if scorer is None else write_scorer(out, scorer, x)
     except BaseException:  # out_dir held nothing: what it holds now is this export's
         for p in out.iterdir():
             if p.name != LOCK:
@@ -177,6 +187,7 @@ def export_model(
         "max_abs_error": errors,  # against the model, over batch sizes CHECK_BATCHES
         "run_format": run_format,
         "versions": {"aelab": __version__, "torch": torch.__version__},
+        **({} if section is None else {"scorer": section}),
         "files": {p.name: sha256_file(p) for p in sorted(out.iterdir()) if p.name != LOCK},
     }  # fmt: skip
     write_bytes(out / EXPORT_FILE, _json(record))
@@ -191,14 +202,18 @@ def export_run(
     *,
     overwrite: bool = False,
     legacy: bool = False,
+    scorer: Scorer | None = None,
 ) -> dict[str, Any]:
     """Export the run in ``path`` (``aelab train``) into ``out``, or each model of a workshop
     (``aelab run``) into ``out/NAME/`` (one that cannot be exported is left out, under
-    ``skipped``; with ``logvar``, variational ones give ``logvar``). ``out`` defaults to
-    ``RUN-FORMAT`` beside the run (``WORKSHOP-RUN-FORMAT`` for a workshop's model), never inside
-    an aelab folder, whose manifest lists every file it holds. Returns the top ``export.json``'s
-    record, and ``out``."""
+    ``skipped``; with ``logvar``, variational ones give ``logvar``). ``scorer``: the run's
+    scorer (:func:`aelab.apps.scoring.open_scorer`, one run only), exported with it. ``out``
+    defaults to ``RUN-FORMAT`` beside the run (``WORKSHOP-RUN-FORMAT`` for a workshop's model),
+    never inside an aelab folder, whose manifest lists every file it holds. Returns the top
+    ``export.json``'s record, and ``out``."""
     check_format(format)
+    if scorer is not None:
+        check_scorer(scorer, format)
     source = Path(path)
     target = Path(out) if out is not None else _default_out(source, format)
     _check_target(target, overwrite)
@@ -217,6 +232,7 @@ def export_run(
                     run.model, staging / name if workshop else staging, format,
                     logvar and (run.model.variational or not workshop),
                     recipe=name, run_format=run.config.format,
+                    scorer=None if workshop else scorer,
                 )  # fmt: skip
             except NotExportable as e:
                 if not workshop:

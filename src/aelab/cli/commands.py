@@ -396,10 +396,22 @@ def _write_stdout(data: bytes) -> None:
 
 def cmd_export(args: argparse.Namespace) -> int:
     from aelab.apps.export import export_run
+    from aelab.apps.export_scorer import check_scorer
+    from aelab.apps.scoring import open_scorer
 
     start = time.perf_counter()
+    if not args.scorer and (args.calibrate is not None or args.fpr is not None):
+        flag = "--calibrate" if args.calibrate is not None else "--fpr"
+        raise ValueError(f"{flag} sets the threshold of a scorer; it needs --scorer")
     try:
         _warn_legacy(args)
+        scorer = None
+        if args.scorer:
+            if args.format != "onnx":  # before the calibration images are read
+                raise ValueError(f"--scorer needs --format onnx, not {args.format!r}")
+            scorer = open_scorer(args.run_dir, args.calibrate, args.data_home, args.fpr,
+                                 args.legacy)  # fmt: skip
+            check_scorer(scorer, args.format)
         record = export_run(
             args.run_dir,
             args.out,
@@ -407,6 +419,7 @@ def cmd_export(args: argparse.Namespace) -> int:
             args.logvar,
             overwrite=args.overwrite,
             legacy=args.legacy,
+            scorer=scorer,
         )
     except ImportError as e:  # onnx is an optional extra: its message names the install
         raise ValueError(str(e)) from None
@@ -414,6 +427,10 @@ def cmd_export(args: argparse.Namespace) -> int:
         print(f"left out {name}: {reason}", file=sys.stderr)
     models = record["models"] if "models" in record else {record["recipe"]: record}
     done = ", ".join(f"{n} ({r['family']}, code {r['code_size']})" for n, r in models.items())
+    if "scorer" in record:
+        s = record["scorer"]
+        done += (f"; scorer.onnx, threshold {s['threshold']:.6g} at fpr={s['fpr']:g} from "
+                 f"{s['calibration']}")  # fmt: skip
     print(f"wrote {record['out']}: {done} in {time.perf_counter() - start:.1f} s")
     return 0
 

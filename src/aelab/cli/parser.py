@@ -438,7 +438,23 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="variational models: the encoder also gives the posterior's log-variance, logvar",
     )
+    p.add_argument(
+        "--scorer",
+        action="store_true",
+        help="onnx: also scorer.onnx and, in export.json, the preprocessing, the score, the "
+        "threshold and the calibration scores (examples/score_onnx.py scores with them)",
+    )
+    p.add_argument(
+        "--calibrate",
+        metavar="DATA",
+        help="--scorer: normal images the model did not train on, to set the threshold "
+        "(default: as aelab score)",
+    )
+    p.add_argument(
+        "--fpr", type=float, help="--scorer: the threshold's false-positive rate (default 0.05)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an earlier export in DIR")
+    _run_data_home(p)
     _legacy(p)
     p.set_defaults(func=commands.cmd_export)
 
