@@ -31,7 +31,7 @@ from aelab.apps.scoring import Scorer
 
 SCORER_FILE = "scorer.onnx"
 SCORER_FORMAT = 1  # of export.json's "scorer" section
-SCORE_TOLERANCE = 1e-6  # the graph's scores against the Detector's, on the check images
+SCORE_TOLERANCE = 1e-6  # the graph's against the Detector's, of their scale, on the check images
 
 # How aelab reads an image file into pixels (aelab.data.reading and aelab.data.images), as
 # numbers a scorer elsewhere can use; ``kind`` names each rule, so a reader refuses one it
@@ -144,15 +144,14 @@ def write_scorer(out: Path, scorer: Scorer, check: torch.Tensor) -> dict[str, An
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     score, error_map = session.run(None, {"x": check.numpy()})
     detector = scorer.detector
-    errors = {
-        "score": float(np.abs(score - detector.scores(check)).max()),
-        "error_map": float(np.abs(error_map - detector.maps(check)).max()),
-    }
-    if not max(errors.values()) <= SCORE_TOLERANCE:
-        raise ValueError(
-            f"the exported scorer's scores differ from aelab's by {max(errors.values()):.3g}: "
-            "nothing was kept"
-        )
+    want = {"score": detector.scores(check), "error_map": detector.maps(check)}
+    errors = {"score": float(np.abs(score - want["score"]).max()),
+              "error_map": float(np.abs(error_map - want["error_map"]).max())}  # fmt: skip
+    for name, err in errors.items():
+        if not err <= SCORE_TOLERANCE * max(1.0, float(np.abs(want[name]).max())):
+            raise ValueError(
+                f"the exported scorer's {name} differs from aelab's by {err:.3g}: nothing was kept"
+            )
     c, h, w = detector.run.model.input_shape
     calibration = detector.calibration
     return {
