@@ -160,7 +160,7 @@ def _set(path: str, value):
 
 @pytest.mark.slow
 def test_a_changed_export_is_one_line(exported, tmp_path):
-    run, out, calibration, photos = exported
+    _, out, _, photos = exported
 
     def flip(record, copy):
         data = bytearray((copy / "scorer.onnx").read_bytes())
@@ -173,13 +173,15 @@ def test_a_changed_export_is_one_line(exported, tmp_path):
     def lower(record, copy):
         record["scorer"]["threshold"] -= 0.01
 
+    def with_nan(record, copy):
+        return json.dumps(record).replace('"calibration_scores": [', '"calibration_scores": [NaN, ')
+
     cases = [
         (lower, "does not follow from its calibration_scores and fpr=0.1: the file was changed"),
         (_set("scorer.fpr", 0.3), "does not follow from its calibration_scores"),
         (shuffled, "are not sorted"),
         (_set("scorer.calibration_scores", []), "is not a non-empty list"),
-        (lambda r, c: json.dumps(r).replace('"calibration_scores": [', '"calibration_scores"'
-                                            ': [NaN, '), "is out of range"),  # fmt: skip
+        (with_nan, "is out of range"),
         (_set("scorer.image_size", [12, 0]), "image_size=0 is out of range"),
         (_set("scorer.image_size", "12x10"), "image_size is not a list of 2 numbers"),
         (_set("scorer.image_size", [10, 12]), "takes x ['batch', 3, 12, 10], not (B, 3, 10, 12)"),
@@ -212,9 +214,7 @@ def digits_run(tmp_path_factory):
     return out
 
 
-def test_bad_scorer_arguments_are_one_line_before_anything_is_written(
-    digits_run, tmp_path, capsys
-):
+def test_bad_scorer_arguments_are_one_line_before_anything_is_written(digits_run, tmp_path, capsys):
     pytest.importorskip("onnxruntime")
     one = tmp_path / "one"
     one.mkdir()
