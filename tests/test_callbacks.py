@@ -1,7 +1,10 @@
-"""Trainer callbacks: their order, the NaN guard, early stopping, checkpoints, and the trainer's
-own state (``state_dict`` / ``load_state_dict``) that checkpoints are made of."""
+"""Trainer callbacks: their order, the NaN guard, early stopping, checkpoints (by epochs and by
+time), progress where stderr is not a terminal, and the trainer's own state (``state_dict`` /
+``load_state_dict``) that checkpoints are made of."""
 
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
@@ -9,7 +12,7 @@ import torch
 from aelab.models import build_model
 from aelab.runs.rundir import RunDir
 from aelab.runs.training import read_state
-from aelab.training.callbacks import Callback, Checkpoint, EarlyStopping
+from aelab.training.callbacks import Callback, Checkpoint, EarlyStopping, ProgressBar
 from aelab.training.config import TrainConfig
 from aelab.training.trainer import Trainer
 
@@ -173,6 +176,27 @@ def test_checkpoint_every_and_at_the_end(tmp_path):
     assert saved[-1] == 2 and read_state(tmp_path / "early")["epoch"] == 2
 
 
+def test_checkpoint_by_time(tmp_path):
+    """``seconds``: a checkpoint after each epoch that ends that long after the last one: with a
+    moment, every epoch; with a long time, only the end. The setting is checked."""
+    saved = []
+
+    class Spy(Checkpoint):
+        def save(self, trainer):
+            saved.append(trainer.epoch)
+            super().save(trainer)
+
+    for seconds, expected in ((1e-9, [1, 2, 3, 4]), (1e9, [4])):
+        saved.clear()
+        trainer = Trainer(_model(), TrainConfig(epochs=4, device="cpu"))
+        with RunDir.create(tmp_path / f"run-{seconds}", kind="train") as rundir:
+            trainer.fit(_data(), callbacks=[Spy(rundir, seconds=seconds)], progress=False)
+        assert saved == expected
+    for bad in (-1, float("nan"), "30", True):
+        with pytest.raises(ValueError, match=rf"checkpoint_seconds={bad!r} is not valid; expected"):
+            TrainConfig(checkpoint_seconds=bad)
+
+
 def test_the_nan_guard_checks_the_weights_and_the_heldout_loss():
     from aelab.training.callbacks import FiniteLoss
 
@@ -185,3 +209,29 @@ def test_the_nan_guard_checks_the_weights_and_the_heldout_loss():
         next(trainer.model.parameters())[0, :5] = float("nan")
     with pytest.raises(FloatingPointError, match=r"epoch 3: 5 weights became NaN or infinite"):
         FiniteLoss().on_epoch_end(trainer, record)
+
+
+LINE = r"(m: )?epoch (\d+)/(\d+), loss \d\.\d{5}, held-out \d\.\d{5}, [\d,]+ img/s, \d+:\d\d so far"
+
+
+def test_progress_lines_where_stderr_is_not_a_terminal(capsys):
+    """pytest's stderr is no terminal: no bar, but lines: with every_seconds=0 one an epoch
+    (the time left on all but the last), and by default at least the last; a resumed fit goes on
+    counting; progress=False prints nothing."""
+    data, held = _data(), _data(32, seed=1)
+    trainer = Trainer(_model(), TrainConfig(epochs=3, device="cpu"))
+    trainer.fit(data, held, callbacks=[ProgressBar("m", every_seconds=0)], progress=False)
+    lines = capsys.readouterr().err.splitlines()
+    assert [re.fullmatch(LINE + r"(, \d+:\d\d left)?", line).group(2) for line in lines] == [
+        "1", "2", "3"
+    ]  # fmt: skip
+    assert lines[0].startswith("m: epoch 1/3, ") and lines[0].endswith(" left")
+    assert not lines[-1].endswith(" left")
+    trainer.config.epochs = 5  # resumed to train longer, with the trainer's own progress
+    trainer.fit(data, held, progress=None, desc="m")
+    lines = capsys.readouterr().err.splitlines()
+    assert lines and all(re.fullmatch(LINE + r"(, \d+:\d\d left)?", line) for line in lines)
+    assert lines[-1].startswith("m: epoch 5/5, ") and len(lines) <= 2  # 4 and 5 at most
+    trainer.config.epochs = 6
+    trainer.fit(data, held, progress=False, desc="m")
+    assert capsys.readouterr().err == ""

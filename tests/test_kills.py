@@ -35,7 +35,7 @@ DRIVER = textwrap.dedent("""
     def announced(path, data):
         digest = original(path, data)
         if ".aelab-tmp-" in path.parent.name and path.parent.name.startswith(".checkpoint-"):
-            print("WROTE", path.parent.name, path.name, flush=True)
+            print("WROTE", path.parent.parent.name, path.parent.name, path.name, flush=True)
             time.sleep(0.15)
         return digest
 
@@ -157,4 +157,46 @@ def test_a_killed_workshop_resumes_and_keeps_the_models_it_finished(tmp_path):
     assert (out / "shallow" / "model.safetensors").stat().st_mtime_ns == finished  # kept
     for name in ("shallow", "vae"):
         assert _same(_weights(out / name), _weights(ref / name))
+    assert (out / "report.html").is_file()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGINT], ids=["kill-9", "ctrl-c"])
+def test_a_workshop_interrupted_inside_a_model_resumes_from_its_checkpoint(tmp_path, sig):
+    """aelab run's models checkpoint by time (--checkpoint-seconds; a moment here, so every
+    epoch): a kill or Ctrl-C while the second model writes its third checkpoint leaves its
+    second in force, and --resume continues from there (its first two epochs kept as they were
+    recorded) to the weights of a workshop never interrupted."""
+    common = ["run", "--data", "digits", "--models", "shallow,vae", "--epochs", "6",
+              "--conv-kernels", "default", "--checkpoint-seconds", "1e-9", "--quiet"]  # fmt: skip
+    ref = tmp_path / "ref"
+    proc = subprocess.run([sys.executable, "-m", "aelab", *common, "--out", str(ref)],
+                          capture_output=True, text=True)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    out = tmp_path / "interrupted"
+    proc = _start([*common, "--out", str(out)])
+    for line in proc.stdout:  # WROTE model checkpoint-folder file
+        _, model, folder, _ = line.split()
+        if model == "vae" and folder.startswith(".checkpoint-000003"):
+            proc.send_signal(sig)
+            break
+    assert proc.wait(timeout=300) == (-signal.SIGKILL if sig == signal.SIGKILL else 130)
+    if sig == signal.SIGINT:
+        assert f"stopped: shallow, vae (at epoch 2) kept in '{out}'" in proc.stderr.read()
+    state = read_state(out / "vae")
+    assert state["epoch"] == 2
+    recorded = [r["seconds"] for r in state["history"]]
+    resumed = subprocess.run(
+        [sys.executable, "-m", "aelab", "run", "--out", str(out), "--resume", "--quiet"],
+        capture_output=True,
+        text=True,
+    )
+    assert resumed.returncode == 0, resumed.stderr
+    assert "shallow: already trained" in resumed.stderr
+    history = load_run(out / "vae").history
+    assert [r["seconds"] for r in history[:2]] == recorded  # continued, not started again
+    for name in ("shallow", "vae"):
+        assert _same(_weights(out / name), _weights(ref / name))
+        assert [r["loss"] for r in load_run(out / name).history] == [
+            r["loss"] for r in load_run(ref / name).history
+        ]
     assert (out / "report.html").is_file()

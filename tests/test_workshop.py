@@ -86,3 +86,15 @@ def test_the_old_preset_flag_still_names_the_schedule():
 
     args = build_parser().parse_args(["run", "--preset", "seed"])
     assert args.schedule == "seed"
+
+
+def test_a_workshops_models_checkpoint_by_time(workshop):
+    """Each model of aelab run records checkpoint_seconds 30 (a checkpoint after the first epoch
+    30 s after the last: an interrupted model loses at most about that), resumed runs too;
+    --checkpoint-seconds sets another."""
+    from aelab.apps.workshop import CHECKPOINT_SECONDS
+    from aelab.runs.config import RunConfig
+
+    assert CHECKPOINT_SECONDS == 30
+    for name in FIVE:
+        assert RunConfig.load(workshop / name).train.checkpoint_seconds == 30

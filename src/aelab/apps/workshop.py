@@ -28,6 +28,11 @@ from aelab.training.tracking import check_outside, defaults, parse_log
 from aelab.utils.choices import did_you_mean, not_one_of, suggestion
 
 WORKSHOP_MODELS = ("shallow", "deep", "conv", "denoising", "vae")
+# A workshop's models checkpoint after the first epoch that ends 30 s after the last checkpoint,
+# so an interrupted model resumes (aelab run --resume) with at most about 30 s of its training
+# lost. A checkpoint writes the model and its optimizer's state; see README, "A workshop
+# interrupted", for what that costs.
+CHECKPOINT_SECONDS = 30.0
 
 
 def check_models(models: list[str] | tuple[str, ...]) -> list[str]:
@@ -168,20 +173,32 @@ def _saying_what_is_kept(rundir: RunDir, log: Callable[[str], None]):
         except BaseException:
             if rundir.trained_models():
                 log(
-                    f"stopped: {', '.join(rundir.trained_models())} kept in '{rundir.target}'; "
+                    f"stopped: {', '.join(_kept(rundir))} kept in '{rundir.target}'; "
                     f"aelab run --out {rundir.target} --resume continues"
                 )
             raise
+
+
+def _kept(rundir: RunDir) -> list[str]:
+    """The models an interruption keeps: trained, or (``vae (at epoch 2)``) at a checkpoint."""
+    kept = []
+    for name in rundir.trained_models():
+        manifest = Manifest.read(rundir.path / name)
+        if manifest is not None and not manifest.complete and manifest.checkpoint:
+            name += f" (at epoch {manifest.epoch})"
+        kept.append(name)
+    return kept
 
 
 def _configs(record: WorkshopRecord, split: Split) -> dict[str, TrainConfig]:
     """Every run's training config, resolved (and so validated) before anything is written."""
     shape, n = split.train.image_shape, len(split.train)
     many = record.seeds is not None
+    settings = {"checkpoint_seconds": CHECKPOINT_SECONDS, **(record.settings or {})}
     return {
         name: resolve(
             model, shape, schedule_name=record.schedule, n_train=n, model=record.model,
-            train={**(record.settings or {}), **({"seed": seed} if many else {})},
+            train={**settings, **({"seed": seed} if many else {})},
         ).train
         for model, seed, name in record.runs()
     }  # fmt: skip

@@ -247,7 +247,26 @@ def cmd_run(args: argparse.Namespace) -> int:
             tracking=trackers,
         )
     print(f"wrote {record['out']}/report.html in {time.perf_counter() - start:.0f} s")
+    _headline(record["out"])
     return 0
+
+
+def _headline(out: str) -> None:
+    """What a workshop found, in one line (each model's held-out MSE over PCA's at its code
+    size, from metrics.json), and the report's address to open."""
+    import json
+    from pathlib import Path
+
+    folder = Path(out).resolve()
+    metrics = json.loads((folder / "metrics.json").read_text(encoding="utf-8"))
+    ratios = [
+        f"{name} {m['pca_ratio']:.2f}"
+        for name, m in metrics.get("models", {}).items()
+        if isinstance(m.get("pca_ratio"), (int, float))
+    ]
+    if ratios:
+        print(f"held-out MSE / PCA's at each code size (below 1 beats PCA): {', '.join(ratios)}")
+    print(f"open {(folder / 'report.html').as_uri()}")
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -317,7 +317,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config_flags(  # every model's, on top of its schedule
         p.add_argument_group("training"),
-        names=("epochs", "seed", "device", "precision", "conv_kernels"),
+        names=("epochs", "seed", "device", "precision", "conv_kernels", "checkpoint_seconds"),
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--log", action="append", metavar="KIND[:WHERE]", help=LOG_HELP)

@@ -258,7 +258,8 @@ def _train_into(
     try:
         if rundir is not None:
             rundir.write_json("config.json", config.to_dict())
-        checkpoint = Checkpoint(rundir, every=trainer.config.checkpoint_every)
+        every, seconds = trainer.config.checkpoint_every, trainer.config.checkpoint_seconds
+        checkpoint = Checkpoint(rundir, every=every, seconds=seconds)
         trainer.fit(
             x_train,
             x_heldout,

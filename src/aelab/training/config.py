@@ -45,6 +45,10 @@ class TrainConfig:
     checkpoint_every: int = setting(
         0, "also checkpoint every N epochs (always at the end)", metavar="N"
     )
+    checkpoint_seconds: float = setting(  # aelab run: 30 (aelab.apps.workshop)
+        0.0, "also checkpoint after an epoch once S seconds have passed since the last "
+        "checkpoint (default 0: never; aelab run: 30)", metavar="S",
+    )  # fmt: skip
     workers: int = setting(  # DataLoader processes reading a streamed Dataset
         0, "with --stream: N processes read and decode images (default 0: in the training "
         "process)", metavar="N",
@@ -84,6 +88,13 @@ class TrainConfig:
         _positive_int("epochs", self.epochs)  # 0 would write an untrained run
         _positive_int("batch_size", self.batch_size)
         _positive_int("checkpoint_every", self.checkpoint_every, minimum=0)
+        seconds = self.checkpoint_seconds
+        if isinstance(seconds, bool) or not (
+            isinstance(seconds, (int, float)) and math.isfinite(seconds) and seconds >= 0
+        ):
+            raise ValueError(
+                f"checkpoint_seconds={seconds!r} is not valid; expected a number of seconds >= 0"
+            )
         _positive_int("workers", self.workers, minimum=0)
         check_optimizer(self.optimizer)
         lr = self.learning_rate
