@@ -228,11 +228,11 @@ def test_bad_scorer_arguments_are_one_line_before_anything_is_written(digits_run
         ([digits_run, "--scorer", "--format", "torchscript"],
          "--scorer needs --format onnx, not 'torchscript'"),
         ([digits_run, "--scorer", "--calibrate", one],
-         f"1 images of calibrate='{one}' are too few for --fpr=0.05"),
+         f"1 images of --calibrate {one} are too few for --fpr=0.05"),
         ([digits_run, "--scorer", "--fpr", "0.001"], "180 held-out images of run="),
         ([digits_run, "--fpr", "0.1"], "--fpr sets the threshold of a scorer; it needs --scorer"),
         ([digits_run, "--calibrate", one], "--calibrate sets the threshold of a scorer"),
-        ([elbo, "--scorer"], "scorer=True is not valid for anomaly_score='elbo'"),
+        ([elbo, "--scorer"], "--scorer is not valid for anomaly_score='elbo'"),
     ]  # fmt: skip
     for argv, words in cases:
         assert main(["export", *map(str, argv), "--out", str(out)]) == 2, argv

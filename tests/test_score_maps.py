@@ -125,7 +125,7 @@ def test_the_gallery_shows_the_extremes_with_explanations(
     # the default name, in the current folder; an existing page is kept without --overwrite
     monkeypatch.chdir(tmp_path)
     code, _, err = _score([run, folder, "--gallery", 1], capsys)
-    assert code == 2 and "gallery_out='gallery.html' (--gallery-out) is a file that" in err[0]
+    assert code == 2 and "--gallery-out gallery.html is a file that" in err[0]
     assert _score([run, folder, "--gallery", 1, "--overwrite"], capsys)[0] == 0
     assert page.read_text().count("<figure") == 2
 
@@ -147,21 +147,21 @@ def test_hostile_arguments_are_one_line_and_write_nothing(run, folder, tmp_path,
     x = _digits(0, 300).astype(np.float32) / 255
     Autoencoder(model="shallow", epochs=1, random_state=0, device="cpu").fit(x).save(saved)
     cases = [
-        ([run, folder, "--gallery", 0], "gallery=0 (--gallery) is not valid; expected a whole "
+        ([run, folder, "--gallery", 0], "--gallery 0 is not valid; expected a whole "
          "number from 1 to 100"),
-        ([run, folder, "--gallery", 10**12], "gallery=1000000000000 (--gallery) is not valid"),
-        ([run, folder, "--gallery", -3], "gallery=-3 (--gallery) is not valid"),
-        ([run, folder, "--maps", link], f"maps='{link}' is a symbolic link; expected a new folder"),
-        ([run, folder, "--maps", taken], f"maps='{taken}' exists and is not an empty folder"),
-        ([run, folder, "--maps", full], f"maps='{full}' exists and is not an empty folder"),
+        ([run, folder, "--gallery", 10**12], "--gallery 1000000000000 is not valid"),
+        ([run, folder, "--gallery", -3], "--gallery -3 is not valid"),
+        ([run, folder, "--maps", link], f"--maps {link} is a symbolic link; expected a new folder"),
+        ([run, folder, "--maps", taken], f"--maps {taken} exists and is not an empty folder"),
+        ([run, folder, "--maps", full], f"--maps {full} exists and is not an empty folder"),
         ([run, folder, "--gallery", 2, "--gallery-out", taken], "is a file that exists"),
         ([run, folder, "--gallery", 2, "--gallery-out", empty], "is a directory"),
         ([run, folder, "--gallery-out", tmp_path / "g.html"], "needs --gallery N"),
         ([run, folder, "--maps", tmp_path / "m", "--calibrate", one],
-         f"1 images of calibrate='{one}' are too few for --fpr=0.05"),
+         f"1 images of --calibrate {one} are too few for --fpr=0.05"),
         ([run, folder, "--gallery", 2, "--gallery-out", tmp_path / "g.html", "--map-correction",
-          "bonferroni"], "180 calibration images are too few for map_correction='bonferroni' "
-         "(--map-correction) over 64 pixels at fpr=0.05"),
+          "bonferroni"], "180 calibration images are too few for --map-correction bonferroni "
+         "over 64 pixels at --fpr 0.05"),
         ([saved, folder, "--maps", tmp_path / "m"], "kept the scores of its calibration "
          "samples, not the images"),
     ]  # fmt: skip

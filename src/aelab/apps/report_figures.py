@@ -367,10 +367,17 @@ def _anomaly_maps(name: str, a: dict[str, Any], entry: dict[str, Any], g: str = 
         "not a test of the whole image (a normal image has some red pixels), and says nothing "
         "of images framed or lit unlike the calibration images."
     )
+
     def figure(narrow: bool):
         return plots.anomaly_gallery(
-            a["images"], a["significance"], a["level"], a["labels"], a["boxes"], a["n_normal"],
+            a["images"],
+            a["significance"],
+            a["level"],
+            a["labels"],
+            a["boxes"],
+            a["n_normal"],
             title=None,
+            cols=2 if narrow else None,
         )
 
     return f"anomaly_maps_{name}.png", f"{name}: calibrated anomaly maps", caption, figure

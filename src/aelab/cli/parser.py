@@ -6,7 +6,7 @@ import argparse
 
 from aelab.training.config import SCHEDULES
 
-from . import commands
+from . import commands, deploy
 from .flags import FAMILY_FLAGS, config_flags
 
 MODEL_NAMES = "{models}"  # in a help text: the registered models, read when help is printed
@@ -372,91 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     _legacy(p)
     p.set_defaults(func=commands.cmd_compare)
 
-    p = sub.add_parser("score", help="how unusual each image is: scores, p-values, outliers")
-    p.add_argument("run_dir", metavar="RUN", help="a run (aelab train, Autoencoder.save)")
-    p.add_argument("data", metavar="DATA", help="a folder of images, a .npy/.npz or a data set")
-    p.add_argument("--out", metavar="FILE", help="write the CSV to FILE (default: print it)")
-    p.add_argument(
-        "--maps",
-        metavar="DIR",
-        help="write a calibrated map PNG per image into DIR (new): each pixel's p-value against "
-        "the same pixel on the calibration images, on one fixed scale, white at the threshold",
-    )
-    p.add_argument(
-        "--map-correction",
-        default="none",
-        choices=("none", "bonferroni"),
-        help="none (default): each pixel of a normal image flagged with probability <= fpr; "
-        "bonferroni: any pixel of a normal image flagged with probability <= fpr (needs about "
-        "pixels / fpr calibration images)",
-    )
-    p.add_argument(
-        "--gallery",
-        type=int,
-        metavar="N",
-        help="write an HTML page of the N most normal and N most unusual images with their maps "
-        "and explanations (1-100)",
-    )
-    p.add_argument(
-        "--gallery-out",
-        metavar="FILE",
-        default=None,
-        help="where --gallery writes its page (default: gallery.html; new unless --overwrite)",
-    )
-    p.add_argument(
-        "--fpr", type=float, help="false-positive rate of the threshold (default: the run's, 0.05)"
-    )
-    p.add_argument(
-        "--calibrate",
-        metavar="DATA",
-        help="normal images the model did not train on, to set the threshold (default: the "
-        "run's calibration share, else its held-out images)",
-    )
-    p.add_argument(
-        "--overwrite", action="store_true", help="replace the CSV or gallery FILE if it exists"
-    )
-    _run_data_home(p)
-    _legacy(p)
-    p.set_defaults(func=commands.cmd_score)
-
-    p = sub.add_parser(
-        "export", help="write a trained model's encoder and decoder as ONNX or TorchScript graphs"
-    )
-    p.add_argument("run_dir", metavar="RUN", help="a run (aelab train) or workshop (aelab run)")
-    p.add_argument(
-        "--format",
-        default="onnx",
-        help="onnx (default; pip install 'aelab[onnx]') or torchscript",
-    )
-    p.add_argument(
-        "--out",
-        metavar="DIR",
-        help="a new folder (default: RUN-FORMAT beside the run; a workshop's models in DIR/NAME/)",
-    )
-    p.add_argument(
-        "--logvar",
-        action="store_true",
-        help="variational models: the encoder also gives the posterior's log-variance, logvar",
-    )
-    p.add_argument(
-        "--scorer",
-        action="store_true",
-        help="onnx: also scorer.onnx and, in export.json, the preprocessing, the score, the "
-        "threshold and the calibration scores (examples/score_onnx.py scores with them)",
-    )
-    p.add_argument(
-        "--calibrate",
-        metavar="DATA",
-        help="--scorer: normal images the model did not train on, to set the threshold "
-        "(default: as aelab score)",
-    )
-    p.add_argument(
-        "--fpr", type=float, help="--scorer: the threshold's false-positive rate (default 0.05)"
-    )
-    p.add_argument("--overwrite", action="store_true", help="replace an earlier export in DIR")
-    _run_data_home(p)
-    _legacy(p)
-    p.set_defaults(func=commands.cmd_export)
+    for add in (deploy.add_score, deploy.add_export):
+        p = add(sub)
+        _run_data_home(p)
+        _legacy(p)
 
     p = sub.add_parser(
         "explore", help="a local page with sliders through a trained model's latent space"

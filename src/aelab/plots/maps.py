@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from .style import finish, tile_inches
+
 MAP_CMAP = "RdBu_r"  # diverging: blue below the threshold, white at it, red above
 BOX_COLOUR = (0, 160, 0)  # an explanation's regions (green: neither of the map's colours)
 
@@ -59,7 +61,8 @@ def anomaly_gallery(
     labels: Sequence[str],
     boxes: Sequence[Sequence[tuple[int, int, int, int]]],
     n_normal: int,
-    title: str = "Most normal and most unusual images",
+    title: str | None = "Most normal and most unusual images",
+    cols: int | None = None,
 ) -> Figure:
     """The images (top row) above their calibrated maps (bottom row), the ``n_normal`` most
     normal first, then the most unusual, every map on the one fixed scale of ``level`` with its
@@ -78,6 +81,8 @@ def anomaly_gallery(
         Each image's regions (inclusive pixel bounds).
     n_normal : int
         How many of the images are the most normal ones (the rest: the most unusual).
+    cols : int, optional
+        Images per row (default: all in one row); each row of images has its maps below it.
     """
     from matplotlib import colormaps
     from matplotlib.colors import Normalize
@@ -85,30 +90,39 @@ def anomaly_gallery(
     n = len(images)
     if not (len(significance) == len(labels) == len(boxes) == n) or n == 0:
         raise ValueError("images, significance, labels and boxes must have one entry per image")
-    fig = Figure(figsize=(1.5 * n + 1.2, 3.6), layout="constrained")
-    axes = fig.subplots(2, n, squeeze=False)
+    cols = n if cols is None else max(1, min(int(cols), n))
+    chunks = -(-n // cols)
+    tile = tile_inches(*images.shape[-2:])
+    fig = Figure(figsize=(cols * (tile + 0.35) + 1.3, chunks * 2 * (tile + 0.45) + 0.4),
+                 layout="constrained")  # fmt: skip
+    axes = fig.subplots(2 * chunks, cols, squeeze=False)
     rgb = significance_rgb(significance, level)
-    for i in range(n):
+    for i in range(chunks * cols):
+        top_ax, map_ax = axes[2 * (i // cols), i % cols], axes[2 * (i // cols) + 1, i % cols]
+        if i >= n:
+            top_ax.set_axis_off()
+            map_ax.set_axis_off()
+            continue
         img = images[i]
         shown = img[0] if img.shape[0] == 1 else np.moveaxis(img[:3], 0, -1)
-        axes[0, i].imshow(shown, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
-        axes[0, i].set_title("most normal" if i < n_normal else "most unusual", fontsize="small",
-                             color="tab:blue" if i < n_normal else "tab:red")  # fmt: skip
-        axes[1, i].imshow(rgb[i], interpolation="nearest")
-        for top, left, bottom, right in boxes[i]:  # on the pixels' edges, hiding none
-            axes[1, i].add_patch(_box(top, left, bottom, right))
-        axes[1, i].set_xlabel(labels[i], fontsize="x-small")
-        for ax in axes[:, i]:
+        top_ax.imshow(shown, cmap="gray", vmin=0, vmax=1, interpolation="nearest")
+        top_ax.set_title("most normal" if i < n_normal else "most unusual",
+                         color="tab:blue" if i < n_normal else "tab:red")  # fmt: skip
+        map_ax.imshow(rgb[i], interpolation="nearest")
+        for t, left, bottom, right in boxes[i]:  # on the pixels' edges, hiding none
+            map_ax.add_patch(_box(t, left, bottom, right))
+        map_ax.set_xlabel(labels[i].replace("; ", "\n"))
+        for ax in (top_ax, map_ax):
             ax.set_xticks([])
             ax.set_yticks([])
     low, middle, top = 0.0, -np.log10(level), -2.0 * np.log10(level)
     mappable = _scalar_mappable(colormaps[MAP_CMAP], Normalize(low, top))
-    bar = fig.colorbar(mappable, ax=axes[1, :].tolist(), fraction=0.05, pad=0.02)
+    bar = fig.colorbar(mappable, ax=axes[1::2, :].ravel().tolist(), fraction=0.05, pad=0.02)
     bar.set_ticks([low, middle, top])
     bar.set_ticklabels(["p=1", f"p={level:.3g}\n(threshold)", f"p≤{level * level:.2g}"])
-    bar.ax.tick_params(labelsize="x-small")
-    fig.suptitle(title)
-    return fig
+    if title:
+        fig.suptitle(title)
+    return finish(fig)
 
 
 def _box(top: int, left: int, bottom: int, right: int):
