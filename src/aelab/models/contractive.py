@@ -87,7 +87,8 @@ class ContractiveAutoencoder(DenseAutoencoder):
     def contraction(self, x: torch.Tensor, z: torch.Tensor | None = None) -> torch.Tensor:
         """``||J_f(x)||_F^2`` ``(B,)`` for images ``x``; ``z``: their codes, if already known."""
         if not self.closed_form:
-            return mlp_jacobian_norm(self.encoder[1], x.flatten(1))  # encoder: Flatten, mlp
+            # encoder: Flatten, mlp; the Jacobian at the input the encoder sees
+            return mlp_jacobian_norm(self.encoder[1], self.centred(x).flatten(1))
         z = self.encode(x) if z is None else z
         return sigmoid_layer_norm(z, self.encoder[1][0].weight)  # Flatten, mlp(Linear, Sigmoid)
 

@@ -29,12 +29,15 @@ FAMILIES: dict[str, type[BaseAutoencoder]] = {}
 class QuickBudget:
     """How much a recipe trains under the ``quick`` schedule: ``images`` seen in all (counted in
     28x28 images: a 64x64 image counts 5.2), within ``min_epochs`` and ``max_epochs``; batches of
-    at least ``min_batch_size`` images."""
+    at least ``min_batch_size`` images; and ``model``, fields of the family's config the quick
+    schedule sets (a centred input: its few hundred steps leave the ReLU codes of uncentred images
+    mostly dead, :class:`aelab.models.base.Centred`)."""
 
     images: int = 150_000
     min_epochs: int = 8
     max_epochs: int = 200
     min_batch_size: int = 1
+    model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -47,6 +47,11 @@ class SparseConfig(DenseConfig):
             raise not_one_of("penalty", self.penalty, PENALTIES)
         check_nonnegative("l1", self.l1)
         check_nonnegative("beta", self.beta)
+        if self.centre_input:  # its input_mean, kept in every run's weights since aelab 0.2
+            raise ValueError(
+                "centre_input=True is not valid for family 'sparse': its encoder sees the "
+                "centred input already"
+            )
         if not is_number(self.rho) or not 0 < self.rho < 1:
             raise ValueError(f"rho={self.rho!r} is not valid; expected a number between 0 and 1")
         n = self.latent_dim

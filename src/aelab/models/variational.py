@@ -134,13 +134,13 @@ class _Variational(BaseAutoencoder):
 
     def posterior(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-variance of q(z | x), each ``(B, latent_dim)``."""
-        return self.encoder(x)
+        return self.encoder(self.centred(x))
 
     def encode(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)[0]
+        return self.encoder(self.centred(x))[0]
 
     def training_code(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        mu, logvar = self.encoder(x)
+        mu, logvar = self.encoder(self.centred(x))
         z = mu + torch.exp(0.5 * logvar) * torch.randn_like(mu)  # reparameterisation trick
         kl = kl_per_unit(mu, logvar)  # (B, d)
         if self.config.capacity:  # |KL - C| per image, rescaled like the mean over units

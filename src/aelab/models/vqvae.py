@@ -138,7 +138,7 @@ class VQVAE(BaseAutoencoder):
         self.reset_parameters()
 
     def _quantize(self, x: torch.Tensor, update: bool = False):
-        z_e = self.encoder(x)  # (B, latent_dim)
+        z_e = self.encoder(self.centred(x))  # (B, latent_dim)
         z_q, idx, commitment = self.quantizer(z_e.reshape(-1, self.config.code_dim), update)
         return z_q.reshape(len(x), -1), idx.reshape(len(x), -1), commitment  # (B, slots) idx
 
@@ -158,7 +158,7 @@ class VQVAE(BaseAutoencoder):
         if logvar:
             return super().export_encode(x, logvar)
         # encode() reshapes by len(x), which torch.jit.trace would freeze
-        z_e = self.encoder(x).reshape(-1, self.config.code_dim)  # (B * slots, code_dim)
+        z_e = self.encoder(self.centred(x)).reshape(-1, self.config.code_dim)  # (B*slots, d)
         return (self.quantizer(z_e)[0].reshape(-1, self.latent_dim),)  # (B, latent_dim)
 
     @torch.no_grad()

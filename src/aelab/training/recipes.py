@@ -11,7 +11,9 @@ Two words, two things: a *recipe* is a named model (``deep``, ``vae``; see
 ``quick``
     the recipe's optimizer and noise, but a bounded number of images seen (its
     :class:`~aelab.models.QuickBudget`), so that the whole workshop runs in minutes on a laptop
-    CPU: epochs fall as the data set or its images grow.
+    CPU: epochs fall as the data set or its images grow. Its model may differ from the seed
+    schedule's where the budget says (``QuickBudget.model``): the notebook's deep, conv and
+    denoising models see a centred input, which keeps their ReLU code units alive.
 """
 
 from __future__ import annotations
@@ -110,7 +112,8 @@ def resolve(
         the training device's free memory (counted before anything is allocated).
     """
     recipe = get_recipe(name)
-    config = model_config(name, input_shape, **dict(model or {}))
+    quick = recipe.quick.model if schedule_name == "quick" else {}
+    config = model_config(name, input_shape, **{**quick, **dict(model or {})})
     fields = schedule(name, schedule_name, n_train=n_train, image_shape=tuple(input_shape))
     fields.update(train or {})
     if parse_noise(fields.get("noise")) is None:
