@@ -81,13 +81,13 @@ def main(argv: list[str] | None = None) -> int:
             "cpu_flags": cpu_flags(),
             "torch": torch.__version__,
             "threads": torch.get_num_threads(),
-        },  # fmt: skip
+        },
         "data": {
             "name": "olivetti",
             "mirror": True,
             "n_train": len(split.train),
             "n_heldout": len(split.heldout),
-        },  # fmt: skip
+        },
         "seeds": seeds,
         "models": {},
     }
