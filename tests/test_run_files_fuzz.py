@@ -8,6 +8,7 @@ model too large to load is refused from its config before anything is allocated)
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -186,3 +187,26 @@ def test_any_edit_of_a_run_file_is_a_run_or_one_line(originals, tmp_path_factory
 @given(data=st.data())
 def test_many_edits_of_a_run_file(originals, tmp_path_factory, target, data):
     _attack(originals, tmp_path_factory.mktemp("fuzz"), target, data)
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        ({"sample_shape": [False, False]}, "'estimator.sample_shape' is [0, 0]; expected 1 to 3"),
+        ({"sample_shape": [8, 10**8]}, "'estimator.sample_shape' is [8, 100000000]"),
+        ({"n_features_in": 10**9}, "'estimator.n_features_in' is 1000000000; expected 64"),
+        ({"scaling": {"kind": "minmax", "shape": [3, 1, 1], "data_min": [0, 0, 0],
+                      "data_range": [1, 1, 1]}}, "'estimator.scaling' has shape [3, 1, 1]"),
+    ],
+)  # fmt: skip
+def test_an_estimators_shapes_must_fit_its_model(originals, tmp_path, edit, words):
+    """Found by the fuzzer: a sample shape of [0, 0] was a torch traceback, and one of 8 x 10^8
+    had the scoring allocate gigabytes; the record's shapes are checked against the model's."""
+    folder = tmp_path / "est"
+    shutil.copytree(originals["est"], folder)
+    obj = json.loads((folder / "config.json").read_text())
+    obj["estimator"].update(edit)
+    (folder / "config.json").write_text(json.dumps(obj))
+    _resign(folder)
+    with pytest.raises(ValueError, match=re.escape(words)):
+        Autoencoder.load(folder, device="cpu")

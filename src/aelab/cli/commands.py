@@ -189,7 +189,7 @@ def _data_spec(args: argparse.Namespace):
         image_size=args.image_size,
         channels=args.channels,
         skip_bad=args.skip_bad,
-        mirror=args.mirror,
+        mirror=_mirror(args),
         holdout_people=args.holdout_people,
         holdout=args.holdout,
         normals=args.normals,
@@ -199,6 +199,17 @@ def _data_spec(args: argparse.Namespace):
         max_image_pixels=args.max_image_pixels,
         cache="auto" if cache is None or resume else cache,  # resuming: see resume_run
     )
+
+
+def _mirror(args: argparse.Namespace) -> bool:
+    """``--mirror``/``--no-mirror`` as given; neither (aelab run): on for a named data set whose
+    mirror images are images of it too (faces)."""
+    if args.mirror is not None:
+        return args.mirror
+    from aelab.data.datasets import DATASETS
+
+    info = DATASETS.get(str(args.data))
+    return bool(info is not None and info.mirrored)
 
 
 def _warn_legacy(args: argparse.Namespace) -> None:

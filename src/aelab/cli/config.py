@@ -75,9 +75,11 @@ def tokens(path: Path, command: str, parser: argparse.ArgumentParser) -> list[st
 
 def _as_arguments(action: argparse.Action, value: Any, where: str) -> list[str]:
     flag = action.option_strings[-1]
-    if action.nargs == 0:  # a switch: store_true, store_const
+    if action.nargs == 0:  # a switch: store_true, store_const, --x/--no-x
         if not isinstance(value, bool):
             raise ValueError(f"{where}={value!r} is not valid; expected true or false")
+        if isinstance(action, argparse.BooleanOptionalAction):  # --mirror / --no-mirror
+            return [action.option_strings[0 if value else 1]]
         return [flag] if value else []
     if isinstance(action, argparse._AppendAction):
         values = value if isinstance(value, list) else [value]
@@ -213,7 +215,7 @@ def _data(spec) -> dict[str, Any]:
     out = {}
     for field, key in DATA_FLAGS.items():
         value = getattr(spec, field)
-        if field == "source" or value != getattr(default, field):
+        if field in ("source", "mirror") or value != getattr(default, field):
             if field == "image_size" and value is not None:
                 value = "x".join(map(str, value))
             out[key] = "none" if value is None and field == "max_image_pixels" else value

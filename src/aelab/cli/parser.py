@@ -9,6 +9,7 @@ from aelab.training.config import SCHEDULES
 from . import commands, deploy
 from .flags import FAMILY_FLAGS, config_flags
 
+FIRST_DATA = "olivetti"  # aelab run's: the notebook's own faces, shipped inside aelab
 MODEL_NAMES = "{models}"  # in a help text: the registered models, read when help is printed
 
 
@@ -81,7 +82,10 @@ def _image_size(text: str):
 
 
 def _data_args(
-    p: argparse.ArgumentParser, default: str | None = "mnist", stream: bool = False
+    p: argparse.ArgumentParser,
+    default: str | None = "mnist",
+    stream: bool = False,
+    mirror_default: bool = False,
 ) -> None:
     from ..data import MAX_IMAGE_PIXELS
 
@@ -126,11 +130,20 @@ def _data_args(
         help="refuse images with more pixels, read from the header before decoding (default "
         f"{MAX_IMAGE_PIXELS:_}; 'none': no limit)",
     )
-    g.add_argument(
-        "--mirror",
-        action="store_true",
-        help="add left-right mirror images (to the training and the held-out set)",
-    )
+    if mirror_default:  # on where the data set's mirrors are images of it too (faces)
+        g.add_argument(
+            "--mirror",
+            action=argparse.BooleanOptionalAction,
+            default=None,
+            help="add left-right mirror images to the training and the held-out set (default: "
+            "on for a set of faces such as olivetti, as the notebook did; off otherwise)",
+        )
+    else:
+        g.add_argument(
+            "--mirror",
+            action="store_true",
+            help="add left-right mirror images (to the training and the held-out set)",
+        )
     g.add_argument(
         "--holdout-people",
         type=int,
@@ -321,7 +334,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--log", action="append", metavar="KIND[:WHERE]", help=LOG_HELP)
-    _data_args(p)
+    _data_args(p, default=FIRST_DATA, mirror_default=True)
     p.set_defaults(func=commands.cmd_run)
 
     p = sub.add_parser(

@@ -37,6 +37,9 @@ class DatasetInfo:
     group_split: bool  # True: hold out whole people (classes), not a random fraction
     loader: Callable[[str | os.PathLike | None, bool], ImageSet] = field(repr=False)
     offline: Callable[[Path], bool] | None = field(default=None, repr=False)
+    # left-right mirror images are images of the set too (faces; not digits): aelab run adds
+    # them unless --no-mirror, as the notebook's workshop did
+    mirrored: bool = False
 
     def load(self, data_home: str | os.PathLike | None = None, download: bool = True) -> ImageSet:
         return self.loader(data_home, download)
@@ -117,6 +120,7 @@ register_dataset(
         group_split=True,
         loader=load_olivetti,
         offline=olivetti_available,
+        mirrored=True,
     )
 )
 

@@ -101,6 +101,7 @@ def estimator_section(config: RunConfig) -> dict[str, Any]:
         section["n_features_in"] = int(section["n_features_in"])
     except (KeyError, TypeError, ValueError, AttributeError) as e:
         raise ValueError(f"{source}: 'estimator' is not valid ({e})") from None
+    _check_shapes(section, tuple(config.model_config.input_shape), source)
     section["params"] = params
     scores = section.get("calibration_scores")
     if scores is not None:  # none in a run of aelab train, or of aelab before 0.3
@@ -135,3 +136,30 @@ def _section_of_a_training_run(config: RunConfig) -> dict[str, Any]:
         "sample_shape": list(mc.input_shape),
         "scaling": None,
     }
+
+
+def _check_shapes(section: dict[str, Any], input_shape: tuple[int, ...], source: str) -> None:
+    """The sample shape, feature count and scaling of a record agree with the model's input (an
+    edited shape would otherwise size the arrays it scores: gigabytes from a number)."""
+    shape, n = section["sample_shape"], int(np.prod(input_shape))
+    if not 1 <= len(shape) <= 3 or min(shape) < 1 or int(np.prod(shape)) != n:
+        raise ValueError(
+            f"{source}: 'estimator.sample_shape' is {list(shape)}; expected 1 to 3 positive sizes "
+            f"of {n} values in all, as the model's input {list(input_shape)}"
+        )
+    if section["n_features_in"] != n:
+        raise ValueError(
+            f"{source}: 'estimator.n_features_in' is {section['n_features_in']}; expected {n}"
+        )
+    for array in section["scaling"]:
+        if array is None:
+            continue
+        try:
+            fits = np.broadcast_shapes(array.shape, (1, *shape)) == (1, *shape)
+        except ValueError:
+            fits = False
+        if not fits:
+            raise ValueError(
+                f"{source}: 'estimator.scaling' has shape {list(array.shape)}, which does not "
+                f"fit samples of shape {list(shape)}"
+            )
