@@ -93,8 +93,10 @@ def fraction_unexplained(x: np.ndarray, x_hat: np.ndarray) -> float:
 def neighbours(vectors: np.ndarray, k: int, groups: np.ndarray | None = None) -> np.ndarray:
     """Each row's ``k`` nearest other rows (Euclidean) ``(N, k)``; rows of the same ``group``
     (an image and its mirror) are left out."""
+    from scipy.spatial.distance import cdist
+
     v = _flat(vectors)
-    d = ((v[:, None, :] - v[None, :, :]) ** 2).sum(-1)
+    d = cdist(v, v, "sqeuclidean")  # (N, N): never the (N, N, P) of the differences
     np.fill_diagonal(d, np.inf)
     if groups is not None:
         groups = np.asarray(groups)

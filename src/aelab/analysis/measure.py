@@ -15,7 +15,7 @@ import numpy as np
 import torch
 
 from aelab._version import __version__
-from aelab.analysis import anomaly, metrics
+from aelab.analysis import anomaly, inside_measure, metrics
 from aelab.analysis import robustness as corruption
 from aelab.analysis.detector import Detector
 from aelab.analysis.explain import excess_errors, explain, pixel_reference
@@ -98,15 +98,17 @@ def measure(
     ctx = {
         "split": split, "by_people": by_people, "groups": knn_groups, "seed": seed, "pcas": {},
         "normals": _normal_halves(split, spec.mirror, seed) if by_people else None,
+        "inside": inside_measure.context(split, mirror=spec.mirror, by_people=by_people, seed=seed),
     }  # fmt: skip
     results: dict[str, Any] = {}
     arrays: dict[str, Any] = {}
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {}  # for the corruption curve
     for name, seeds in groups.items():
-        entries = []
+        entries, insides = [], []
         for i, (s, run) in enumerate(seeds.items()):
             entry, a, k = _measure_run(run, ctx)
             entries.append(entry)
+            insides.append(a["inside"])
             methods[_seed_key(name, s, len(seeds))] = run.reconstruct
             methods.setdefault(f"pca-{k}", ctx["pcas"][k][1])
             if i == 0:
@@ -114,6 +116,7 @@ def measure(
         results[name], spread = aggregate(entries)
         results[name]["seeds"] = list(seeds)
         results[name]["spread"] = spread
+        inside_measure.across_seeds(results[name], arrays[name], insides, x_tr, ctx["inside"])
         arrays[name]["histories"] = [run.history for run in seeds.values()]
     facts = data_facts(spec, split)
     data = {
@@ -146,6 +149,7 @@ def measure(
                 rivals = list(curve["methods"])
                 entry["denoising"]["shortfalls"] = corruption.shortfalls(curve, name, rivals)
     out = {"aelab": __version__, "data": data, "models": results, "robustness": curve}
+    arrays["inside"] = ctx["inside"]
     return out, arrays
 
 
@@ -187,6 +191,7 @@ def _measure_run(run: Run, ctx: dict[str, Any]) -> tuple[dict[str, Any], dict[st
         ctx["pcas"][n_components] = (fit, _projection(fit.pca, x_te.shape[1:]))
     pca, project = ctx["pcas"][n_components]
     dead = metrics.dead_units(codes_tr)
+    inside = inside_measure.measure_run(run, ctx["inside"], codes_tr, codes_te, x_hat, pca)
     history = run.history
     knn = ctx["by_people"], ctx["groups"]
     entry = {
@@ -214,7 +219,9 @@ def _measure_run(run: Run, ctx: dict[str, Any]) -> tuple[dict[str, Any], dict[st
     # None where PCA is exact (as many components as pixels): no ratio means anything there
     pca_mse = entry["pca"]["mse"]
     entry["pca_ratio"] = entry["heldout"]["mse"] / pca_mse if pca_mse > EXACT_MSE else None
-    a: dict[str, Any] = {"codes_tr": codes_tr, "codes_te": codes_te, "x_hat": x_hat, "dead": dead}
+    entry["inside"] = inside[0]
+    a: dict[str, Any] = {"codes_tr": codes_tr, "codes_te": codes_te, "x_hat": x_hat, "dead": dead,
+                         "inside": inside[1]}  # fmt: skip
     if run.model.variational:  # the mean KL of each unit: what says whether it is in use
         kl = run.map(lambda model, b: kl_per_unit(*model.posterior(b)), x_te)  # (N, d)
         a["kl_units"] = kl.double().mean(0).numpy()

@@ -24,6 +24,7 @@ from aelab.analysis import interpret
 from aelab.analysis.interpret import standing, verdict
 from aelab.analysis.measure import measure
 from aelab.analysis.spread import n_seeds, plus_minus
+from aelab.apps import report_inside
 from aelab.apps.report_figures import report_figures
 from aelab.data.prepare import Split
 from aelab.plots.style import PX_PER_INCH, size_px
@@ -142,4 +143,6 @@ def render_html(
         result=result, figures=figures, verdicts=verdicts, notes=notes, missing=missing,
         marks=marks, auc_marks=auc_marks, seeds=seeds, pm=plus_minus,
         heldout=interpret.heldout_phrase(result["data"]), words=interpret.words(result["data"]),
+        inside_notes=report_inside.notes(models, result["data"]),
+        inside=any("inside" in m for m in models.values()),
     )  # fmt: skip

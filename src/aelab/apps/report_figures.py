@@ -18,6 +18,7 @@ from matplotlib.figure import Figure
 
 from aelab import plots
 from aelab.analysis import anomaly, generate, interpret, metrics
+from aelab.apps.report_inside import inside_figures
 from aelab.data.prepare import Split
 from aelab.plots.style import NARROW_WIDTH
 
@@ -240,6 +241,7 @@ def report_figures(
         lambda narrow: plots.interpolation(rows, titles, title=None,
                                            max_width=NARROW_WIDTH if narrow else None),
     )  # fmt: skip
+    inside_figures(add, runs, results, arrays, data)  # the "Looking inside" section
     return out
 
 

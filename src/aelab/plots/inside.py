@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from matplotlib.figure import Figure
+from matplotlib.figure import Figure, SubFigure
 from numpy.typing import ArrayLike
 
 from .grid import _bare, _draw, _images, _tiles
@@ -21,7 +21,8 @@ def unit_page(
     edges: ArrayLike,
     *,
     title: str,
-) -> Figure:
+    figure: Figure | SubFigure | None = None,
+) -> Figure | SubFigure:
     """One unit's page: its decoder direction (diverging colours, zero white), the images that
     activate it most (top row) and least (bottom row), and its activation histogram.
 
@@ -32,12 +33,15 @@ def unit_page(
     counts : array_like, shape (bins,)
     edges : array_like, shape (bins + 1,)
     title : str
+    figure : Figure or SubFigure, optional
+        Where to draw (a row of :func:`unit_pages`); a new figure when None.
     """
     direction = _images(np.asarray(direction)[None], "direction")[0]
     top, bottom = _images(top, "top"), _images(bottom, "bottom")
     counts, edges = np.asarray(counts, dtype=float), np.asarray(edges, dtype=float)
     k = max(len(top), len(bottom), 1)
-    fig = Figure(figsize=(1.1 * (k + 4), 2.6), layout="constrained")
+    fig = figure if figure is not None else Figure(figsize=(1.1 * (k + 4), 2.6),
+                                                   layout="constrained")  # fmt: skip
     grid = fig.add_gridspec(2, k + 4)
     ax = fig.add_subplot(grid[:, :2])
     tile = _tiles(direction[None])[0]
@@ -47,16 +51,40 @@ def unit_page(
     ax.set_title("direction", fontsize=9)
     _bare(ax)
     for row, images, label in ((0, top, "most"), (1, bottom, "least")):
-        for j, image in enumerate(images):
-            ax = fig.add_subplot(grid[row, 2 + j])
-            _draw(ax, _tiles(image[None])[0], "gray", (0.0, 1.0))
-            if j == 0:
-                ax.set_title(f"activate it {label}", fontsize=8, loc="left")
+        if len(images):  # one row of images, drawn as one picture: quick to lay out
+            ax = fig.add_subplot(grid[row, 2 : 2 + k])
+            _draw(ax, _row(images, k), "gray", (0.0, 1.0))
+            _bare(ax)
+            ax.set_title(f"activate it {label}", fontsize=8, loc="left")
     ax = fig.add_subplot(grid[:, k + 2 :])
     ax.bar(edges[:-1], counts, width=np.diff(edges), align="edge", color="C0")
-    ax.set_title("activation (held-out)", fontsize=9)
+    ax.set_title("activation", fontsize=9)
     ax.tick_params(labelsize=7)
+    ax.set_yticks([])
+    ax.locator_params(axis="x", nbins=3)
     fig.suptitle(title, fontsize=10)
+    return fig
+
+
+def _row(images: np.ndarray, k: int) -> np.ndarray:
+    """``images`` side by side, a white gap between, white up to ``k`` images."""
+    tiles = _tiles(images)
+    gap = max(1, tiles.shape[1] // 8)
+    pad = [(0, 0), (0, 0), (0, gap)] + [(0, 0)] * (tiles.ndim - 3)
+    padded = np.pad(tiles, pad, constant_values=1.0)
+    blank = np.ones((k - len(tiles), *padded.shape[1:]))
+    row = np.concatenate(list(padded) + list(blank), axis=1)
+    return row[:, :-gap]
+
+
+def unit_pages(pages: Sequence[dict], *, tile: float) -> Figure:
+    """Several units' pages (:func:`unit_page`), one under another: each of ``pages`` a dict of
+    :func:`unit_page`'s arguments; ``tile`` the side of one image in inches."""
+    k = max(max(len(p["top"]), len(p["bottom"])) for p in pages)
+    row = 2 * tile + 0.75
+    fig = Figure(figsize=(tile * (k + 4), row * len(pages)), layout="constrained")
+    for sub, page in zip(np.atleast_1d(fig.subfigures(len(pages), 1)), pages):
+        unit_page(**page, figure=sub)
     return fig
 
 
@@ -85,13 +113,15 @@ def neighbours(
     title: str,
     code_hits: Sequence[bool] | None = None,
     pixel_hits: Sequence[bool] | None = None,
+    width: float | None = None,
 ) -> Figure:
     """A held-out image (left) and its nearest held-out neighbours by code (top) and by pixels
     (bottom); a neighbour of the query's own label framed green, another red."""
     query = _images(np.asarray(query)[None], "query")[0]
     rows = (_images(by_code, "by_code"), _images(by_pixels, "by_pixels"))
     k = max(len(rows[0]), len(rows[1]))
-    fig = Figure(figsize=(1.1 * (k + 1.5), 2.6), layout="constrained")
+    width = 1.1 * (k + 1.5) if width is None else width
+    fig = Figure(figsize=(width, 2 * width / (k + 1.5) + 0.8), layout="constrained")
     grid = fig.add_gridspec(2, k + 1)
     ax = fig.add_subplot(grid[:, 0])
     _draw(ax, _tiles(query[None])[0], "gray", (0.0, 1.0))
@@ -111,16 +141,33 @@ def neighbours(
     return fig
 
 
-def strip(images: ArrayLike, labels: Sequence[str], *, title: str) -> Figure:
-    """Images side by side, each with its label (a morph strip; what MSE misses)."""
+def strip(
+    images: ArrayLike,
+    labels: Sequence[str],
+    *,
+    title: str | None,
+    width: float | None = None,
+    cols: int | None = None,
+    label_lines: int = 1,
+) -> Figure:
+    """Images side by side (``cols`` a row, all in one when None), each with its label (a
+    morph strip; what MSE misses); ``width`` in inches (1.3 an image when None)."""
     images = _images(images, "images")
-    fig = Figure(figsize=(1.3 * len(images), 1.9), layout="constrained")
-    axes = fig.subplots(1, len(images), squeeze=False)[0]
+    cols = len(images) if cols is None else max(1, min(cols, len(images)))
+    rows = -(-len(images) // cols)
+    width = 1.3 * cols if width is None else width
+    side = width / cols
+    height = rows * (side + 0.2 * label_lines + 0.1) + (0.35 if title else 0.0)
+    fig = Figure(figsize=(width, height), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(images) :]:
+        ax.set_axis_off()
     for ax, image, label in zip(axes, images, labels):
         _draw(ax, _tiles(image[None])[0], "gray", (0.0, 1.0))
         ax.set_title(label, fontsize=8)
-    fig.suptitle(title, fontsize=10)
+    if title:
+        fig.suptitle(title, fontsize=10)
     return fig
 
 
-__all__ = ["neighbours", "stability_histogram", "strip", "unit_page"]
+__all__ = ["neighbours", "stability_histogram", "strip", "unit_page", "unit_pages"]
