@@ -77,7 +77,8 @@ def test_the_report_reads_at_a_laptops_and_a_phones_width(workshop, browser, art
     assert page.evaluate("document.documentElement.scrollWidth") <= width  # no sideways scroll
     metrics = json.loads((workshop / "metrics.json").read_text())
     detects = all("anomaly" in m for m in metrics["models"].values())  # with --normals
-    for table in ("#metrics", "#anomaly") if detects else ("#metrics",):
+    tables = ("#metrics", "#inside-table") + (("#anomaly",) if detects else ())
+    for table in tables:
         rows = page.eval_on_selector_all(f"{table} tbody tr", "e => e.map(r => r.dataset.model)")
         assert rows == list(metrics["models"]) == FIVE
     shot = artifacts / f"report-{width}.png"

@@ -129,12 +129,12 @@ def inside_figures(add, runs, results, arrays, data) -> None:
             continue
         mo = a["morph"]
         n = len(mo["images"])
-        tags = [f"{label} {mo['start']}"] + [""] * (n - 2) + ["+ direction"]
+        tags = [f"{mo['start']}"] + [""] * (n - 2) + [f"→ {mo['to']}"]
         add(
             f"morph_{name}.png",
             f"{name}: from one {label} to another",
-            f"A held-out image of {label} {mo['start']}, its code moved in {n - 1} even steps "
-            f"along the mean code of {label} {mo['to']} minus that of {label} {mo['start']} "
+            f"A held-out image of {label} {mo['start']} (left), its code moved in {n - 1} even "
+            f"steps along the mean code of {label} {mo['to']} minus that of {label} {mo['start']} "
             "(over the held-out images), decoded. A smooth change that ends looking like "
             f"{label} {mo['to']} means the code holds the difference in one direction.",
             lambda narrow, images=mo["images"], tags=tags: finish(inside.strip(

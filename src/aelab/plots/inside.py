@@ -125,6 +125,7 @@ def neighbours(
     grid = fig.add_gridspec(2, k + 1)
     ax = fig.add_subplot(grid[:, 0])
     _draw(ax, _tiles(query[None])[0], "gray", (0.0, 1.0))
+    ax.set(xticks=[], yticks=[])
     ax.set_title("held-out", fontsize=8)
     for r, (images, hits, label) in enumerate(
         zip(rows, (code_hits, pixel_hits), ("by code", "by pixels"))
@@ -132,6 +133,7 @@ def neighbours(
         for j, image in enumerate(images):
             ax = fig.add_subplot(grid[r, 1 + j])
             _draw(ax, _tiles(image[None])[0], "gray", (0.0, 1.0))
+            ax.set(xticks=[], yticks=[])
             if hits is not None:
                 for spine in ax.spines.values():
                     spine.set(visible=True, color="#1b7f3b" if hits[j] else "#b3261e", lw=2)
@@ -164,6 +166,7 @@ def strip(
         ax.set_axis_off()
     for ax, image, label in zip(axes, images, labels):
         _draw(ax, _tiles(image[None])[0], "gray", (0.0, 1.0))
+        _bare(ax)
         ax.set_title(label, fontsize=8)
     if title:
         fig.suptitle(title, fontsize=10)
