@@ -98,3 +98,31 @@ def test_a_workshops_models_checkpoint_by_time(workshop):
     assert CHECKPOINT_SECONDS == 30
     for name in FIVE:
         assert RunConfig.load(workshop / name).train.checkpoint_seconds == 30
+
+
+def test_the_report_appears_after_the_first_model_and_is_partial_until_the_last(tmp_path):
+    """While a workshop trains, report.html holds the models trained so far and says which are
+    still training; the last report replaces it, whole."""
+    from aelab.apps.workshop import run_workshop
+
+    out, seen = tmp_path / "ws", []
+
+    def log(line: str) -> None:
+        if line.startswith("report so far"):
+            page = (out / "report.html").read_text()
+            metrics = json.loads((out / "metrics.json").read_text())
+            seen.append((line, page, metrics))
+
+    run_workshop(DataSpec(source="digits"), out, models=["shallow", "deep", "vae"],
+                 train={"epochs": 1}, progress=False, log=log)  # fmt: skip
+    assert len(seen) == 2  # after shallow and after deep; the last model's is the full report
+    line, page, metrics = seen[0]
+    assert line.startswith(f"report so far: {(out / 'report.html').resolve().as_uri()}")
+    assert "Partial report: deep, vae still training" in page
+    assert list(metrics["models"]) == ["shallow"] and metrics["partial"] is True
+    assert metrics["robustness"] is None and metrics["missing"] == ["deep", "vae"]
+    assert "Partial report: vae still training" in seen[1][1]
+    final = json.loads((out / "metrics.json").read_text())
+    assert "partial" not in final and list(final["models"]) == ["shallow", "deep", "vae"]
+    assert final["robustness"] is not None
+    assert "Partial report" not in (out / "report.html").read_text()

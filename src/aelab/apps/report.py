@@ -47,6 +47,15 @@ def missing_note(missing: list[str], folder: str | os.PathLike) -> str | None:
     )
 
 
+def training_note(missing: list[str]) -> str:
+    """The line of a page written while the workshop trains: what is still to come."""
+    return (
+        f"Partial report: {', '.join(missing)} still training. This page is written again "
+        "after each model; reload it. The corruption curve, embeddings and the looks inside "
+        "come with the last."
+    )
+
+
 def build_report(
     out: str | os.PathLike,
     *,
@@ -57,6 +66,7 @@ def build_report(
     rundir: RunDir | None = None,
     legacy: bool = False,
     insides: bool = True,
+    partial: bool = False,
 ) -> dict[str, Any]:
     """Rebuild ``metrics.json``, ``figures/`` and ``report.html`` of a workshop run directory.
 
@@ -67,20 +77,27 @@ def build_report(
     an interrupted workshop not trained yet are left out, and named (``"missing"``; on the page,
     with the command that trains them: :func:`missing_note`). ``legacy=True`` reads a run of
     aelab 0.1, which has no manifest, unchecked (see :func:`aelab.runs.open.open_runs`).
+    ``partial=True`` is the page a workshop writes while it trains: the models trained so far,
+    their table, learning curves and reconstructions only (no corruption curve, embeddings or
+    insides: a few seconds), and a line saying the others are still training.
     """
     if rundir is None:
         with RunDir.resume(out, kind="workshop", legacy=legacy) as own:
             return build_report(own.path, split=split, seed=seed, data_home=data_home, log=log,
-                                rundir=own, legacy=legacy, insides=insides)  # fmt: skip
+                                rundir=own, legacy=legacy, insides=insides,
+                                partial=partial)  # fmt: skip
     folder = rundir.path
     opened = open_runs(folder, data=True, data_home=data_home, split=split, legacy=legacy)
     split, groups = opened.split, opened.groups
     runs = {name: next(iter(seeds.values())) for name, seeds in groups.items()}  # first seeds
-    result, arrays = measure(groups, split, seed=seed)
+    result, arrays = measure(groups, split, seed=seed, robustness=not partial)
     result["schedule"] = opened.workshop.label
     result["missing"] = opened.missing
+    if partial:
+        result["partial"] = True
     figures = report_figures(runs, split, result["models"], arrays, seed, insides=insides,
-                             data=result["data"], curve=result["robustness"])  # fmt: skip
+                             data=result["data"], curve=result["robustness"],
+                             partial=partial)  # fmt: skip
     for f in figures:
         png = _rendered(f, f.pop("figure"))
         rundir.write(f"figures/{f['file']}", png, commit=False)
@@ -89,7 +106,9 @@ def build_report(
             f["narrow"] = {}
             _rendered(f["narrow"], narrow)
     rundir.write_json("metrics.json", result, commit=False)
-    page = render_html(result, figures, missing_note(opened.missing, rundir.target))
+    note = (training_note(opened.missing) if partial
+            else missing_note(opened.missing, rundir.target))  # fmt: skip
+    page = render_html(result, figures, note)
     rundir.write("report.html", page.encode("utf-8"), commit=False)
     rundir.manifest.write(folder)
     if log:

@@ -48,13 +48,23 @@ def colours(names) -> dict[str, str]:
 
 
 def report_figures(
-    runs, split: Split, results, arrays, seed, *, insides: bool = True, data=None, curve=None
+    runs,
+    split: Split,
+    results,
+    arrays,
+    seed,
+    *,
+    insides: bool = True,
+    data=None,
+    curve=None,
+    partial: bool = False,
 ) -> list[dict[str, Any]]:
     """Every figure as ``{"file", "title", "caption", "figure"}``, in the notebook's order, with
     ``"narrow"`` (the figure drawn for a phone's screen) where it is wider than that and
     ``"notes"`` (sentences reading it) where a result surprises; ``data`` is ``metrics.json``'s
     ``"data"`` (the words of the captions), ``curve`` its ``"robustness"``.
-    ``insides=False``: only the comparison with PCA and the learning curves."""
+    ``insides=False``: only the comparison with PCA and the learning curves; ``partial=True``:
+    those and the reconstructions (the page written while a workshop trains)."""
     data = data or {}
     w = interpret.words(data)
     held = interpret.heldout_phrase(data)
@@ -132,6 +142,8 @@ def report_figures(
                 max_width=NARROW_WIDTH if narrow else None),
             notes=[interpret.same_image_note(name, m, data)],
         )  # fmt: skip
+    if partial:
+        return out
     for name, run in runs.items():
         _activations(add, name, run, arrays[name], results[name])
     for name, run in runs.items():

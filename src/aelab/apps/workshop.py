@@ -123,7 +123,9 @@ def run_workshop(
             f"{'x'.join(map(str, split.train.image_shape))} from {data.source}; "
             f"schedule {schedule}"
         )
-        _train_models(rundir, record, configs, split, progress, log, targets, resume=False)
+        _train_models(
+            rundir, record, configs, split, progress, log, targets, resume=False, partial=report
+        )
         if report:
             _report(rundir, split, log, insides)
     return {**record.to_dict(), "out": str(rundir.target)}
@@ -157,7 +159,9 @@ def resume_workshop(
         check_models(record.models)
         split = prepare_data(data)
         configs = _configs(record, split)
-        _train_models(rundir, record, configs, split, progress, log, targets, resume=True)
+        _train_models(
+            rundir, record, configs, split, progress, log, targets, resume=True, partial=report
+        )
         if report:
             _report(rundir, split, log, insides)
     return {**record.to_dict(), "out": str(rundir.target)}
@@ -204,8 +208,11 @@ def _configs(record: WorkshopRecord, split: Split) -> dict[str, TrainConfig]:
     }  # fmt: skip
 
 
-def _train_models(rundir, record, configs, split, progress, log, targets, *, resume):
-    for model, _, name in record.runs():
+def _train_models(rundir, record, configs, split, progress, log, targets, *, resume, partial=False):
+    """Train (or, resuming, keep or continue) every run of ``record``; with ``partial``, a
+    partial report after each but the last (:func:`_partial_report`)."""
+    runs = list(record.runs())
+    for i, (model, _, name) in enumerate(runs):
         trackers = [t.for_model(name) for t in targets]
         folder = rundir.path / name
         manifest = Manifest.read(folder) if folder.is_dir() else None
@@ -228,6 +235,19 @@ def _train_models(rundir, record, configs, split, progress, log, targets, *, res
         record.seconds[name] = record.seconds.get(name, 0.0) + seconds
         rundir.write_json(WORKSHOP_FILE, record.to_dict())
         log(f"{name}: {len(run.history)} epochs in {seconds:.1f} s")
+        if partial and i < len(runs) - 1:
+            _partial_report(rundir, split, log, first=i == 0)
+
+
+def _partial_report(rundir: RunDir, split: Split, log, first: bool) -> None:
+    """The report of the models trained so far, while the others train: their table, learning
+    curves and reconstructions (``build_report(partial=True)``, a few seconds)."""
+    start = time.perf_counter()
+    build_report(rundir.path, split=split, rundir=rundir, partial=True)
+    where = (rundir.path / "report.html").resolve().as_uri()
+    seconds = time.perf_counter() - start
+    log(f"report so far: {where} ({seconds:.1f} s; written again after each model)"
+        if first else f"report so far: updated ({seconds:.1f} s)")  # fmt: skip
 
 
 def _report(rundir: RunDir, split: Split, log, insides: bool = True) -> None:
