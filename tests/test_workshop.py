@@ -126,3 +126,29 @@ def test_the_report_appears_after_the_first_model_and_is_partial_until_the_last(
     assert "partial" not in final and list(final["models"]) == ["shallow", "deep", "vae"]
     assert final["robustness"] is not None
     assert "Partial report" not in (out / "report.html").read_text()
+
+
+def test_the_first_command_is_the_notebooks_faces_mirrored_with_faces_beside_the_five(tmp_path):
+    from aelab.cli.commands import _data_spec, _models
+    from aelab.cli.config import parse
+    from aelab.cli.parser import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(["run"])
+    spec = _data_spec(args)
+    assert spec.source == "olivetti" and spec.mirror is True
+    assert _models(args) == [*FIVE, "faces"]
+    digits = parser.parse_args(["run", "--data", "digits"])
+    assert _data_spec(digits).mirror is False and _models(digits) == FIVE
+    assert _data_spec(parser.parse_args(["run", "--no-mirror"])).mirror is False
+    assert _data_spec(parser.parse_args(["run", "--data", "digits", "--mirror"])).mirror is True
+    assert _models(parser.parse_args(["run", "--models", "deep, vae"])) == ["deep", "vae"]
+    # a configuration file's mirror = false on the faces is --no-mirror, not ignored
+    toml = tmp_path / "run.toml"
+    toml.write_text("mirror = false\n")
+    assert _data_spec(parse(parser, ["run", "--config", str(toml)])).mirror is False
+    toml.write_text('data = "digits"\nmirror = true\n')
+    assert _data_spec(parse(parser, ["run", "--config", str(toml)])).mirror is True
+    # aelab train keeps its default data, unmirrored
+    train = parser.parse_args(["train", "deep"])
+    assert train.data == "mnist" and _data_spec(train).mirror is False

@@ -28,6 +28,9 @@ from aelab.training.tracking import check_outside, defaults, parse_log
 from aelab.utils.choices import did_you_mean, not_one_of, suggestion
 
 WORKSHOP_MODELS = ("shallow", "deep", "conv", "denoising", "vae")
+# beside them on a set of faces (aelab run's default data): the recipe that beats PCA on people
+# the models never saw, so the first report shows the notebook's lesson and how to do better
+FACE_MODELS = ("faces",)
 # A workshop's models checkpoint after the first epoch that ends 30 s after the last checkpoint,
 # so an interrupted model resumes (aelab run --resume) with at most about 30 s of its training
 # lost. A checkpoint writes the model and its optimizer's state; see README, "A workshop

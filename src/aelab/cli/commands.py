@@ -201,6 +201,18 @@ def _data_spec(args: argparse.Namespace):
     )
 
 
+def _models(args: argparse.Namespace) -> list[str]:
+    """``--models`` as a list; not given: the notebook's five, and on a named set of faces (the
+    mirrored ones) also ``faces``, so the first report shows how to beat PCA on new people."""
+    if args.models is not None:
+        return [m.strip() for m in args.models.split(",") if m.strip()]
+    from aelab.apps.workshop import FACE_MODELS, WORKSHOP_MODELS
+    from aelab.data.datasets import DATASETS
+
+    info = DATASETS.get(str(args.data))
+    return [*WORKSHOP_MODELS, *(FACE_MODELS if info is not None and info.mirrored else ())]
+
+
 def _mirror(args: argparse.Namespace) -> bool:
     """``--mirror``/``--no-mirror`` as given; neither (aelab run): on for a named data set whose
     mirror images are images of it too (faces)."""
@@ -249,7 +261,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             _data_spec(args),
             args.out,  # None: a new folder runs/workshop-DATE-TIME
             schedule=args.schedule,
-            models=[m.strip() for m in args.models.split(",") if m.strip()],
+            models=_models(args),
             train=config_values(args),
             seeds=args.seeds,
             overwrite=args.overwrite,
