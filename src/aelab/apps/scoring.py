@@ -243,6 +243,16 @@ def open_scorer(
             f"models ({path}/NAME)"
         )
     run = next(iter(opened.runs.values()))
+    return run_scorer(run, path, calibrate, data_home, fpr, legacy, pixels=pixels,
+                      map_correction=map_correction)  # fmt: skip
+
+
+def run_scorer(
+    run, path: str | os.PathLike, calibrate=None, data_home=None, fpr: float | None = None,
+    legacy: bool = False, *, pixels: bool = False, map_correction: str = "none", split=None,
+) -> Scorer:  # fmt: skip
+    """:func:`open_scorer` for a ``run`` already opened from ``path`` (the explorer's); ``split``:
+    its data, when at hand (else read again from ``path`` if the calibration needs it)."""
     section = estimator_section(run.config)
     params = section["params"]
     if len(section["sample_shape"]) == 1:
@@ -277,7 +287,8 @@ def open_scorer(
         n = len(detector.calibration)
         _enough(detector, fpr, f"calibration samples that run='{path}' held out at fit")
         return Scorer(detector, fpr, f"the {n} calibration samples held out at fit")
-    split = open_runs(path, data=True, data_home=data_home, legacy=legacy).split
+    if split is None:
+        split = open_runs(path, data=True, data_home=data_home, legacy=legacy).split
     # the run's unseen images of its training people where it kept some (DataSpec.normals;
     # its held-out people are then the unusual ones), else its held-out images
     held, what = (split.heldout, "held-out") if split.normals is None else (split.normals, "normal")

@@ -33,6 +33,7 @@ from aelab.apps.explorer.space import (
     png,
     to_uint8,
 )
+from aelab.apps.explorer.unusual import CannotScore, Unusual
 
 STATIC = {  # URL name -> (package file, media type)
     "explore.js": ("explore.js", "text/javascript; charset=utf-8"),
@@ -238,6 +239,7 @@ def create_app(
     # thread, so that slow ones never hold up a decode
     arrays = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aelab-arrays")
     batcher = Batcher(executor)
+    unusual = {name: Unusual(s) for name, s in spaces.items()}  # calibrated on first use
 
     def space(request) -> LatentSpace:
         name = request.path_params["model"]
@@ -250,6 +252,8 @@ def create_app(
             return await asyncio.get_running_loop().run_in_executor(pool, fn, *args)
         except UnsupportedImage as e:
             raise Refused(415, str(e)) from None
+        except CannotScore as e:
+            raise Refused(409, str(e)) from None
         except ImageTooLarge as e:
             raise Refused(413, str(e)) from None
         except ValueError as e:
@@ -324,27 +328,46 @@ def create_app(
         return {"code": code[0].tolist(), "original": _data_url(original),
                 "reconstruction": _data_url(recon)}  # fmt: skip
 
-    async def image(request):
-        s = space(request)
+    def picked(request, s: LatentSpace) -> np.ndarray:
         raw = request.path_params["index"]
         if not raw.isdigit():
             raise Refused(400, f"image={raw!r} is not valid; expected an index")
         try:
-            x = s.image(int(raw))
+            return s.image(int(raw))
         except ValueError as e:
             raise Refused(404, str(e)) from None
-        return answer(await compute(_start, s, x))
 
-    async def encode(request):
-        s = space(request)
+    async def uploaded(request, s: LatentSpace) -> np.ndarray:
         kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
         if kind not in UPLOAD_TYPES:
             raise Refused(415, f"Content-Type={kind or 'none'!r}; allowed: PNG, JPEG or PGM/PPM")
         data = await _body(request, MAX_UPLOAD_BYTES, body_timeout)
         if not data:
             raise Refused(400, "the body is empty; expected an image file")
-        x = await compute(s.read_image, data)
-        return answer(await compute(_start, s, x))
+        return await compute(s.read_image, data)
+
+    async def image(request):
+        s = space(request)
+        return answer(await compute(_start, s, picked(request, s)))
+
+    async def encode(request):
+        s = space(request)
+        return answer(await compute(_start, s, await uploaded(request, s)))
+
+    def maps_of(request) -> Unusual:
+        space(request)  # an unknown model: 404
+        return unusual[request.path_params["model"]]
+
+    async def maps(request):  # whether the model gives calibrated maps, their scale
+        return answer(await compute(maps_of(request).describe))
+
+    async def image_map(request):
+        judge = maps_of(request).judge
+        return answer(await compute(judge, picked(request, space(request))))
+
+    async def upload_map(request):
+        judge = maps_of(request).judge
+        return answer(await compute(judge, await uploaded(request, space(request))))
 
     async def random(request):
         s = space(request)
@@ -388,6 +411,9 @@ def create_app(
         Route(m + "/decode", decode, methods=["POST"]),
         Route(m + "/images/{index}", image),
         Route(m + "/encode", encode, methods=["POST"]),
+        Route(m + "/anomaly", maps),
+        Route(m + "/anomaly", upload_map, methods=["POST"]),
+        Route(m + "/anomaly/{index}", image_map),
         Route(m + "/random", random),
     ]
     hosts = list(allowed_hosts) if allowed_hosts else list(LOOPBACK_HOSTS)

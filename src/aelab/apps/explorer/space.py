@@ -94,6 +94,7 @@ class LatentSpace:
                 "moves continuous codes"
             )
         self.run = run
+        self.split = split  # all of it: the calibration of the maps (.unusual) reads it
         self.name = name or run.name
         self.shape = tuple(run.model.input_shape)
         for part, images in (("train", split.train), ("heldout", split.heldout)):

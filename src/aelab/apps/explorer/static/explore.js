@@ -6,10 +6,10 @@
 const $ = (id) => document.getElementById(id);
 const state = {
   model: null, meta: null, code: null, base: null, baseCoords: null, coords: null, shown: 0,
-  points: null, original: null, a: null, b: null, seed: 1,
+  points: null, original: null, a: null, b: null, seed: 1, maps: null,
   inflight: false, dirty: false, waiting: [], liveUrl: null,
 };
-window.aelab = { latencies: [], decodes: 0, errors: 0, ready: false };
+window.aelab = { latencies: [], decodes: 0, errors: 0, ready: false, unusual: null };
 Object.defineProperty(window.aelab, "idle", { get: () => !state.inflight && !state.dirty });
 
 function api(path) { return `/api/models/${encodeURIComponent(state.model)}${path}`; }
@@ -235,17 +235,57 @@ async function startFrom(result) {
 
 async function pickImage(index) {
   try { await startFrom(await fetchJSON(api(`/images/${index}`))); } catch (e) { showError(e.message); }
+  const m = state.meta;
+  const which = index >= m.n_train ? `held-out image ${index - m.n_train + 1}`
+    : `training image ${index + 1}`;
+  await showUnusual(() => fetchJSON(api(`/anomaly/${index}`)), which, String(index));
+}
+
+// ---- how unusual: the current image's calibrated map on the fixed scale ---------------------
+async function loadMaps() {  // whether this model gives calibrated maps (calibrated on first ask)
+  state.maps = null;
+  $("unusual-body").hidden = true;
+  const why = $("unusual-why");
+  why.hidden = false;
+  why.textContent = "Calibrating each pixel on the run's normal images…";
+  try { state.maps = await fetchJSON(api("/anomaly")); } catch (e) {
+    state.maps = { available: false, why: e.message };
+  }
+  if (!state.maps.available) { why.textContent = state.maps.why; return; }
+  why.hidden = true;
+  $("unusual-scale").src = state.maps.scale;
+  $("unusual-legend").textContent = state.maps.legend;
+  $("unusual-guarantee").textContent = state.maps.guarantee;
+}
+
+async function showUnusual(request, which, key) {
+  if (!state.maps || !state.maps.available) return;
+  const model = state.model;
+  let r;
+  try { r = await request(); } catch (e) { showError(`how unusual: ${e.message}`); return; }
+  if (model !== state.model) return;  // the model changed meanwhile
+  $("unusual-image").src = r.image;
+  $("unusual-map").src = r.map;
+  $("unusual-which").textContent = which;
+  const v = $("unusual-verdict");
+  v.className = r.outlier ? "outlier" : "";
+  v.textContent = `score ${r.score.toPrecision(4)}, p-value ${r.p_value.toPrecision(3)}: ` +
+    (r.outlier ? `flagged at fpr=${r.fpr}` : `not flagged at fpr=${r.fpr}`) +
+    ` (threshold ${r.threshold.toPrecision(4)})`;
+  $("unusual-explain").textContent = `Where: ${r.explanation.text}.`;
+  $("unusual-body").hidden = false;
+  window.aelab.unusual = key;
 }
 
 $("upload").addEventListener("change", async (e) => {
   const file = e.target.files[0];
   if (!file) return;
+  const headers = { "Content-Type": file.type || "application/octet-stream" };
   try {
-    await startFrom(await fetchJSON(api("/encode"), {
-      method: "POST", body: file,
-      headers: { "Content-Type": file.type || "application/octet-stream" },
-    }));
-  } catch (err) { showError(`${file.name}: ${err.message}`); }
+    await startFrom(await fetchJSON(api("/encode"), { method: "POST", body: file, headers }));
+  } catch (err) { showError(`${file.name}: ${err.message}`); return; }
+  await showUnusual(() => fetchJSON(api("/anomaly"), { method: "POST", body: file, headers }),
+    `uploaded: ${file.name}`, "upload");
 });
 
 async function randomCode(approach) {
@@ -492,6 +532,8 @@ async function loadModel(name) {
   const names = { code: "the code itself", pca: "PCA of the codes", tsne: "t-SNE of the codes" };
   m.embeddings.forEach((e) => method.add(new Option(names[e], e)));
   await loadPoints(m.embeddings[0]);
+  window.aelab.unusual = null;
+  await loadMaps();
   if (m.n_heldout) await pickImage(m.n_train);
   else setCode(m.mean_code);
   await buildUnits();
