@@ -15,8 +15,18 @@ from typing import TYPE_CHECKING, Any
 
 # First: OpenMP reads its wait policy once, when torch loads it (aelab.utils.openmp)
 from aelab.utils import openmp as _openmp  # noqa: F401
+from aelab.utils import views as _views
 
 from ._version import __version__
+
+
+def _run_html(run: Any) -> str:
+    """A Run's Jupyter view, by the display application, imported when a run is first shown
+    (a run opened through ``aelab.runs`` alone shows itself too)."""
+    return importlib.import_module("aelab.apps.display").run_html(run)
+
+
+_views.RUN_HTML.append(_run_html)
 
 if TYPE_CHECKING:
     from aelab.apps.display import Workshop, open_workshop

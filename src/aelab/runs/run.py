@@ -32,16 +32,16 @@ from aelab.runs.checkpoint import check_history
 from aelab.runs.config import RunConfig
 from aelab.runs.manifest import Manifest, unchecked
 from aelab.training.config import TrainConfig
+from aelab.utils import views
 from aelab.utils.device import memory_format, resolve_device
 from aelab.utils.files import load_weights, read_json
 
 INFER_BATCH = 512  # images per forward pass when encoding, decoding or scoring
-_HTML: list[Callable[[Run], str]] = []  # Jupyter renderers of a Run; the last one registered
 
 
 def register_html(render: Callable[[Run], str]) -> Callable[[Run], str]:
     """Make ``render(run) -> html`` Jupyter's view of every :class:`Run`."""
-    _HTML.append(render)
+    views.RUN_HTML.append(render)
     return render
 
 
@@ -154,7 +154,7 @@ class Run:
         """Jupyter's view: the run's summary and learning curves, drawn by the renderer an
         application layer registered (:func:`register_html`; ``import aelab`` registers
         :func:`aelab.apps.display.run_html`)."""
-        return _HTML[-1](self) if _HTML else None
+        return views.run_html(self)
 
     def _on_device(self, t: torch.Tensor) -> torch.Tensor:
         """``t`` on the model's device, images in the layout the model trained in."""
