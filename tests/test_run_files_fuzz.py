@@ -27,7 +27,9 @@ from aelab.runs.run import load_run
 from aelab.runs.training import resume_run
 from aelab.utils.files import sha256_file
 
-USER_ERRORS = (ValueError, FileNotFoundError)
+# one line each; FloatingPointError: training resumed from an edited state diverged, which the
+# command line reports in one line (exit 1) with the checkpoint it kept
+USER_ERRORS = (ValueError, FileNotFoundError, FloatingPointError)
 EXAMPLES, SLOW_EXAMPLES = 20, 300
 SETTINGS = dict(deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
 

@@ -209,17 +209,18 @@ def test_cli_train_logs_to_tensorboard_and_mlflow(digits_npz, tmp_path, monkeypa
     args = ["train", "shallow", "--data", str(digits_npz), "--epochs", "2", "--out", str(out),
             "--latent-dim", "5", "--quiet", "--log", "tensorboard", "--log", "mlflow"]  # fmt: skip
     assert main(args) == 0, capsys.readouterr().err
-    events = _events(out / "tensorboard")
+    logs = tmp_path / "tensorboard" / "run"  # beside the run folder, never inside it
+    events = _events(logs)
     assert [e.step for e in events.Scalars("loss/heldout")] == [1, 2]
     assert "reconstructions" in events.Tags()["images"]
     n_heldout = json.loads((out / "config.json").read_text())["split"]["n_heldout"]
-    _check_projector(out / "tensorboard", n=n_heldout, latent_dim=5)
-    labels = (out / "tensorboard" / "00002" / "codes" / "metadata.tsv").read_text().split()
+    _check_projector(logs, n=n_heldout, latent_dim=5)
+    labels = (logs / "00002" / "codes" / "metadata.tsv").read_text().split()
     assert set(labels) <= {str(k) for k in range(10)}
 
     from mlflow.tracking import MlflowClient
 
-    client = MlflowClient(tracking_uri=(out / "mlruns").as_uri())
+    client = MlflowClient(tracking_uri=(tmp_path / "mlruns").as_uri())
     experiment = client.get_experiment_by_name("aelab")
     (run,) = client.search_runs([experiment.experiment_id])
     assert run.info.run_name == "shallow" and run.info.status == "FINISHED"
@@ -228,10 +229,10 @@ def test_cli_train_logs_to_tensorboard_and_mlflow(digits_npz, tmp_path, monkeypa
     assert {"final/loss", "final/heldout_loss"} <= set(run.data.metrics)
     pictures = client.list_artifacts(run.info.run_id, "reconstructions")
     assert [p.path for p in pictures] == ["reconstructions/epoch-000002.png"]
-    # the trackers' files are the run's own: it can be replaced as any run
-    assert foreign_entries(out) == []
+    # nothing of the trackers inside the run: it is replaced as any run, and the logs stay
+    assert foreign_entries(out) == [] and not (out / "tensorboard").exists()
     assert main([*args[:-4], "--overwrite"]) == 0
-    assert not (out / "tensorboard").exists()
+    assert [e.step for e in _events(logs).Scalars("loss/heldout")] == [1, 2]
 
 
 def test_estimator_logs_with_log_param(tmp_path, monkeypatch):

@@ -173,6 +173,8 @@ def check_state(optimizer: torch.optim.Optimizer, state: Any, source: str) -> No
         for key, value in mine.items():
             if key != "params" and not _same_kind(group.get(key, _MISSING), value):
                 raise bad(f"{key}={group.get(key, 'missing')!r} is not valid (like {value!r})")
+            if key in _RANGES and not _in_range(key, group[key]):
+                raise bad(f"{key}={group[key]!r} is not valid; {_RANGES[key][1]}")
     entries = state.get("state")
     if not isinstance(entries, dict):
         raise bad("'state' is not a map of parameters")
@@ -189,6 +191,21 @@ def check_state(optimizer: torch.optim.Optimizer, state: Any, source: str) -> No
 
 
 _MISSING = object()
+# what each hyper-parameter may be, as torch's optimizers check it when they are built (a state
+# file is loaded past those checks): a beta of 1 divides Adam's step by zero
+_RANGES = {
+    "lr": (lambda v: v > 0, "expected a positive learning rate"),
+    "eps": (lambda v: v > 0, "expected a positive number"),
+    "weight_decay": (lambda v: v >= 0, "expected 0 or more"),
+    "momentum": (lambda v: 0 <= v <= 1, "expected a number from 0 to 1"),
+    "dampening": (lambda v: 0 <= v <= 1, "expected a number from 0 to 1"),
+    "alpha": (lambda v: 0 <= v <= 1, "expected a number from 0 to 1"),
+    "betas": (lambda v: all(0 <= b < 1 for b in v), "expected numbers from 0 to below 1"),
+}
+
+
+def _in_range(key: str, value: Any) -> bool:
+    return bool(_RANGES[key][0](value))
 
 
 def _same_kind(value: Any, like: Any) -> bool:
