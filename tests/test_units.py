@@ -116,3 +116,17 @@ def test_the_fraction_unexplained_is_zero_for_the_images_and_one_for_their_mean(
     x = np.random.default_rng(3).random((10, 1, 4, 6))
     assert keeps.fraction_unexplained(x, x) == 0.0
     assert keeps.fraction_unexplained(x, np.full_like(x, x.mean())) == pytest.approx(1.0)
+
+
+def test_a_unit_that_barely_varies_has_a_histogram():
+    """A saturated sigmoid's float32 codes differ by 6e-8: too little range for 20 finite bins,
+    which stopped a report on Olivetti's shallow model."""
+    from aelab.analysis.units import unit_pages
+
+    codes = np.ones((10, 2), np.float32)
+    codes[::2, 0] = np.float32(1.0) - np.float32(6e-8)
+    codes[:, 1] = np.linspace(0, 1, 10)
+    pages = unit_pages(lambda z: np.repeat(z[:, :1], 4, axis=1).reshape(len(z), 1, 2, 2),
+                       codes, codes, np.zeros((10, 1, 2, 2), np.float32), k=3)  # fmt: skip
+    assert pages["histograms"].shape == (2, 20) and pages["histograms"][0].sum() == 10
+    assert np.all(np.isfinite(pages["edges"]))

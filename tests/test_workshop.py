@@ -152,3 +152,24 @@ def test_the_first_command_is_the_notebooks_faces_mirrored_with_faces_beside_the
     # aelab train keeps its default data, unmirrored
     train = parser.parse_args(["train", "deep"])
     assert train.data == "mnist" and _data_spec(train).mirror is False
+
+
+def test_a_partial_report_that_fails_never_stops_the_training(tmp_path, monkeypatch):
+    import aelab.apps.workshop as workshop
+
+    real, lines = workshop.build_report, []
+
+    def build_report(*args, partial=False, **kwargs):
+        if partial:
+            raise ValueError("a figure could not be drawn")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(workshop, "build_report", build_report)
+    out = tmp_path / "ws"
+    workshop.run_workshop(DataSpec(source="digits"), out, models=["shallow", "deep"],
+                          train={"epochs": 1}, progress=False, log=lines.append)  # fmt: skip
+    assert (
+        "report so far: not written (ValueError: a figure could not be drawn); training goes "
+        "on" in lines
+    )
+    assert list(json.loads((out / "metrics.json").read_text())["models"]) == ["shallow", "deep"]

@@ -100,7 +100,8 @@ def unit_pages(
     ranked = np.argsort(codes_heldout, axis=0)  # (N, D) ascending
     hist, edges = [], []
     for i in range(codes_heldout.shape[1]):
-        h, e = np.histogram(codes_heldout[:, i], bins=bins)
+        h, e = np.histogram(codes_heldout[:, i].astype(np.float64), bins=bins,
+                            range=_span(codes_heldout[:, i]))  # fmt: skip
         hist.append(h)
         edges.append(e)
     return {
@@ -174,3 +175,14 @@ __all__ = [
     "unit_pages",
     "usefulness",
 ]
+
+
+def _span(values: np.ndarray) -> tuple[float, float]:
+    """The histogram range of one unit's values: their own, or one unit wide around them where
+    they (nearly) never vary (a saturated sigmoid's float32 values differ by 1e-8, too little
+    for ``bins`` finite-sized bins)."""
+    lo, hi = float(np.min(values)), float(np.max(values))
+    if hi - lo > 1e-6 * max(1.0, abs(lo), abs(hi)):
+        return lo, hi
+    middle = (lo + hi) / 2
+    return middle - 0.5, middle + 0.5

@@ -246,7 +246,12 @@ def _partial_report(rundir: RunDir, split: Split, log, first: bool) -> None:
     """The report of the models trained so far, while the others train: their table, learning
     curves and reconstructions (``build_report(partial=True)``, a few seconds)."""
     start = time.perf_counter()
-    build_report(rundir.path, split=split, rundir=rundir, partial=True)
+    try:
+        build_report(rundir.path, split=split, rundir=rundir, partial=True)
+    except Exception as e:  # a page while it trains never stops the training: the last report
+        #   (or aelab report DIR) raises it again where it can be dealt with
+        log(f"report so far: not written ({type(e).__name__}: {e}); training goes on")
+        return
     where = (rundir.path / "report.html").resolve().as_uri()
     seconds = time.perf_counter() - start
     log(f"report so far: {where} ({seconds:.1f} s; written again after each model)"
