@@ -8,6 +8,7 @@ arrays the report's figures draw; nothing here draws or writes.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -74,6 +75,8 @@ def measure(
     *,
     seed: int = 0,
     robustness: bool = True,
+    partial: bool = False,
+    memo: dict[Any, Any] | None = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Metrics of every model on the held-out set, and the arrays the figures need.
 
@@ -82,7 +85,10 @@ def measure(
     disagree on as its mean, with the summary of its values (:func:`aelab.analysis.spread.summary`:
     standard deviation, 95% interval) under ``"spread"`` by the number's dotted path, and its
     ``"seeds"``; PCA's numbers, deterministic, are given once. Figures get the arrays of each
-    model's first seed, and every seed's history. ``robustness=False`` leaves out the
+    model's first seed, and every seed's history. ``partial=True`` (the page written while a
+    workshop trains) leaves out the corruption curve, the calibrated maps and the looks inside;
+    ``memo``, kept by the caller between such pages, holds each run's numbers so that a run is
+    measured once. ``robustness=False`` leaves out the
     corruption curve (the costliest part).
     """
     groups = {n: r if isinstance(r, Mapping) else {r.config.train.seed: r} for n, r in runs.items()}
@@ -98,25 +104,36 @@ def measure(
     ctx = {
         "split": split, "by_people": by_people, "groups": knn_groups, "seed": seed, "pcas": {},
         "normals": _normal_halves(split, spec.mirror, seed) if by_people else None,
-        "inside": inside_measure.context(split, mirror=spec.mirror, by_people=by_people, seed=seed),
+        "inside": None if partial else inside_measure.context(
+            split, mirror=spec.mirror, by_people=by_people, seed=seed),
+        "partial": partial,
     }  # fmt: skip
+    robustness = robustness and not partial
     results: dict[str, Any] = {}
     arrays: dict[str, Any] = {}
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {}  # for the corruption curve
     for name, seeds in groups.items():
         entries, insides = [], []
         for i, (s, run) in enumerate(seeds.items()):
-            entry, a, k = _measure_run(run, ctx)
+            if memo is not None and (name, s) in memo:
+                entry, a, k = memo[(name, s)]
+                methods.setdefault(f"pca-{k}", _pca_of(ctx, split, k))
+            else:
+                entry, a, k = _measure_run(run, ctx)
+                if memo is not None:
+                    memo[(name, s)] = entry, a, k
+            entry = copy.deepcopy(entry)  # aggregate and the seeds' summaries write into it
             entries.append(entry)
             insides.append(a["inside"])
             methods[_seed_key(name, s, len(seeds))] = run.reconstruct
-            methods.setdefault(f"pca-{k}", ctx["pcas"][k][1])
+            methods.setdefault(f"pca-{k}", _pca_of(ctx, split, k))
             if i == 0:
                 arrays[name] = a
         results[name], spread = aggregate(entries)
         results[name]["seeds"] = list(seeds)
         results[name]["spread"] = spread
-        inside_measure.across_seeds(results[name], arrays[name], insides, x_tr, ctx["inside"])
+        if ctx["inside"] is not None:
+            inside_measure.across_seeds(results[name], arrays[name], insides, x_tr, ctx["inside"])
         arrays[name]["histories"] = [run.history for run in seeds.values()]
     facts = data_facts(spec, split)
     data = {
@@ -186,12 +203,11 @@ def _measure_run(run: Run, ctx: dict[str, Any]) -> tuple[dict[str, Any], dict[st
     x_hat = run.decode(codes_te)
     # PCA with as many components as the code, capped by what the training set allows
     n_components = min(code_size, len(x_tr), int(np.prod(x_tr.shape[1:])))
-    if n_components not in ctx["pcas"]:  # deterministic: once for every model and seed
-        fit = metrics.pca_baseline(x_tr, x_te, n_components=n_components)
-        ctx["pcas"][n_components] = (fit, _projection(fit.pca, x_te.shape[1:]))
-    pca, project = ctx["pcas"][n_components]
+    pca, project = ctx["pcas"][n_components] if n_components in ctx["pcas"] else (
+        _pca_fit(ctx, split, n_components))  # fmt: skip
     dead = metrics.dead_units(codes_tr)
-    inside = inside_measure.measure_run(run, ctx["inside"], codes_tr, codes_te, x_hat, pca)
+    inside = (None, {}) if ctx["inside"] is None else inside_measure.measure_run(
+        run, ctx["inside"], codes_tr, codes_te, x_hat, pca)  # fmt: skip
     history = run.history
     knn = ctx["by_people"], ctx["groups"]
     entry = {
@@ -219,7 +235,8 @@ def _measure_run(run: Run, ctx: dict[str, Any]) -> tuple[dict[str, Any], dict[st
     # None where PCA is exact (as many components as pixels): no ratio means anything there
     pca_mse = entry["pca"]["mse"]
     entry["pca_ratio"] = entry["heldout"]["mse"] / pca_mse if pca_mse > EXACT_MSE else None
-    entry["inside"] = inside[0]
+    if inside[0] is not None:
+        entry["inside"] = inside[0]
     a: dict[str, Any] = {"codes_tr": codes_tr, "codes_te": codes_te, "x_hat": x_hat, "dead": dead,
                          "inside": inside[1]}  # fmt: skip
     if run.model.variational:  # the mean KL of each unit: what says whether it is in use
@@ -239,13 +256,28 @@ def _measure_run(run: Run, ctx: dict[str, Any]) -> tuple[dict[str, Any], dict[st
         entry["anomaly"], a["anomaly"] = _detection(
             Detector(run), project, ctx["normals"], x_te, x_hat
         )
-        maps = _calibrated_maps(Detector(run), ctx["normals"], x_te, x_hat)
+        maps = None if ctx["partial"] else _calibrated_maps(
+            Detector(run), ctx["normals"], x_te, x_hat)  # fmt: skip
         if maps is not None:
             entry["anomaly"]["maps"], a["anomaly_maps"] = maps
     extra = run.extra_metrics(x_te)  # the family's own (models.base.extra_metrics)
     if extra:
         entry["family"] = extra
     return entry, a, n_components
+
+
+def _pca_fit(ctx: dict[str, Any], split: Split, k: int):
+    """PCA with ``k`` components on the training images: fitted once for every model and seed
+    (deterministic), with its reconstruction function."""
+    if k not in ctx["pcas"]:
+        x_tr, x_te = split.train.images, split.heldout.images
+        fit = metrics.pca_baseline(x_tr, x_te, n_components=k)
+        ctx["pcas"][k] = (fit, _projection(fit.pca, x_te.shape[1:]))
+    return ctx["pcas"][k]
+
+
+def _pca_of(ctx: dict[str, Any], split: Split, k: int) -> Callable[[np.ndarray], np.ndarray]:
+    return _pca_fit(ctx, split, k)[1]
 
 
 def _variance_ratio(x: np.ndarray, x_hat: np.ndarray) -> float | None:

@@ -67,6 +67,7 @@ def build_report(
     legacy: bool = False,
     insides: bool = True,
     partial: bool = False,
+    memo: dict[Any, Any] | None = None,
 ) -> dict[str, Any]:
     """Rebuild ``metrics.json``, ``figures/`` and ``report.html`` of a workshop run directory.
 
@@ -79,18 +80,19 @@ def build_report(
     aelab 0.1, which has no manifest, unchecked (see :func:`aelab.runs.open.open_runs`).
     ``partial=True`` is the page a workshop writes while it trains: the models trained so far,
     their table, learning curves and reconstructions only (no corruption curve, embeddings or
-    insides: a few seconds), and a line saying the others are still training.
+    insides: a few seconds), and a line saying the others are still training; ``memo`` (kept by
+    the workshop between such pages) measures each run once.
     """
     if rundir is None:
         with RunDir.resume(out, kind="workshop", legacy=legacy) as own:
             return build_report(own.path, split=split, seed=seed, data_home=data_home, log=log,
                                 rundir=own, legacy=legacy, insides=insides,
-                                partial=partial)  # fmt: skip
+                                partial=partial, memo=memo)  # fmt: skip
     folder = rundir.path
     opened = open_runs(folder, data=True, data_home=data_home, split=split, legacy=legacy)
     split, groups = opened.split, opened.groups
     runs = {name: next(iter(seeds.values())) for name, seeds in groups.items()}  # first seeds
-    result, arrays = measure(groups, split, seed=seed, robustness=not partial)
+    result, arrays = measure(groups, split, seed=seed, partial=partial, memo=memo)
     result["schedule"] = opened.workshop.label
     result["missing"] = opened.missing
     if partial:

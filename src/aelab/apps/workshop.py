@@ -214,7 +214,7 @@ def _configs(record: WorkshopRecord, split: Split) -> dict[str, TrainConfig]:
 def _train_models(rundir, record, configs, split, progress, log, targets, *, resume, partial=False):
     """Train (or, resuming, keep or continue) every run of ``record``; with ``partial``, a
     partial report after each but the last (:func:`_partial_report`)."""
-    runs = list(record.runs())
+    runs, memo = list(record.runs()), {}  # memo: each run measured once for the partial pages
     for i, (model, _, name) in enumerate(runs):
         trackers = [t.for_model(name) for t in targets]
         folder = rundir.path / name
@@ -239,15 +239,15 @@ def _train_models(rundir, record, configs, split, progress, log, targets, *, res
         rundir.write_json(WORKSHOP_FILE, record.to_dict())
         log(f"{name}: {len(run.history)} epochs in {seconds:.1f} s")
         if partial and i < len(runs) - 1:
-            _partial_report(rundir, split, log, first=i == 0)
+            _partial_report(rundir, split, log, first=i == 0, memo=memo)
 
 
-def _partial_report(rundir: RunDir, split: Split, log, first: bool) -> None:
+def _partial_report(rundir: RunDir, split: Split, log, first: bool, memo=None) -> None:
     """The report of the models trained so far, while the others train: their table, learning
     curves and reconstructions (``build_report(partial=True)``, a few seconds)."""
     start = time.perf_counter()
     try:
-        build_report(rundir.path, split=split, rundir=rundir, partial=True)
+        build_report(rundir.path, split=split, rundir=rundir, partial=True, memo=memo)
     except Exception as e:  # a page while it trains never stops the training: the last report
         #   (or aelab report DIR) raises it again where it can be dealt with
         log(f"report so far: not written ({type(e).__name__}: {e}); training goes on")
