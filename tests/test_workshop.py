@@ -173,3 +173,30 @@ def test_a_partial_report_that_fails_never_stops_the_training(tmp_path, monkeypa
         "on" in lines
     )
     assert list(json.loads((out / "metrics.json").read_text())["models"]) == ["shallow", "deep"]
+
+
+def test_the_quick_schedule_centres_a_workshops_relu_codes_and_its_file_says_so(tmp_path, capsys):
+    """aelab run's quick schedule trains deep with a centred input (dead units); the file of
+    that run trains it again bit for bit through aelab train --schedule quick."""
+    out = tmp_path / "ws"
+    assert main(["run", "--data", "digits", "--models", "shallow,deep", "--epochs", "1",
+                 "--conv-kernels", "default", "--out", str(out), "--quiet"]) == 0  # fmt: skip
+    config = json.loads((out / "deep" / "config.json").read_text())["model"]["config"]
+    assert config["centre_input"] is True
+    shallow = json.loads((out / "shallow" / "config.json").read_text())["model"]["config"]
+    assert shallow["centre_input"] is False  # its code reads the image: nothing to revive
+    capsys.readouterr()
+    assert main(["config", str(out / "deep")]) == 0
+    text = capsys.readouterr().out
+    assert 'schedule = "quick"' in text and "centre-input" not in text
+    (tmp_path / "deep.toml").write_text(text)
+    again = tmp_path / "again"
+    assert main(["train", "--config", str(tmp_path / "deep.toml"), "--out", str(again),
+                 "--quiet"]) == 0  # fmt: skip
+    same = (out / "deep" / "model.safetensors").read_bytes()
+    assert (again / "model.safetensors").read_bytes() == same
+    seed = tmp_path / "seed"
+    assert main(["run", "--data", "digits", "--models", "deep", "--schedule", "seed", "--epochs",
+                 "1", "--out", str(seed), "--quiet"]) == 0  # fmt: skip
+    assert not json.loads((seed / "deep" / "config.json").read_text())["model"]["config"][
+        "centre_input"]  # fmt: skip

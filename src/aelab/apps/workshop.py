@@ -230,9 +230,9 @@ def _train_models(rundir, record, configs, split, progress, log, targets, *, res
                 log=trackers,
             )  # fmt: skip
         else:
-            run = train_run(
-                model, record.data, configs[name], folder, model_overrides=record.model,
-                progress=progress, split_data=split, log=trackers,
+            run = train_run(  # the schedule's model too (quick: a centred input where set)
+                model, record.data, configs[name], folder, schedule=record.schedule,
+                model_overrides=record.model, progress=progress, split_data=split, log=trackers,
             )  # fmt: skip
         seconds = time.perf_counter() - start
         record.seconds[name] = record.seconds.get(name, 0.0) + seconds

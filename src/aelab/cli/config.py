@@ -188,7 +188,7 @@ def settings_of(path: str | Path, legacy: bool = False) -> tuple[str, dict[str, 
             f"run='{path}' was fitted on in-memory arrays (aelab.Autoencoder): no command "
             "trains it again; refit the estimator"
         )
-    from aelab.models import model_config
+    from aelab.models import get_recipe, model_config
 
     recipe_default = model_config(config.model, config.model_config.input_shape)
     changed = {
@@ -196,8 +196,14 @@ def settings_of(path: str | Path, legacy: bool = False) -> tuple[str, dict[str, 
         for f, v in config.model_config.to_dict().items()
         if v != recipe_default.to_dict()[f] and f != "input_shape"
     }
+    # the quick schedule's own model fields (a centred input, in a workshop's runs): its name
+    # sets them; the training settings below are written out whole either way
+    quick = dict(get_recipe(config.model).quick.model)
+    schedule = "quick" if quick and all(changed.get(f) == v for f, v in quick.items()) else "seed"
+    if schedule == "quick":
+        changed = {f: v for f, v in changed.items() if f not in quick}
     out = {"model": config.model, **_data(config.data), **_model_fields(changed)}
-    out["schedule"] = "seed"
+    out["schedule"] = schedule
     train = config.train.to_dict()
     if train["seed"] != config.data.seed:
         raise ValueError(
