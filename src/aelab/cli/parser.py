@@ -307,7 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_one_of(SCHEDULES),
         metavar="seed|quick",
         help="how long each model trains. quick (default, unlike aelab train): a bounded number "
-        "of images seen, the five in about 3 minutes on 2 CPU cores; seed: each model's own "
+        "of images seen, the first command (six models on the faces) in about 6 minutes on 2 "
+        "CPU cores; seed: each model's own "
         "schedule, the notebook's for its five (20 minutes or more)",
     )
     p.add_argument(  # the name of --schedule before 0.2; kept so that older commands work
