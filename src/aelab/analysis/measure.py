@@ -117,7 +117,6 @@ def measure(
         for i, (s, run) in enumerate(seeds.items()):
             if memo is not None and (name, s) in memo:
                 entry, a, k = memo[(name, s)]
-                methods.setdefault(f"pca-{k}", _pca_of(ctx, split, k))
             else:
                 entry, a, k = _measure_run(run, ctx)
                 if memo is not None:
