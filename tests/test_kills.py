@@ -147,6 +147,13 @@ def test_a_killed_workshop_resumes_and_keeps_the_models_it_finished(tmp_path):
     assert proc.wait(timeout=300) == -signal.SIGKILL
     finished = (out / "shallow" / "model.safetensors").stat().st_mtime_ns
     assert not (out / "report.html").exists()
+    again = subprocess.run([sys.executable, "-m", "aelab", *common, "--out", str(out)],
+                           capture_output=True, text=True)  # fmt: skip
+    assert again.returncode == 2  # the same command again: told to resume, nothing touched
+    assert len(again.stderr.strip().splitlines()) == 1
+    message = again.stderr.strip()
+    assert "unfinished" in message and "--resume" in message
+    assert message.index("--resume") < message.index("--overwrite")
     resumed = subprocess.run(
         [sys.executable, "-m", "aelab", "run", "--out", str(out), "--resume", "--quiet"],
         capture_output=True,

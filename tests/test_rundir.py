@@ -122,7 +122,7 @@ def test_a_failed_run_leaves_nothing_and_a_killed_one_can_be_resumed(tmp_path, c
     manifest["files"] = {"config.json": manifest["files"]["config.json"]}
     (out / "aelab-run.json").write_text(json.dumps(manifest))
     assert main([*DEEP, "--epochs", "1", "--out", str(out)]) == 2
-    assert "an interrupted run with no checkpoint yet" in _err(capsys)[-1]
+    assert "unfinished run (interrupted with no checkpoint yet); pass --resume" in _err(capsys)[-1]
     assert main(["train", "deep", "--out", str(out), "--resume", "--quiet"]) == 0
     assert len(json.loads((out / "history.json").read_text())) == 1
 

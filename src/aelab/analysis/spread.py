@@ -119,6 +119,22 @@ def welch(a: Sequence[float], b: Sequence[float]) -> dict[str, Any]:
             "ci95": [diff - half, diff + half]}  # fmt: skip
 
 
+def within_spread(candidate: Sequence[float], reference: Sequence[float]) -> dict[str, Any]:
+    """Is ``candidate`` (one value per seed, lower is better) no worse than ``reference`` beyond
+    the reference's own seed-to-seed spread? ``excess`` is the difference of the means, ``std``
+    the reference's sample standard deviation, and ``within`` whether ``excess <= std``: the
+    candidate costs less than changing the seed does. Being better never counts against it. At
+    least two values each, as a spread needs; with a handful of seeds a test of equivalence
+    could not be passed, and a test of difference could not fail, so the rule compares with
+    the noise a user meets anyway."""
+    a, b = np.asarray(candidate, dtype=np.float64), np.asarray(reference, dtype=np.float64)
+    if len(a) < 2 or len(b) < 2:
+        raise ValueError("comparing with a spread needs at least two seeds in each")
+    excess, std = float(a.mean() - b.mean()), float(b.std(ddof=1))
+    return {"excess": excess, "std": std, "within": bool(excess <= std),
+            "ratio": float(a.mean() / b.mean()) if b.mean() else None}  # fmt: skip
+
+
 def plus_minus(m: Mapping[str, Any], path: str, fmt: str = ".4g") -> str:
     """The number at ``path`` of a model's record as ``mean ± std`` (the mean alone with one
     seed); ``—`` where there is none."""
@@ -142,4 +158,5 @@ __all__ = [
     "plus_minus",
     "summary",
     "welch",
+    "within_spread",
 ]

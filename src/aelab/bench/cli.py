@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from aelab.analysis.spread import summary as spread_summary
-from aelab.analysis.spread import welch
+from aelab.analysis.spread import welch, within_spread
 
 from .contention import BUSY_LOOPS, contention
 from .end_to_end import END_TO_END, end_to_end, portable
@@ -179,9 +179,10 @@ def run(args: argparse.Namespace) -> int:
         for p, v in result["peak"].items():
             log(f"peak {p} matmul: {v['flops_per_s'] / 1e9:.1f} GFLOP/s (n={v['n']})")
         if "models" in sections or "keras" in sections:
-            x_train, _ = olivetti_split(data_home)
+            x_train, x_held = olivetti_split(data_home)
             x = torch.from_numpy(x_train.images)
-            result.update(models_section(args, x, models, precisions, result["peak"], device))
+            held = torch.from_numpy(x_held.images)
+            result.update(models_section(args, x, models, precisions, result["peak"], device, held))
         if "layers" in sections:
             from ..models import get_recipe
 
@@ -252,7 +253,7 @@ def _busy(text: str) -> list[int]:
     return busy
 
 
-def models_section(args, x, models, precisions, peaks, device) -> dict[str, Any]:
+def models_section(args, x, models, precisions, peaks, device, held=None) -> dict[str, Any]:
     """The ``models`` (and ``keras``) sections: each model in each of ``precisions`` with each
     seed, then the Keras port's right after it; with several precisions, each final loss against
     fp32's. ``models`` keeps the first precision's row of the first seed."""
@@ -265,7 +266,7 @@ def models_section(args, x, models, precisions, peaks, device) -> dict[str, Any]
             for precision in precisions:
                 row = bench_model(
                     name, x, epochs=epochs, precision=precision, device=device, peaks=peaks,
-                    seed=seed,
+                    seed=seed, x_heldout=held,
                 )  # fmt: skip
                 runs.setdefault(precision, []).append(row)
                 log(
@@ -273,7 +274,9 @@ def models_section(args, x, models, precisions, peaks, device) -> dict[str, Any]
                     f"{row['seconds_per_epoch']:.3f} s/epoch, "
                     f"{row['images_per_s']:,.0f} images/s, MFU {row['mfu']:.1%}, "
                     f"final loss {row['final_loss']:.5f} after {epochs} epochs"
-                )
+                    + ("" if row["heldout_mse"] is None else
+                       f", held-out MSE {row['heldout_mse']:.5f}")
+                )  # fmt: skip
         out["models"][name] = runs[precisions[0]][0]
         if len(runs) > 1:
             check[name] = precision_check(runs, args.seed_list)
@@ -314,6 +317,9 @@ def precision_check(runs: dict[str, list[dict[str, Any]]], seeds: Sequence[int])
         losses = [row["final_loss"] for row in rows]
         spread = spread_summary(losses)
         summary[p].update(final_losses=losses, mean_final_loss=spread["mean"], spread=spread)
+        held = [row.get("heldout_mse") for row in rows]
+        if all(h is not None for h in held):
+            summary[p].update(heldout_mses=held, heldout=spread_summary(held))
     if "fp32" in by and "bf16" in by:
         fp32, bf16 = summary["fp32"], summary["bf16"]
         summary["bf16_loss_ratio"] = bf16["mean_final_loss"] / fp32["mean_final_loss"]
@@ -323,6 +329,17 @@ def precision_check(runs: dict[str, list[dict[str, Any]]], seeds: Sequence[int])
         summary["bf16_speedup"] = fp32["seconds_per_epoch"] / bf16["seconds_per_epoch"]
         if len(seeds) > 1:  # is bf16's final loss distinguishable from fp32's over the seeds?
             summary["bf16_vs_fp32"] = welch(bf16["final_losses"], fp32["final_losses"])
+            if "heldout_mses" in bf16 and "heldout_mses" in fp32:
+                # the rule `auto` follows: bf16's mean held-out MSE no worse than fp32's by more
+                # than fp32's own seed-to-seed standard deviation
+                summary["bf16_heldout"] = within_spread(bf16["heldout_mses"], fp32["heldout_mses"])
+                summary["bf16_heldout_welch"] = welch(bf16["heldout_mses"], fp32["heldout_mses"])
+                rule = summary["bf16_heldout"]
+                log(
+                    f"  bf16: mean held-out MSE {rule['excess']:+.2e} against fp32's, whose "
+                    f"spread over seeds is {rule['std']:.2e}: "
+                    + ("within it" if rule["within"] else "beyond it")
+                )
         per_seed = ", ".join(f"{r:.3f}" for r in summary["bf16_loss_ratios"])
         log(
             f"  bf16: mean final loss {summary['bf16_loss_ratio']:.4f}x fp32's (per seed "

@@ -52,10 +52,13 @@ def bench_model(
     device: str,
     peaks: dict[str, dict[str, Any]],
     seed: int = 0,
+    x_heldout=None,
 ) -> dict[str, Any]:
     """Train recipe ``name`` on ``x_train`` for ``epochs`` with its (the notebook's) schedule, in
     ``precision`` (``auto``: the trainer's choice for this model); MFU is against the matmul
-    peak of the precision it ran in (``peaks``, from :func:`~aelab.bench.machine.matmul_peak`)."""
+    peak of the precision it ran in (``peaks``, from :func:`~aelab.bench.machine.matmul_peak`).
+    With ``x_heldout``, also the mean squared error of its reconstructions of those images,
+    computed in float32 whatever the training precision (:func:`heldout_mse`)."""
     import torch
 
     from aelab.training.recipes import resolve
@@ -97,4 +100,24 @@ def bench_model(
         "tuning_seconds": trainer.tuning_seconds,
         "first_loss": history[0]["loss"],
         "final_loss": history[-1]["loss"],
+        "heldout_mse": None if x_heldout is None else heldout_mse(model, x_heldout),
     }
+
+
+def heldout_mse(model, x) -> float:
+    """Mean squared error of ``model``'s reconstructions of ``x`` (clean inputs, the mean code
+    of a variational model), in eval mode and float32: the number the workshop sets against
+    PCA, so that a precision is judged by what it leaves on unseen images."""
+    import torch
+
+    from aelab.runs.run import reconstructed
+
+    model.eval()
+    device = next(model.parameters()).device
+    total = 0.0
+    with torch.no_grad():
+        for batch in x.split(256):
+            batch = batch.to(device, dtype=torch.float32)
+            x_hat = reconstructed(model, batch).float()
+            total += float(((x_hat - batch) ** 2).sum())
+    return total / x.numel()

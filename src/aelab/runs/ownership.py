@@ -250,12 +250,18 @@ def refuse_held(target: Path, name: str, kind: str) -> None:
     if not held:
         return
     manifest = Manifest.read(target)
-    hint = ""
-    if manifest is not None and manifest.kind == "train" and manifest.checkpoint is None:
-        hint = " (an interrupted run with no checkpoint yet)"
+    if manifest is not None and not manifest.complete and manifest.kind == kind:
+        # the same command again after an interruption: continuing it keeps what was done
+        what = "workshop" if kind == "workshop" else "run"
+        if kind == "train" and manifest.checkpoint is None:
+            what = "run (interrupted with no checkpoint yet)"
+        raise ValueError(
+            f"{name}='{target}' holds an unfinished {what}; pass resume=True to continue it, "
+            "overwrite=True to start again from nothing, or choose another folder"
+        )
     also = "resume=True to continue it, " if kind == "train" else ""
     raise ValueError(
-        f"{name}='{target}' already holds files{hint}; pass overwrite=True to replace an "
+        f"{name}='{target}' already holds files; pass overwrite=True to replace an "
         f"earlier run, {also}or choose another folder"
     )
 
