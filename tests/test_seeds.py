@@ -215,3 +215,16 @@ def test_a_workshop_of_seeds_killed_midway_keeps_the_finished_seeds(tmp_path):
     assert (out / "deep-seed0" / "model.safetensors").read_bytes() == finished
     assert all((out / f"deep-seed{s}" / "model.safetensors").is_file() for s in (1, 2))
     assert json.loads((out / "metrics.json").read_text())["models"]["deep"]["seeds"] == [0, 1, 2]
+
+
+def test_within_spread_compares_the_excess_of_the_means_with_the_references_own_spread():
+    from aelab.analysis.spread import within_spread
+
+    reference = [1.0, 2.0, 3.0]  # mean 2, sample standard deviation 1
+    at_edge = within_spread([2.5, 3.0, 3.5], reference)  # mean 3: exactly one std worse
+    assert at_edge["excess"] == pytest.approx(1.0) and at_edge["std"] == pytest.approx(1.0)
+    assert at_edge["within"] and at_edge["ratio"] == pytest.approx(1.5)
+    assert not within_spread([3.0, 3.0, 3.1], reference)["within"]  # 1.033 > 1
+    assert within_spread([0.0, 0.0, 0.0], reference)["within"]  # better never counts against
+    with pytest.raises(ValueError, match="at least two seeds"):
+        within_spread([1.0], reference)
