@@ -19,7 +19,8 @@ def test_identity_is_the_input_and_a_perfect_denoiser_leads(images):
     levels = {"gaussian": (0.0, 0.1, 0.3), "mask": (0.0, 0.2)}
     clean = images.copy()
     curve = corruption_curve(
-        {"identity": lambda x: np.clip(x, 0, 1), "oracle": lambda x: clean,
+        {"identity": lambda x: np.clip(x, 0, 1),
+         "oracle": lambda x: np.concatenate([clean] * (len(x) // len(clean))),
          "grey": lambda x: np.full_like(x, 0.5)},
         images, levels=levels, seed=3,
     )  # fmt: skip
@@ -33,6 +34,28 @@ def test_identity_is_the_input_and_a_perfect_denoiser_leads(images):
     assert shortfalls(curve, "oracle", list(curve["methods"])) == []
     notes = shortfalls(curve, "grey", list(curve["methods"]))
     assert len(notes) == 3 and all("oracle 100.0 dB above" in n for n in notes)
+
+
+def test_the_stacked_calls_give_each_level_what_a_call_of_its_own_gives(images, monkeypatch):
+    from aelab.analysis import robustness
+
+    def blur(x):  # each image on its own, as a model's reconstruction is
+        return (x + np.roll(x, 1, axis=-1) + np.roll(x, 1, axis=-2)) / 3
+
+    levels = {"gaussian": (0.0, 0.1, 0.3), "saltpepper": (0.0, 0.2), "mask": (0.0, 0.5)}
+    calls = []
+    stacked = corruption_curve({"blur": lambda x: calls.append(len(x)) or blur(x)}, images,
+                               levels=levels, seed=5)  # fmt: skip
+    assert calls == [len(images) * 5]  # the clean images once, and 4 corrupted copies
+    for i, (kind, kind_levels) in enumerate(levels.items()):
+        for j, level in enumerate(kind_levels):
+            noisy = corrupt(images, kind, level, seed=5 + 1000 * i + j)
+            assert stacked["methods"]["blur"][kind][j] == psnr(images, blur(noisy))
+    monkeypatch.setattr(robustness, "STACK_BYTES", 2 * images.nbytes)  # two copies a call
+    calls.clear()
+    again = corruption_curve({"blur": lambda x: calls.append(len(x)) or blur(x)}, images,
+                             levels=levels, seed=5)  # fmt: skip
+    assert calls == [2 * len(images)] * 2 + [len(images)] and again == stacked
 
 
 def test_corrupt_leaves_the_input_alone_and_level_zero_is_a_copy(images):

@@ -80,9 +80,12 @@ def preservation(ctx: dict[str, Any], reconstructions: dict[str, np.ndarray]) ->
     x_fit, y_fit = ctx["probe"]["fit"]
     test = ctx["probe"]["test"]
     recon = {name: x_hat[test] for name, x_hat in reconstructions.items()}
+    if "probes" not in ctx["probe"]:  # the same images for every run: fitted once
+        ctx["probe"]["probes"] = keeps.fit_probes(x_fit, y_fit)
     return keeps.preservation(
-        x_fit, y_fit, ctx["x"][test], ctx["labels"][test], recon, ctx["mean_image"]
-    )
+        x_fit, y_fit, ctx["x"][test], ctx["labels"][test], recon, ctx["mean_image"],
+        probes=ctx["probe"]["probes"],
+    )  # fmt: skip
 
 
 def measure_run(run, ctx: dict[str, Any], codes_tr, codes_te, x_hat, pca) -> tuple[dict, dict]:

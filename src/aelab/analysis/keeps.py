@@ -28,7 +28,9 @@ def _flat(x: np.ndarray) -> np.ndarray:
     return np.asarray(x, dtype=np.float64).reshape(len(x), -1)
 
 
-def _probes(x_fit, y_fit):
+def fit_probes(x_fit, y_fit) -> dict[str, Any]:
+    """The preservation probes fitted on ``x_fit`` (images) and ``y_fit`` (labels): logistic
+    regression on pixels and 1-NN; fitted once, they score any number of reconstructions."""
     from sklearn.linear_model import LogisticRegression
     from sklearn.neighbors import KNeighborsClassifier
 
@@ -46,12 +48,14 @@ def preservation(
     y_test: np.ndarray,
     reconstructions: dict[str, np.ndarray],
     mean_image: np.ndarray,
+    probes: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Each probe's accuracy on the originals ``x_test``, on the mean image and on each of
     ``reconstructions`` (by name, each shaped as ``x_test``), and each reconstruction's score
     ``(acc_recon - acc_mean) / (acc_orig - acc_mean)`` (None where the originals do no better
-    than the mean image)."""
-    probes = _probes(x_fit, y_fit)
+    than the mean image). ``probes``: those :func:`fit_probes` gave for ``x_fit, y_fit``, to
+    fit them once for many calls."""
+    probes = fit_probes(x_fit, y_fit) if probes is None else probes
     y_test = np.asarray(y_test)
     mean = np.repeat(np.asarray(mean_image, dtype=np.float64)[None], len(x_test), axis=0)
     out: dict[str, Any] = {}
@@ -158,6 +162,7 @@ def misleading_mse(image: np.ndarray, seed: int = 0) -> list[dict[str, Any]]:
 
 __all__ = [
     "direction",
+    "fit_probes",
     "fraction_unexplained",
     "halves_of_each_label",
     "misleading_mse",
