@@ -122,13 +122,14 @@ def read_groups(
         One line naming the file, the line, the value and what is allowed: a file that is not
         a regular file, too large, not UTF-8 or not CSV; a header other than ``image,group``; a
         row without two values; an unknown image, an index out of range, an image named twice,
-        an empty or too long group; fewer than two groups of :data:`MIN_IMAGES` images or more.
+        an empty, too long or unprintable group; fewer than two groups of :data:`MIN_IMAGES`
+        images or more.
     """
     path = Path(path)
     if files is not None and len(files) != n_images:
         raise ValueError(f"files names {len(files)} images; expected n_images={n_images}")
     by_name = None if files is None else {name: i for i, name in enumerate(files)}
-    reader = csv.reader(io.StringIO(_text(path), newline=""))
+    reader = csv.reader(io.StringIO(_text(path), newline=""), strict=True)
     of_image = np.full(n_images, -1, dtype=np.int64)
     first_line: dict[int, int] = {}
     names: dict[str, int] = {}
@@ -152,6 +153,11 @@ def read_groups(
             group = row[1].strip()
             if not group:
                 raise ValueError(f"{where}: group={row[1]!r} is empty; allowed: any non-empty text")
+            if not group.isprintable():
+                raise ValueError(
+                    f"{where}: group={group[:40]!r} holds a control character; allowed: "
+                    "printable text"
+                )
             if len(group) > MAX_NAME:
                 raise ValueError(
                     f"{where}: group={group[:40]!r}... has {len(group)} characters; allowed: at "
