@@ -24,6 +24,10 @@ RESAMPLES = 5  # bootstrap resamples of PCA's stability
 TOP_UNITS = 32  # units whose numbers metrics.json records, most useful first
 K = 5  # precision@K, and the neighbours drawn
 MORPH_STEPS = 7
+SHOWN_GROUPS = 4  # groups whose morph the report draws, in the order the groups come
+RECORDED_GROUPS = 32  # groups whose direction metrics.json records
+GROUP_REACH, GROUP_STEPS = 2.0, 5  # the morph along a group's direction: t from -2 to +2
+MIN_GROUP = 2  # images a group needs in a part for the part to hold it
 
 
 def sample(n: int, mirror: bool, limit: int = LIMIT, seed: int = 0) -> np.ndarray:
@@ -48,9 +52,37 @@ def probe_split(labels: np.ndarray, mirror: bool, seed: int = 0):
     return np.concatenate([first, first + half]), np.concatenate([second, second + half])
 
 
-def context(split, *, mirror: bool, by_people: bool, seed: int = 0) -> dict[str, Any]:
+def attribute_groups(split, groups=None) -> dict[str, Any] | None:
+    """The groups attribute directions are taken over: ``groups`` (an
+    :class:`aelab.data.groups.ImageGroups`, the user's) or else the data's labels; on the
+    held-out images where they hold two groups of :data:`MIN_GROUP` images or more, else on the
+    training images; None where neither does. Returns the source, the part, each of its images'
+    group (-1: none), the groups' names and those that count, in order."""
+    if groups is not None:
+        source, names = groups.source, list(groups.names)
+        parts = {"heldout": groups.labels(split.heldout), "train": groups.labels(split.train)}
+    else:
+        if split.heldout.labels is None or split.train.labels is None:
+            return None
+        parts = {p: np.asarray(getattr(split, p).labels) for p in ("heldout", "train")}
+        n = int(max(parts["heldout"].max(initial=-1), parts["train"].max(initial=-1))) + 1
+        names = getattr(split.train, "class_names", None) or [str(i) for i in range(n)]
+        source = "labels"
+    for part, labels in parts.items():
+        counts = np.bincount(labels[labels >= 0], minlength=len(names))
+        kept = np.flatnonzero(counts >= MIN_GROUP)
+        if len(kept) >= 2:
+            return {"source": source, "part": part, "labels": labels, "names": names,
+                    "groups": kept}  # fmt: skip
+    return {"source": source, "part": None} if groups is not None else None
+
+
+def context(
+    split, *, mirror: bool, by_people: bool, seed: int = 0, image_groups=None
+) -> dict[str, Any]:
     """What every run's look inside shares: the held-out sample, its labels and mirror groups,
-    the probe's images and labels, and the numbers of the pixels themselves."""
+    the probe's images and labels, the numbers of the pixels themselves, and the groups of the
+    attribute directions (:func:`attribute_groups`; ``image_groups``: the user's)."""
     x_te = split.heldout.images
     idx = sample(len(x_te), mirror, seed=seed)
     x = x_te[idx]
@@ -59,6 +91,7 @@ def context(split, *, mirror: bool, by_people: bool, seed: int = 0) -> dict[str,
     ctx: dict[str, Any] = {
         "idx": idx, "x": x, "labels": labels, "groups": groups, "mirror": mirror,
         "mean_image": split.train.images.mean(axis=0), "seed": seed, "pca_stability": {},
+        "attribute": attribute_groups(split, image_groups),
     }  # fmt: skip
     if labels is not None and len(np.unique(labels)) > 1:
         if by_people:  # their labels never occur in training: fit and score within them
@@ -119,6 +152,11 @@ def measure_run(run, ctx: dict[str, Any], codes_tr, codes_te, x_hat, pca) -> tup
     ]  # fmt: skip
     arrays["pages"] = page
     arrays["directions"] = page["directions"]
+    attribute = ctx.get("attribute")
+    if attribute is not None and attribute["part"] is not None:
+        part_codes = codes_te if attribute["part"] == "heldout" else codes_tr
+        entry["groups"], arrays["groups"] = along_groups(run.decode, attribute, part_codes, codes)
+        entry["groups"]["start_image"] = int(idx[0])
     if labels is None or len(np.unique(labels)) < 2:
         return entry, arrays
     groups = ctx["groups"]
@@ -146,6 +184,37 @@ def morph(decode, codes: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     path = keeps.morph(codes[first], along, steps=MORPH_STEPS)
     return {"start": start, "to": to, "codes": path,
             "images": decode(path.astype(np.float32))}  # fmt: skip
+
+
+def along_groups(decode, attribute: dict[str, Any], part_codes, codes) -> tuple[dict, dict]:
+    """Each group's attribute direction over ``part_codes`` (the codes of the part
+    :func:`attribute_groups` chose), and the first held-out image of the sample (``codes[0]``)
+    moved along the first :data:`SHOWN_GROUPS` of them, decoded: the record and the arrays."""
+    which, names, labels = attribute["groups"], attribute["names"], attribute["labels"]
+    directions = keeps.group_directions(part_codes, labels, which)  # (G, D)
+    sizes = np.bincount(labels[labels >= 0], minlength=len(names))
+    record = {
+        "source": attribute["source"],
+        "images": "held-out" if attribute["part"] == "heldout" else "training",
+        "n_images": int(np.sum(labels >= 0)),
+        "n_groups": len(which),
+        "groups": [
+            {"name": names[g], "n_images": int(sizes[g]), "norm": float(np.linalg.norm(d)),
+             "direction": d.tolist()}
+            for g, d in zip(which[:RECORDED_GROUPS], directions)
+        ],
+    }  # fmt: skip
+    shown = min(SHOWN_GROUPS, len(which))
+    paths = np.stack(
+        [keeps.sweep(codes[0], d, GROUP_REACH, GROUP_STEPS) for d in directions[:shown]]
+    )
+    images = decode(paths.reshape(-1, paths.shape[-1]).astype(np.float32))
+    arrays = {
+        "names": [names[g] for g in which[:shown]],
+        "t": np.linspace(-GROUP_REACH, GROUP_REACH, GROUP_STEPS),
+        "images": np.asarray(images).reshape(*paths.shape[:2], *np.shape(images)[1:]),
+    }
+    return record, arrays
 
 
 def stability(per_seed_directions: list[np.ndarray], x_train: np.ndarray, ctx) -> dict:
@@ -183,6 +252,8 @@ __all__ = [
     "TOP_UNITS",
     "K",
     "across_seeds",
+    "along_groups",
+    "attribute_groups",
     "context",
     "measure_run",
     "probe_split",

@@ -128,6 +128,21 @@ def direction(codes: np.ndarray, labels: np.ndarray, to: Any, start: Any = None)
     return codes[labels == to].mean(axis=0) - base
 
 
+def group_directions(codes: np.ndarray, groups: np.ndarray, which: Any) -> np.ndarray:
+    """The attribute direction of each group of ``which`` ``(len(which), D)``: the mean code of
+    its images minus the mean code of every grouped image (``groups`` >= 0; -1: no group)."""
+    codes, groups = np.asarray(codes, dtype=np.float64), np.asarray(groups)
+    grouped = groups >= 0
+    return np.stack([direction(codes[grouped], groups[grouped], g) for g in which])
+
+
+def sweep(code: np.ndarray, along: np.ndarray, reach: float = 2.0, steps: int = 5) -> np.ndarray:
+    """Codes ``(steps, D)`` from ``code - reach * along`` to ``code + reach * along``, evenly
+    (``code`` itself in the middle when ``steps`` is odd)."""
+    t = np.linspace(-reach, reach, steps)[:, None]
+    return np.asarray(code, dtype=np.float64)[None] + t * np.asarray(along, dtype=np.float64)[None]
+
+
 def morph(code: np.ndarray, along: np.ndarray, steps: int = 7, reach: float = 1.0) -> np.ndarray:
     """Codes ``(steps, D)`` from ``code`` to ``code + reach * along``, evenly."""
     t = np.linspace(0.0, reach, steps)[:, None]
@@ -164,10 +179,12 @@ __all__ = [
     "direction",
     "fit_probes",
     "fraction_unexplained",
+    "group_directions",
     "halves_of_each_label",
     "misleading_mse",
     "morph",
     "neighbours",
     "precision_at_k",
     "preservation",
+    "sweep",
 ]

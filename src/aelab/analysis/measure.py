@@ -77,6 +77,7 @@ def measure(
     robustness: bool = True,
     partial: bool = False,
     memo: dict[Any, Any] | None = None,
+    image_groups: Any = None,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Metrics of every model on the held-out set, and the arrays the figures need.
 
@@ -89,7 +90,9 @@ def measure(
     workshop trains) leaves out the corruption curve, the calibrated maps and the looks inside;
     ``memo``, kept by the caller between such pages, holds each run's numbers so that a run is
     measured once. ``robustness=False`` leaves out the
-    corruption curve (the costliest part).
+    corruption curve (the costliest part). ``image_groups`` (an
+    :class:`aelab.data.groups.ImageGroups`, the user's) gives the attribute directions their
+    groups instead of the data's labels.
     """
     groups = {n: r if isinstance(r, Mapping) else {r.config.train.seed: r} for n, r in runs.items()}
     x_tr, x_te = split.train.images, split.heldout.images
@@ -105,7 +108,7 @@ def measure(
         "split": split, "by_people": by_people, "groups": knn_groups, "seed": seed, "pcas": {},
         "normals": _normal_halves(split, spec.mirror, seed) if by_people else None,
         "inside": None if partial else inside_measure.context(
-            split, mirror=spec.mirror, by_people=by_people, seed=seed),
+            split, mirror=spec.mirror, by_people=by_people, seed=seed, image_groups=image_groups),
         "partial": partial,
     }  # fmt: skip
     robustness = robustness and not partial
@@ -153,6 +156,9 @@ def measure(
             ),
         },
     }
+    attribute = None if ctx["inside"] is None else ctx["inside"]["attribute"]
+    if attribute is not None:
+        data["groups"] = {"source": attribute["source"], "images": attribute["part"]}
     normals = ctx["normals"]
     if normals is not None:
         data["normals"] = {"n_calibration": len(normals[0]), "n_test": len(normals[1])}

@@ -92,7 +92,8 @@ def build_report(
     opened = open_runs(folder, data=True, data_home=data_home, split=split, legacy=legacy)
     split, groups = opened.split, opened.groups
     runs = {name: next(iter(seeds.values())) for name, seeds in groups.items()}  # first seeds
-    result, arrays = measure(groups, split, seed=seed, partial=partial, memo=memo)
+    result, arrays = measure(groups, split, seed=seed, partial=partial, memo=memo,
+                             image_groups=opened.image_groups)  # fmt: skip
     result["schedule"] = opened.workshop.label
     result["missing"] = opened.missing
     if partial:

@@ -38,6 +38,12 @@ def notes(results: Mapping[str, Any], data: Mapping[str, Any]) -> list[str]:
         )
     if not data.get("labelled", True):
         out.append("The images have no labels, so no preservation score, precision@5 or morph.")
+    groups = data.get("groups")
+    if groups is not None and groups.get("images") is None:
+        out.append(
+            f"{groups['source']} leaves fewer than two groups of two images or more among the "
+            "held-out images and among the training images, so no attribute directions."
+        )
     return out
 
 
@@ -141,7 +147,40 @@ def inside_figures(add, runs, results, arrays, data) -> None:
                 images, tags, title=None, width=NARROW_WIDTH if narrow else None)),
             section=SECTION,
         )  # fmt: skip
+    _groups(add, runs, results, arrays, label)
     _misleading(add, x)
+
+
+def _groups(add, runs, results, arrays, label: str) -> None:
+    """Each model's morphs along its groups' attribute directions (the user's groups, else the
+    data's labels)."""
+    for name in runs:
+        a, m = arrays[name].get("inside", {}), results[name].get("inside", {})
+        if "groups" not in a:
+            continue
+        g, gm = a["groups"], m["groups"]
+        user = gm["source"] != "labels"
+        what = f"the groups of {gm['source']}" if user else f"each {label}"
+        named = ", ".join(map(str, g["names"]))
+        fallback = (
+            ""
+            if gm["images"] == "held-out"
+            else (" (the held-out images hold fewer than two groups of two images or more)")
+        )
+        add(
+            f"groups_{name}.png",
+            f"{name}: along the directions of {what}",
+            f"Each group's attribute direction: the mean code of its images minus the mean code "
+            f"of all {gm['n_images']} grouped images, codes taken on the {gm['images']} "
+            f"images{fallback}; {gm['n_groups']} groups. A held-out image's code moved t times "
+            f"along the direction of the first {len(g['names'])} groups ({named}; a row each), "
+            "decoded: t = 0 (middle) is its reconstruction, t = 1 adds the group's offset from "
+            "the mean. aelab explore moves any group's direction with a slider.",
+            lambda narrow, g=g: finish(inside.morph_grid(
+                g["images"], [str(n) for n in g["names"]], [f"t = {t:+g}" for t in g["t"]],
+                title=None, width=NARROW_WIDTH if narrow else None)),
+            section=SECTION,
+        )  # fmt: skip
 
 
 def _misleading(add, x: np.ndarray) -> None:

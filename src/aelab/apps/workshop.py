@@ -10,9 +10,11 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 from aelab.apps.report import build_report
+from aelab.data.groups import read_split_groups
 from aelab.data.prepare import Split, prepare_data
 from aelab.data.spec import DataSpec
 from aelab.models import MODELS
@@ -21,7 +23,7 @@ from aelab.runs.manifest import Manifest
 from aelab.runs.run import check_split
 from aelab.runs.rundir import RunDir
 from aelab.runs.training import resume_run, train_run
-from aelab.runs.workshop import WORKSHOP_FILE, WorkshopRecord, check_seeds
+from aelab.runs.workshop import GROUPS_FILE, WORKSHOP_FILE, WorkshopRecord, check_seeds
 from aelab.training.config import TrainConfig
 from aelab.training.recipes import SCHEDULES, resolve
 from aelab.training.tracking import check_outside, defaults, parse_log
@@ -80,6 +82,7 @@ def run_workshop(
     split: Split | None = None,
     tracking: Any = None,
     insides: bool = True,
+    groups: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Train ``models`` on one split of ``data`` into ``out/<model>/``, then write the report.
 
@@ -95,7 +98,10 @@ def run_workshop(
     :func:`aelab.runs.train_run`: each model logs as its own run (TensorBoard: ``DIR/<model>``).
     ``insides=False`` leaves out of the report the figures of the models' insides (weights,
     codes, generated images, embeddings): its table, the comparison with PCA and the learning
-    curves remain (``aelab train --seeds``).
+    curves remain (``aelab train --seeds``). ``groups`` names a CSV of the user's groups of
+    images (:mod:`aelab.data.groups`), checked against the data before anything is trained and
+    copied into the workshop as ``groups.csv``: the report's attribute directions then come from
+    these groups instead of the data's labels.
     Returns the workshop record (also ``out/workshop.json``) as a dict, with ``out``.
     """
     log = log or (lambda _msg: None)
@@ -114,10 +120,16 @@ def run_workshop(
         seeds=None if seeds is None else list(seeds), model=dict(model) if model else None,
     )  # fmt: skip
     configs = _configs(record, split)  # validated before anything is written
+    groups_csv = None
+    if groups is not None:  # checked against the data, then copied as it was read
+        read_split_groups(groups, split)
+        groups_csv = Path(groups).read_bytes()
     rundir = RunDir.create(out, kind="workshop", overwrite=overwrite, stem="workshop")
     with _saying_what_is_kept(rundir, log):
         targets = defaults(targets, rundir.target)  # beside the workshop, never inside
         rundir.manifest.runs = [name for _, _, name in record.runs()]
+        if groups_csv is not None:
+            rundir.write(GROUPS_FILE, groups_csv, commit=False)
         rundir.write_json(WORKSHOP_FILE, record.to_dict())
         for note in split.train.notes:
             log(note)

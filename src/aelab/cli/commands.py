@@ -253,6 +253,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out is None or args.overwrite:
             raise ValueError("resume=True needs the workshop's out folder, and no overwrite")
+        if args.groups is not None:
+            raise ValueError(
+                f"groups={args.groups!r} is not valid with resume=True: the workshop keeps the "
+                "groups it was started with; drop one of the two"
+            )
         record = resume_workshop(
             args.out, data_home=args.data_home, progress=progress, log=log, tracking=trackers
         )
@@ -268,6 +273,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress=progress,
             log=log,
             tracking=trackers,
+            groups=args.groups,
         )
     print(f"wrote {record['out']}/report.html in {time.perf_counter() - start:.0f} s")
     _headline(record["out"])

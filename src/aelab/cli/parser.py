@@ -338,6 +338,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.add_argument("--log", action="append", metavar="KIND[:WHERE]", help=LOG_HELP)
     _data_args(p, default=FIRST_DATA, mirror_default=True)
+    p.add_argument(
+        "--groups",
+        metavar="FILE.csv",
+        help="your groups of images for the report's attribute directions: a CSV with the header "
+        "image,group, an image a line (its 0-based index in the data, or a folder's file path "
+        "relative to it) and its group (any text); checked before training, kept as groups.csv",
+    )
     p.set_defaults(func=commands.cmd_run)
 
     p = sub.add_parser(

@@ -114,7 +114,7 @@ def load_image_folder(
     channels, n = channels or 1, len(listing.files)
     if size is not None:  # refused before a file is read
         _check_memory(n, (channels, *size), image_size)
-    x, labels, bad, reference = None, [], [], None
+    x, labels, bad, reference, read = None, [], [], None, []
     for rel, label in zip(listing.files, listing.labels.tolist()):
         p = folder / rel
         try:
@@ -132,13 +132,14 @@ def load_image_folder(
             reference, x = (p, img.shape[1:]), np.empty((n, *img.shape), np.float32)
         x[len(labels)] = img
         labels.append(label)
+        read.append(rel)
     notes = list(listing.notes)
     if bad:
         notes.append(f"skipped {len(bad)} unreadable images ({_listing(bad)})")
     if x is None:
         raise ValueError(f"{folder} holds no readable images ({len(bad)} unreadable)")
     y = np.asarray(labels, dtype=np.int64) if listing.class_names else None
-    return ImageSet(x[: len(labels)], y, str(path), listing.class_names, notes)
+    return ImageSet(x[: len(labels)], y, str(path), listing.class_names, notes, files=read)
 
 
 class ImageFolderDataset(Dataset):
@@ -232,6 +233,7 @@ class ImageFolderDataset(Dataset):
         self._files = np.array([os.fsencode(f) for f in listing.files])  # (N,) bytes
         self._flipped = np.zeros(len(self._files), dtype=bool)
         self._slots = np.arange(len(self._files))  # each item's cache slot: its file's place
+        self._listed = self._files  # the whole listing, indexed by a slot (subsets share it)
         self._reference: tuple[Path, tuple[int, int]] | None = None
         self._cache: PixelCache | None = None
         first = None
@@ -319,6 +321,15 @@ class ImageFolderDataset(Dataset):
                 size = -1
             yield name, size, flipped
 
+    def origins(self) -> np.ndarray:
+        """Each item's index in the folder's listing (a mirror: its file's): its slot."""
+        return self._slots
+
+    @property
+    def files(self) -> list[str]:
+        """The listing's files, relative to the folder, indexed by :meth:`origins`."""
+        return [os.fsdecode(f) for f in self._listed.tolist()]
+
     def subset(self, index: np.ndarray) -> ImageFolderDataset:
         """The items picked by an integer index array or a mask (reads nothing)."""
         index = np.asarray(index)
@@ -350,7 +361,8 @@ class ImageFolderDataset(Dataset):
         for i in range(len(self)):
             images[i] = self[i].numpy()
         labels = None if self.labels is None else self.labels.copy()
-        return ImageSet(images, labels, self.name, self.class_names, list(self.notes))
+        return ImageSet(images, labels, self.name, self.class_names, list(self.notes),
+                        self._slots.copy(), self.files)  # fmt: skip
 
     def __repr__(self) -> str:
         return (

@@ -25,13 +25,20 @@ IMAGE_EXTENSIONS = (
 
 @dataclass
 class ImageSet:
-    """Images ``(N, C, H, W)`` (float32 in [0, 1], C-contiguous) with optional int64 labels."""
+    """Images ``(N, C, H, W)`` (float32 in [0, 1], C-contiguous) with optional int64 labels.
+
+    ``origin``: each image's index in the set as it was loaded, before any split or mirror (None:
+    this is that set); ``files``: the names of the loaded set's images (a folder's, relative to
+    it), indexed by ``origin``. Both let a file that names images (:mod:`aelab.data.groups`)
+    find them in a part of a split."""
 
     images: np.ndarray
     labels: np.ndarray | None
     name: str
     class_names: list[str] | None = None
     notes: list[str] = field(default_factory=list)
+    origin: np.ndarray | None = None
+    files: list[str] | None = None
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
@@ -47,12 +54,18 @@ class ImageSet:
     def __len__(self) -> int:
         return len(self.images)
 
+    def origins(self) -> np.ndarray:
+        """Each image's index in the set as loaded (:attr:`origin`, else ``0..N-1``)."""
+        return np.arange(len(self)) if self.origin is None else np.asarray(self.origin)
+
     def subset(self, index: np.ndarray) -> ImageSet:
-        """The rows picked by an integer index array or a mask (keeps name, classes, notes)."""
+        """The rows picked by an integer index array or a mask (keeps name, classes, notes,
+        and where each row came from)."""
         index = np.asarray(index)
         labels = None if self.labels is None else self.labels[index]
         images = np.ascontiguousarray(self.images[index])
-        return ImageSet(images, labels, self.name, self.class_names, list(self.notes))
+        return ImageSet(images, labels, self.name, self.class_names, list(self.notes),
+                        self.origins()[index], self.files)  # fmt: skip
 
 
 def parse_image_size(value: str | int | tuple | None) -> tuple[int, int] | None:

@@ -35,6 +35,9 @@ class Split:
     # how the held-out set was chosen ({"holdout_people": K} or {"holdout": F}; None: the spec's
     # split_kwargs): a folder of people decides it from its subfolders (DataSpec.split_for)
     how: dict[str, Any] | None = None
+    # how many images the data set held as loaded, before the split (each part's origins() index
+    # them; a folder's parts also name them, .files): what a groups file may name
+    n_loaded: int | None = None
 
     def split_kwargs(self, spec: DataSpec) -> dict[str, Any]:
         """How the held-out set was chosen."""
@@ -53,7 +56,7 @@ class Split:
             mirrored=spec.mirror,
             seed=spec.seed,
         )
-        return Split(train, self.heldout, validation, self.normals, self.how)
+        return dataclasses.replace(self, train=train, validation=validation)
 
     @functools.cached_property
     def fingerprint(self) -> dict[str, str]:
@@ -129,4 +132,5 @@ def prepare_data(spec: DataSpec, validation: float = 0.0) -> Split:
     if spec.mirror:
         train, heldout = mirror(train), (mirror(heldout) if len(heldout) else heldout)
         normals = None if normals is None else mirror(normals)
-    return Split(train, heldout, normals=normals, how=how).with_validation(validation, spec)
+    split_ = Split(train, heldout, normals=normals, how=how, n_loaded=len(data))
+    return split_.with_validation(validation, spec)

@@ -32,7 +32,9 @@ def mirror(data: ImageSet | ImageFolderDataset) -> ImageSet | ImageFolderDataset
         return data.mirrored()
     images = np.concatenate([data.images, data.images[..., ::-1]])
     labels = None if data.labels is None else np.concatenate([data.labels, data.labels])
-    return ImageSet(images, labels, data.name, data.class_names, list(data.notes))
+    origin = np.concatenate([data.origins(), data.origins()])  # a mirror is its image's
+    return ImageSet(images, labels, data.name, data.class_names, list(data.notes), origin,
+                    data.files)  # fmt: skip
 
 
 def split(

@@ -173,4 +173,41 @@ def strip(
     return fig
 
 
-__all__ = ["neighbours", "stability_histogram", "strip", "unit_page", "unit_pages"]
+def morph_grid(
+    images: ArrayLike,
+    rows: Sequence[str],
+    columns: Sequence[str],
+    *,
+    title: str | None,
+    width: float | None = None,
+) -> Figure:
+    """A grid of morphs: row ``i`` one image moved along group ``rows[i]``'s direction, a
+    column a step (``columns``: each step's label); ``images`` ``(G, S, C, H, W)``. A group's
+    name is drawn as written (no mathtext: ``$`` is a dollar)."""
+    images = np.asarray(images)
+    if images.ndim != 5 or images.shape[:2] != (len(rows), len(columns)):
+        raise ValueError(
+            f"images have shape {images.shape}; expected ({len(rows)}, {len(columns)}, C, H, W)"
+        )
+    g, s = images.shape[:2]
+    width = 1.1 * (s + 1) if width is None else width
+    side = width / (s + 1)
+    fig = Figure(figsize=(width, g * side + 0.35 + (0.35 if title else 0.0)), layout="constrained")
+    axes = fig.subplots(g, s, squeeze=False)
+    for i in range(g):
+        row = _images(images[i], "images")
+        for j in range(s):
+            ax = axes[i, j]
+            _draw(ax, _tiles(row[j][None])[0], "gray", (0.0, 1.0))
+            _bare(ax)
+            if i == 0:
+                ax.set_title(columns[j], fontsize=8)
+        label = rows[i] if len(rows[i]) <= 18 else rows[i][:17] + "…"
+        axes[i, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center",
+                              parse_math=False)  # fmt: skip
+    if title:
+        fig.suptitle(title, fontsize=10, parse_math=False)
+    return fig
+
+
+__all__ = ["morph_grid", "neighbours", "stability_histogram", "strip", "unit_page", "unit_pages"]

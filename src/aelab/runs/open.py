@@ -13,9 +13,11 @@ import dataclasses
 import os
 from pathlib import Path
 
+from aelab.data.groups import ImageGroups, read_split_groups
 from aelab.data.prepare import Split
+from aelab.runs.manifest import Manifest
 from aelab.runs.run import Run, check_split, has_weights, load_run
-from aelab.runs.workshop import WorkshopRecord, is_workshop
+from aelab.runs.workshop import GROUPS_FILE, WorkshopRecord, is_workshop
 
 
 @dataclasses.dataclass
@@ -35,12 +37,16 @@ class Opened:
     split : Split or None
         The data every model was trained and measured on, checked against each model's record
         of it; None unless :func:`open_runs` was asked for it.
+    image_groups : ImageGroups or None
+        A workshop's groups of images (``aelab run --groups``: its ``groups.csv``), read against
+        :attr:`split`; None without the file or the split.
     """
 
     path: Path
     runs: dict[str, Run]
     workshop: WorkshopRecord | None = None
     split: Split | None = None
+    image_groups: ImageGroups | None = None
 
     @property
     def missing(self) -> list[str]:
@@ -129,6 +135,9 @@ def open_runs(
         for name, run in runs.items():
             check_split(run.config, split, run.path or name, legacy=run.legacy)
         opened.split = split
+        manifest = Manifest.read(folder) if record is not None else None
+        if manifest is not None and GROUPS_FILE in manifest.files:
+            opened.image_groups = read_split_groups(manifest.verified(folder, GROUPS_FILE), split)
     return opened
 
 

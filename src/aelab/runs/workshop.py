@@ -34,6 +34,7 @@ from aelab.runs.ownership import check_name
 from aelab.utils.files import read_json
 
 WORKSHOP_FILE = "workshop.json"
+GROUPS_FILE = "groups.csv"  # the user's groups of images (aelab run --groups), copied verbatim
 
 
 @dataclasses.dataclass
@@ -214,4 +215,4 @@ def is_workshop(folder: str | os.PathLike) -> bool:
     return (folder / WORKSHOP_FILE).is_file()
 
 
-__all__ = ["WORKSHOP_FILE", "WorkshopRecord", "check_seeds", "is_workshop"]
+__all__ = ["GROUPS_FILE", "WORKSHOP_FILE", "WorkshopRecord", "check_seeds", "is_workshop"]

@@ -36,11 +36,15 @@ def open_spaces(
     legacy: bool = False,
 ) -> dict[str, LatentSpace]:
     """The latent space of every trained model in ``path`` (a run, or each model of an
-    ``aelab run`` workshop), over the training and held-out images the run records."""
+    ``aelab run`` workshop), over the training and held-out images the run records, with the
+    workshop's groups of images (``aelab run --groups``) where it has them."""
     from aelab.apps.explorer.space import LatentSpace
 
     opened = open_runs(path, device=device, data=True, data_home=data_home, legacy=legacy)
-    return {name: LatentSpace(run, opened.split, name=name) for name, run in opened.runs.items()}
+    return {
+        name: LatentSpace(run, opened.split, name=name, image_groups=opened.image_groups)
+        for name, run in opened.runs.items()
+    }
 
 
 def explore(run: Any, *, split: Any = None, data_home: str | os.PathLike | None = None) -> Any:

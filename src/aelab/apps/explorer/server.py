@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from aelab.apps.explorer.directions import Directions
 from aelab.apps.explorer.space import (
     MAX_UPLOAD_BYTES,
     SPRITE_COLUMNS,
@@ -240,6 +241,7 @@ def create_app(
     arrays = ThreadPoolExecutor(max_workers=1, thread_name_prefix="aelab-arrays")
     batcher = Batcher(executor)
     unusual = {name: Unusual(s) for name, s in spaces.items()}  # calibrated on first use
+    directions = {name: Directions(s) for name, s in spaces.items()}  # found on first use
 
     def space(request) -> LatentSpace:
         name = request.path_params["model"]
@@ -320,6 +322,18 @@ def create_app(
         if len(code) != 1:
             raise Refused(400, f"code holds {len(code)} codes; expected one")
         return respond(await batcher.decode(s, code), "image/png")
+
+    def directions_of(request) -> Directions:
+        space(request)  # a model it serves, else 404
+        return directions[request.path_params["model"]]
+
+    async def groups(request):  # the groups, their directions, or why none
+        return answer(await compute(directions_of(request).describe, pool=arrays))
+
+    async def along(request):  # {"group", "t", "code"}: code + t * the group's direction
+        d, body = directions_of(request), await _json(request, body_timeout)
+        moved = await compute(d.along, body.get("group"), body.get("t"), body.get("code"))
+        return respond(await batcher.decode(space(request), moved), "image/png")
 
     def _start(s: LatentSpace, x: np.ndarray) -> dict[str, Any]:
         code = s.encode(x[None])
@@ -415,6 +429,8 @@ def create_app(
         Route(m + "/anomaly", upload_map, methods=["POST"]),
         Route(m + "/anomaly/{index}", image_map),
         Route(m + "/random", random),
+        Route(m + "/groups", groups),
+        Route(m + "/along", along, methods=["POST"]),
     ]
     hosts = list(allowed_hosts) if allowed_hosts else list(LOOPBACK_HOSTS)
     app = Starlette(

@@ -87,7 +87,10 @@ def png(pixels: np.ndarray) -> bytes:
 class LatentSpace:
     """The latent space of ``run``'s model over ``split`` (see the module's docstring)."""
 
-    def __init__(self, run: Run, split: Split, *, name: str | None = None, seed: int = 0):
+    def __init__(
+        self, run: Run, split: Split, *, name: str | None = None, seed: int = 0,
+        image_groups: Any = None,
+    ):  # fmt: skip
         if run.model.discrete_codes:
             raise ValueError(
                 f"model={run.name!r} has discrete codes (a codebook's indices); the explorer "
@@ -95,6 +98,7 @@ class LatentSpace:
             )
         self.run = run
         self.split = split  # all of it: the calibration of the maps (.unusual) reads it
+        self.image_groups = image_groups  # the user's groups (.directions); None: the labels
         self.name = name or run.name
         self.shape = tuple(run.model.input_shape)
         for part, images in (("train", split.train), ("heldout", split.heldout)):

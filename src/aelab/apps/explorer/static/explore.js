@@ -6,7 +6,8 @@
 const $ = (id) => document.getElementById(id);
 const state = {
   model: null, meta: null, code: null, base: null, baseCoords: null, coords: null, shown: 0,
-  points: null, original: null, a: null, b: null, seed: 1, maps: null,
+  points: null, original: null, a: null, b: null, seed: 1, maps: null, groups: null,
+  along: null,  // {group, t, start, code}: the code the direction slider set, and how
   inflight: false, dirty: false, waiting: [], liveUrl: null,
 };
 window.aelab = { latencies: [], decodes: 0, errors: 0, ready: false, unusual: null };
@@ -149,9 +150,12 @@ async function pump() {
   const waiting = state.waiting;
   state.waiting = [];
   try {
-    const r = await fetch(api("/decode"), {
+    const a = state.along;  // the direction slider's code: the server moves it along the group's
+    const moved = a && a.code === state.code;
+    const r = await fetch(api(moved ? "/along" : "/decode"), {
       method: "POST", headers: { "Content-Type": "application/json" },
-      body: JSON.stringify({ code: Array.from(state.code) }),
+      body: JSON.stringify(moved ? { group: a.group, t: a.t, code: Array.from(a.start) }
+        : { code: Array.from(state.code) }),
     });
     if (!r.ok) {
       const body = await r.json().catch(() => ({}));
@@ -314,6 +318,42 @@ $("interp").addEventListener("input", (e) => {
   $("interp-value").value = t.toFixed(2);
   if (!(state.a && state.b)) return;
   state.code = state.a.map((v, i) => (1 - t) * v + t * state.b[i]);
+  showCode();
+  requestDecode(e.timeStamp);
+});
+
+// ---- attribute directions: the current code moved t times along a group's direction --------
+async function loadGroups() {
+  state.groups = await fetchJSON(api("/groups"));
+  state.along = null;
+  const g = state.groups, picker = $("group");
+  picker.textContent = "";
+  $("groups-body").hidden = !g.available;
+  if (!g.available) { $("groups-hint").textContent = g.why; return; }
+  g.groups.forEach((x) => picker.add(new Option(`${x.name} (${x.n_images})`, x.name)));
+  const source = g.source === "labels" ? "the data's labels" : g.source;
+  $("groups-hint").textContent = `Groups from ${source}. A group's direction: the mean code of ` +
+    `its images minus the mean code of all grouped images (on the ${g.images} images). The ` +
+    `slider moves the current code from −${g.reach} to +${g.reach} times it.`;
+  $("along").value = 0; $("along-value").value = "+0.00";
+}
+$("group").addEventListener("change", () => {  // a new group starts from the current code
+  const back = state.along && state.along.code === state.code ? state.along.start : null;
+  state.along = null;
+  $("along").value = 0; $("along-value").value = "+0.00";
+  if (back) setCode(back);
+});
+$("along").addEventListener("input", (e) => {
+  const g = state.groups, t = Number(e.target.value);
+  $("along-value").value = `${t >= 0 ? "+" : ""}${t.toFixed(2)}`;
+  if (!g || !g.available) return;
+  const i = g.groups.findIndex((x) => x.name === $("group").value);
+  if (i < 0) return;
+  // moved elsewhere since (sliders, map, an image): start from where the code is now
+  const start = state.along && state.along.code === state.code ? state.along.start
+    : Float64Array.from(state.code);
+  state.code = start.map((v, k) => v + t * g.directions[i][k]);
+  state.along = { group: g.groups[i].name, t, start, code: state.code };
   showCode();
   requestDecode(e.timeStamp);
 });
@@ -537,6 +577,7 @@ async function loadModel(name) {
   if (m.n_heldout) await pickImage(m.n_train);
   else setCode(m.mean_code);
   await buildUnits();
+  await loadGroups();
   window.aelab.ready = true;
 }
 
