@@ -4,6 +4,7 @@ out, the workshop record, and its user errors."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 
@@ -57,6 +58,13 @@ def test_run_user_errors(workshop, tmp_path, capsys):
     assert not (tmp_path / "x").exists()
     assert main(["run", "--data", "digits", "--out", str(workshop)]) == 2
     assert "already holds files; pass --overwrite" in capsys.readouterr().err
+    # stopped while writing its final report: the partial page is what remains
+    stopped = tmp_path / "stopped"
+    shutil.copytree(workshop, stopped)
+    metrics = json.loads((stopped / "metrics.json").read_text())
+    (stopped / "metrics.json").write_text(json.dumps({**metrics, "partial": True}))
+    assert main(["run", "--data", "digits", "--out", str(stopped)]) == 2
+    assert "holds an unfinished workshop; pass --resume" in capsys.readouterr().err
     assert main(["report", str(tmp_path)]) == 2
     assert "no workshop.json" in capsys.readouterr().err
 

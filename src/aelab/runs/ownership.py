@@ -250,7 +250,12 @@ def refuse_held(target: Path, name: str, kind: str) -> None:
     if not held:
         return
     manifest = Manifest.read(target)
-    if manifest is not None and not manifest.complete and manifest.kind == kind:
+    if is_locked(target):  # being written now: not unfinished, in use
+        raise RunInUse(
+            f"{name}='{target}' is in use by another aelab process; wait for it to finish or "
+            "choose another folder"
+        )
+    if manifest is not None and manifest.kind == kind and unfinished(target, manifest):
         # the same command again after an interruption: continuing it keeps what was done
         what = "workshop" if kind == "workshop" else "run"
         if kind == "train" and manifest.checkpoint is None:
@@ -264,6 +269,23 @@ def refuse_held(target: Path, name: str, kind: str) -> None:
         f"{name}='{target}' already holds files; pass overwrite=True to replace an "
         f"earlier run, {also}or choose another folder"
     )
+
+
+def unfinished(target: Path, manifest: Manifest) -> bool:
+    """Whether the run or workshop in ``target`` (its ``manifest``) stopped before its end: a
+    run not published; a workshop with a model not trained to its end, or no final report (none,
+    or the partial page written while it trained)."""
+    if manifest.kind != "workshop":
+        return not manifest.complete
+    try:
+        for name in manifest.runs:
+            run = Manifest.read(target / name)
+            if run is None or not run.complete:
+                return True
+        metrics = target / "metrics.json"
+        return not metrics.is_file() or read_json(metrics).get("partial") is True
+    except (ValueError, OSError, AttributeError):  # damaged: --resume says what it finds
+        return True
 
 
 def refuse_foreign(target: Path, name: str) -> None:
