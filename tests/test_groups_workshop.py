@@ -135,6 +135,8 @@ def test_the_page_moves_the_code_along_a_group(grouped, serve_app):
         settle(page, n)
         assert page.locator("#along-value").inner_text() == "+1.00"
         assert page.evaluate(LIVE) != before
+        beside = "document.getElementById('along-live').toDataURL()"
+        assert page.evaluate(beside) == page.evaluate(LIVE)  # shown beside the slider too
         assert page.evaluate("document.getElementById('error').hidden")
         n = page.evaluate("window.aelab.decodes")  # before the change: its decode may be quick
         page.select_option("#group", "round")  # back to where the slider started

@@ -164,6 +164,7 @@ async function pump() {
     const blob = await r.blob();
     const bitmap = await createImageBitmap(blob);
     drawBitmap($("live"), bitmap);
+    drawBitmap($("along-live"), bitmap);  // beside the direction slider, where it is moved
     const now = performance.now();
     waiting.forEach((t) => window.aelab.latencies.push(now - t));
     window.aelab.decodes += 1;
