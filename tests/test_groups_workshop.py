@@ -65,6 +65,14 @@ def test_report_takes_its_directions_from_the_users_groups(grouped):
     assert "codes taken on the held-out images" in page
 
 
+def test_aelab_config_of_the_workshop_names_its_copy_of_the_groups(grouped, tmp_path):
+    from aelab.cli.config import settings_of
+
+    out, _ = grouped
+    command, settings = settings_of(out)
+    assert command == "run" and settings["groups"] == str((out / "groups.csv").resolve())
+
+
 def test_a_workshop_without_groups_keeps_the_labels_and_person_morph(workshop):
     m = json.loads((workshop / "metrics.json").read_text())
     g = m["models"]["deep"]["inside"]["groups"]

@@ -164,7 +164,7 @@ def settings_of(path: str | Path, legacy: bool = False) -> tuple[str, dict[str, 
     """The command (``"train"`` or ``"run"``) and the file's settings that train the run or
     workshop in ``path`` again."""
     from aelab.runs.config import RunConfig
-    from aelab.runs.workshop import WorkshopRecord, is_workshop
+    from aelab.runs.workshop import GROUPS_FILE, WorkshopRecord, is_workshop
 
     path = Path(path)
     if is_workshop(path):
@@ -181,6 +181,8 @@ def settings_of(path: str | Path, legacy: bool = False) -> tuple[str, dict[str, 
         if record.seeds is not None:
             out["seeds"] = list(record.seeds)
         out |= _train(train, keep_seed=record.seeds is None)
+        if (path / GROUPS_FILE).is_file():  # its copy of --groups, read before a rerun writes
+            out["groups"] = str((path / GROUPS_FILE).resolve())
         return command, out
     config = RunConfig.load(path, legacy=legacy)
     if config.data is None:
