@@ -18,6 +18,17 @@ from aelab.data.olivetti import packaged_mat
 SHIPPED_MAT = Path(str(packaged_mat()))
 
 
+# fixtures that train a workshop: a test that needs one is in the slow tier, wherever it is
+TRAINING_FIXTURES = {"workshop", "seeded"}
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m "not slow" deselects by the marks
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if TRAINING_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _own_pixel_cache(tmp_path_factory):
     """Streamed folders cache their pixels (aelab.data.cache): in a folder of the test session,

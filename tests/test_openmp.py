@@ -36,6 +36,7 @@ def test_threads_wait_passively_unless_the_user_chose(first, env, expected):
     assert _fresh(code, **env) == expected
 
 
+@pytest.mark.slow  # a fresh interpreter importing torch and aelab several times
 def test_the_policy_is_set_before_torch_is_imported():
     """Nothing aelab imports before ``aelab.utils.openmp`` loads torch."""
     code = (

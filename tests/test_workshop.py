@@ -7,6 +7,7 @@ import json
 import shutil
 
 import numpy as np
+import pytest
 
 from aelab.apps.workshop import WORKSHOP_MODELS
 from aelab.cli import main
@@ -108,6 +109,7 @@ def test_a_workshops_models_checkpoint_by_time(workshop):
         assert RunConfig.load(workshop / name).train.checkpoint_seconds == 30
 
 
+@pytest.mark.slow  # trains workshops
 def test_the_report_appears_after_the_first_model_and_is_partial_until_the_last(tmp_path):
     """While a workshop trains, report.html holds the models trained so far and says which are
     still training; the last report replaces it, whole."""
@@ -162,6 +164,7 @@ def test_the_first_command_is_the_notebooks_faces_mirrored_with_faces_beside_the
     assert train.data == "mnist" and _data_spec(train).mirror is False
 
 
+@pytest.mark.slow  # trains workshops
 def test_a_partial_report_that_fails_never_stops_the_training(tmp_path, monkeypatch):
     import aelab.apps.workshop as workshop
 
@@ -183,6 +186,7 @@ def test_a_partial_report_that_fails_never_stops_the_training(tmp_path, monkeypa
     assert list(json.loads((out / "metrics.json").read_text())["models"]) == ["shallow", "deep"]
 
 
+@pytest.mark.slow  # trains workshops
 def test_the_quick_schedule_centres_a_workshops_relu_codes_and_its_file_says_so(tmp_path, capsys):
     """aelab run's quick schedule trains deep with a centred input (dead units); the file of
     that run trains it again bit for bit through aelab train --schedule quick."""
