@@ -130,3 +130,29 @@ def test_a_unit_that_barely_varies_has_a_histogram():
                        codes, codes, np.zeros((10, 1, 2, 2), np.float32), k=3)  # fmt: skip
     assert pages["histograms"].shape == (2, 20) and pages["histograms"][0].sum() == 10
     assert np.all(np.isfinite(pages["edges"]))
+
+
+def test_usefulness_ablates_every_unit_the_same_in_one_call_or_many(monkeypatch):
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(5, 12))
+    x = rng.uniform(size=(7, 1, 3, 4))
+    calls = []
+
+    def decode(c):
+        calls.append(len(c))
+        return np.tanh(np.asarray(c, np.float64) @ w).reshape(len(c), 1, 3, 4).astype(np.float32)
+
+    codes = rng.normal(size=(7, 5)).astype(np.float32)
+    by_hand = []
+    for i in range(5):  # the unit set to zero in every code, one decode each
+        ablated = codes.copy()
+        ablated[:, i] = 0
+        by_hand.append(np.mean((decode(ablated) - x) ** 2) - np.mean((decode(codes) - x) ** 2))
+    by_hand = np.array(by_hand) / x.var()
+    calls.clear()
+    np.testing.assert_allclose(units.usefulness(decode, codes, x), by_hand, rtol=1e-12)
+    assert calls == [7, 35]  # the codes, then all five ablations at once
+    monkeypatch.setattr(units, "STACK_BYTES", 4 * 12 * 7 * 2)  # two ablations a call
+    calls.clear()
+    np.testing.assert_allclose(units.usefulness(decode, codes, x), by_hand, rtol=1e-12)
+    assert calls == [7, 14, 14, 7]

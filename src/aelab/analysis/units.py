@@ -34,6 +34,7 @@ import numpy as np
 DIRECTION_STEPS = 2.0  # t in units of the unit's training standard deviation
 ACTIVE_FRACTION = 0.1  # active: this many training standard deviations from the median
 TOP_K = 8
+STACK_BYTES = 64 * 2**20  # decoded images of ablated codes held at once, at most
 
 
 def directions(
@@ -68,11 +69,16 @@ def usefulness(
     x = np.asarray(x, dtype=np.float64)
     variance = float(x.var()) or 1.0
     base = float(np.mean((decode(codes) - x) ** 2))
-    out = np.empty(codes.shape[1])
-    for i in range(codes.shape[1]):
-        ablated = codes.copy()
-        ablated[:, i] = 0.0
-        out[i] = (float(np.mean((decode(ablated) - x) ** 2)) - base) / variance
+    n, d = codes.shape
+    out = np.empty(d)
+    per = max(1, STACK_BYTES // max(4 * x[0].size * n, 1))  # units ablated per decode call
+    for start in range(0, d, per):
+        units = np.arange(start, min(start + per, d))
+        ablated = np.repeat(codes[None], len(units), axis=0)  # (U, N, D): one unit zeroed each
+        ablated[np.arange(len(units)), :, units] = 0.0
+        x_hat = np.asarray(decode(ablated.reshape(-1, d))).reshape(len(units), *x.shape)
+        mse = ((x_hat - x[None]) ** 2).reshape(len(units), -1).mean(axis=1)
+        out[units] = (mse - base) / variance
     return out
 
 
