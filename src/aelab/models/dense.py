@@ -130,7 +130,7 @@ register_model(
         {"hidden": (), "latent_dim": 100, "latent_activation": "sigmoid"},
         DENSE_SCHEDULE,
         quick=DENSE_QUICK,
-        autocast_bf16=True,  # seed schedule: bf16's final loss 0.95x fp32's (benchmarks/README.md)
+        autocast_bf16=True,  # seed schedule, seeds 0-2: held-out MSE 0.963x fp32's, within spread
     )
 )
 register_model(
@@ -142,5 +142,6 @@ register_model(
         DENSE_SCHEDULE,
         quick=DEEP_QUICK,
         report_embeddings=True,
+        autocast_bf16=True,  # seed schedule, seeds 0-2: held-out MSE 0.991x fp32's, within spread
     )
 )

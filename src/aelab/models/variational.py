@@ -231,7 +231,7 @@ register_model(
         {"hidden": (512,), "latent_dim": 2, "beta": NOTEBOOK_BETA},
         {"epochs": 200, "batch_size": 32, "optimizer": "rmsprop"},
         quick=QuickBudget(images=150_000, min_epochs=15, max_epochs=200),
-        autocast_bf16=True,  # seed schedule, seeds 0-1: bf16's mean final loss 1.010x fp32's
+        autocast_bf16=True,  # seed schedule, seeds 0-2: held-out MSE 0.993x fp32's, within spread
     )
 )
 register_model(

@@ -19,10 +19,12 @@ from aelab.utils.choices import did_you_mean, not_one_of
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 # "auto" is bfloat16 autocast where the device computes in bfloat16 natively (native_bf16) and
-# the model has been shown to end the notebook's full schedule within 2% of float32's final loss
-# (Recipe.autocast_bf16, benchmarks/README.md); float32 elsewhere: on CPUs without native
-# bfloat16 it is many times slower. A recipe's "auto" is decided when the run is configured
-# (aelab.recipes.resolve), so config.json records what the run trains in.
+# the model has been shown, over 3 seeds of the notebook's full schedule, to leave a mean held-out
+# MSE no worse than float32's by more than float32's own seed-to-seed standard deviation
+# (Recipe.autocast_bf16, analysis.spread.within_spread, benchmarks/README.md); float32
+# elsewhere: on CPUs without native bfloat16 it is many times slower. A recipe's "auto" is
+# decided when the run is configured (aelab.recipes.resolve), so config.json records what the
+# run trains in.
 PRECISIONS = ("auto", "fp32", "bf16")
 # what a precision or a device is often called, where spelling would suggest the wrong one
 PRECISION_ALIASES = {"fp16": "bf16", "half": "bf16", "float16": "bf16", "bfloat16": "bf16",
