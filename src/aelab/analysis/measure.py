@@ -105,7 +105,9 @@ def measure(
     if spec.mirror:  # an image and its mirror are one sample: they must not vote for each other
         knn_groups = np.tile(np.arange(len(x_te) // 2), 2)
     ctx = {
-        "split": split, "by_people": by_people, "groups": knn_groups, "seed": seed, "pcas": {},
+        "split": split, "by_people": by_people, "groups": knn_groups, "seed": seed,
+        # PCA at each code size: fitted once per split, so once for all of a workshop's pages
+        "pcas": {} if memo is None else memo.setdefault("pcas", {}),
         "normals": _normal_halves(split, spec.mirror, seed) if by_people else None,
         "inside": None if partial else inside_measure.context(
             split, mirror=spec.mirror, by_people=by_people, seed=seed, image_groups=image_groups),
@@ -127,8 +129,9 @@ def measure(
             entry = copy.deepcopy(entry)  # aggregate and the seeds' summaries write into it
             entries.append(entry)
             insides.append(a["inside"])
-            methods[_seed_key(name, s, len(seeds))] = run.reconstruct
-            methods.setdefault(f"pca-{k}", _pca_of(ctx, split, k))
+            if robustness:  # the corruption curve's methods
+                methods[_seed_key(name, s, len(seeds))] = run.reconstruct
+                methods.setdefault(f"pca-{k}", _pca_of(ctx, split, k))
             if i == 0:
                 arrays[name] = a
         results[name], spread = aggregate(entries)
