@@ -27,8 +27,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"  # the checkout under test, no
 
 # 1,617 training digits = 8 batches of 202 and one of 1: the last leaves rank 1 without a sample.
 # On the CPU (gloo) also where there is a GPU: two processes may not share one.
+# float32: one process and two sum the same numbers in another order, which bf16 would round
 TRAIN = ["train", "deep", "--data", "digits", "--batch-size", "202", "--seed", "3",
-         "--device", "cpu", "--quiet"]  # fmt: skip
+         "--device", "cpu", "--precision", "fp32", "--quiet"]  # fmt: skip
 
 # Installed in every process of a launch: records each write under AELAB_WATCH, per rank.
 WRITE_LOG = """
@@ -201,7 +202,7 @@ def test_streamed_folder_in_two_processes_trains_the_weights_of_one(tmp_path):
     folder = write_image_folder(tmp_path / "images", 96, image_size=8, n_classes=3)
     args = ["train", "deep", "--data", str(folder), "--stream", "--holdout", "0.25",
             "--no-shuffle", "--batch-size", "16", "--epochs", "2", "--device", "cpu",
-            "--quiet"]  # fmt: skip
+            "--precision", "fp32", "--quiet"]  # fmt: skip
     for nproc in (1, 2):
         proc = _launch([*args, "--out", str(tmp_path / f"run{nproc}")], nproc=nproc)
         assert proc.returncode == 0, proc.stdout + proc.stderr
