@@ -202,6 +202,7 @@ register_model(
         {"epochs": 200, "batch_size": 80, "optimizer": "adam"},
         quick=CONV_QUICK_CENTRED,
         report_embeddings=True,
+        autocast_bf16=True,  # seed schedule, seeds 0-2: held-out MSE 0.998x fp32's, within spread
     )
 )
 register_model(

@@ -55,8 +55,8 @@ class TrainConfig:
     )  # fmt: skip
     precision: str = setting(  # auto is decided by aelab.training.recipes.resolve
         "auto", "fp32, bf16 (bfloat16 autocast, float32 weights) or auto (default: bf16 where "
-        "the device computes in bfloat16 natively and the model family keeps its loss in bf16, "
-        "fp32 elsewhere; see benchmarks/README.md)",
+        "the device computes in bfloat16 natively and the recipe was shown to keep its held-out "
+        "error in bf16, fp32 elsewhere; see benchmarks/README.md)",
     )  # fmt: skip
     conv_kernels: str = setting(
         "auto", "auto (default): on a CPU, time each convolution's passes in oneDNN and "
