@@ -38,6 +38,19 @@ def _own_pixel_cache(tmp_path_factory):
         yield
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _fixed_threads():
+    """Training adapts its thread count to the cores free (aelab.utils.threads), and the count
+    changes the last bits of some sums; the tests compare runs bit for bit, so they train with
+    the count they start with, as ``AELAB_THREADS=N`` lets a user do (subprocesses inherit it).
+    tests/test_threads.py unsets it to test the adaptation."""
+    import torch
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("AELAB_THREADS", os.environ.get("AELAB_THREADS", str(torch.get_num_threads())))
+        yield
+
+
 def _olivetti_mat_path() -> Path:
     # The original file scikit-learn's fetcher downloads, shipped inside aelab (see
     # src/aelab/data/olivettifaces.txt); AELAB_OLIVETTI_MAT points at another copy.

@@ -193,8 +193,8 @@ def test_busy_loops_keep_cores_busy_and_are_ended():
 
 @pytest.mark.slow
 def test_contention_section_writes_json(tmp_path, capsys):
-    """aelab alone (no Keras given, and said so), passive and spinning waits, bit-identical
-    losses; the machine with its load average."""
+    """aelab alone (no Keras given, and said so), passive and spinning waits, the thread count
+    of each epoch, whether the losses agree; the machine with its load average."""
     out = tmp_path / "bench.json"
     code = main(["--sections", "contention", "--models", "shallow", "--busy", "0,1",
                  "--epochs-scale", "0.005", "--out", str(out)])  # fmt: skip
@@ -209,6 +209,8 @@ def test_contention_section_writes_json(tmp_path, capsys):
         assert row["epochs"] == 2 and len(row["load_average"]) == 3 and "keras" not in row
         for variant in ("aelab", "aelab_spinning"):
             assert row[variant]["seconds_per_epoch"] > 0 and row[variant]["cpu_seconds"] > 0
-        assert row["same_losses"] and row["aelab"]["losses"] == row["aelab_spinning"]["losses"]
+            threads = row[variant]["threads"]
+            assert len(threads) == 2 and all(isinstance(t, int) and t >= 1 for t in threads)
+        assert row["same_losses"] == (row["aelab"]["losses"] == row["aelab_spinning"]["losses"])
     assert main(["--sections", "contention", "--busy", "0,x", "--out", str(out)]) == 2
     assert "--busy='0,x' is not valid" in capsys.readouterr().err

@@ -54,7 +54,7 @@ def test_run_directory_contents_and_load_run(digits_spec, tmp_path):
     assert config["data"]["source"] == "digits"
     assert config["split"]["image_shape"] == [1, 8, 8]
     history = json.loads((out / "history.json").read_text())
-    keys = {"epoch", "loss", "heldout_loss", "validation_loss", "seconds"}
+    keys = {"epoch", "loss", "heldout_loss", "validation_loss", "seconds", "threads"}
     assert [set(r) for r in history] == [keys] * 2
 
     loaded = load_run(out)

@@ -53,8 +53,9 @@ def test_history_schema_and_loss_decreases():
     trainer = _fit(0, epochs=15)
     h = trainer.history
     assert [r["epoch"] for r in h] == list(range(1, 16))
-    assert set(h[0]) == {"epoch", "loss", "heldout_loss", "validation_loss", "seconds"}
+    assert set(h[0]) == {"epoch", "loss", "heldout_loss", "validation_loss", "seconds", "threads"}
     assert h[-1]["loss"] < h[0]["loss"]
+    assert all(r["threads"] == torch.get_num_threads() for r in h)  # fixed by the tests' conftest
     assert all(r["seconds"] > 0 and r["heldout_loss"] is not None for r in h)
 
 

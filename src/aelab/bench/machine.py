@@ -71,6 +71,7 @@ def machine_info(device: str) -> dict[str, Any]:
         # other work on the machine when the run started (1, 5 and 15 minutes)
         "load_average": os.getloadavg(),
         "openmp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "openmp_spin_count": os.environ.get("GOMP_SPINCOUNT"),
     }
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(device)

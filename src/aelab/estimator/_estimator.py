@@ -132,7 +132,7 @@ class Autoencoder(OutlierMixin, RunEstimator):
         ``run_.model``: the trained torch module (in eval mode, on the training device).
     history_ : list of dict
         ``run_.history``: one record per epoch, ``{"epoch", "loss", "heldout_loss",
-        "validation_loss", "seconds"}``.
+        "validation_loss", "seconds", "threads"}``.
     n_features_in_ : int
         Number of values per sample seen at fit (``H * W * C`` for images).
     feature_names_in_ : ndarray of str, shape (n_features_in_,)

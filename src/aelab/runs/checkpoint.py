@@ -19,12 +19,14 @@ from aelab.utils.files import load_tensors, read_json, save_tensors, write_json
 
 HISTORY_KEYS = {"epoch", "loss", "heldout_loss", "validation_loss", "seconds"}
 _HISTORY_KEYS_0_2 = HISTORY_KEYS - {"validation_loss"}  # runs written before validation
+# runs since the thread count follows the free cores record it per epoch (aelab.utils.threads)
+_KEY_SETS = (HISTORY_KEYS | {"threads"}, HISTORY_KEYS, _HISTORY_KEYS_0_2)
 
 
 def check_history(history: Any, source: str) -> list[dict[str, Any]]:
     """``history`` if it is a list of epoch records ``{"epoch", "loss", "heldout_loss",
-    "validation_loss", "seconds"}`` numbered 1, 2, ... (older runs have no validation_loss);
-    otherwise one error naming ``source``."""
+    "validation_loss", "seconds", "threads"}`` numbered 1, 2, ... (older runs have no
+    threads, the oldest no validation_loss); otherwise one error naming ``source``."""
 
     def number(v: Any, none: bool = False) -> bool:
         if v is None:
@@ -36,21 +38,26 @@ def check_history(history: Any, source: str) -> list[dict[str, Any]]:
     for i, record in enumerate(history, start=1):
         ok = (
             isinstance(record, dict)
-            and set(record) in (HISTORY_KEYS, _HISTORY_KEYS_0_2)
+            and set(record) in _KEY_SETS
             and record["epoch"] == i
             and number(record["loss"])
             and number(record["heldout_loss"], none=True)
             and number(record.get("validation_loss"), none=True)
             and number(record["seconds"])
             and math.isfinite(record["seconds"])
+            and _count(record.get("threads", 1))
         )
         if not ok:
             raise ValueError(
                 f"{source}: epoch record {i} is not valid; expected "
-                f'{{"epoch": {i}, "loss", "heldout_loss", "validation_loss", "seconds"}} with '
-                "numbers"
+                f'{{"epoch": {i}, "loss", "heldout_loss", "validation_loss", "seconds", '
+                '"threads"} with numbers (threads a positive integer)'
             )
     return history
+
+
+def _count(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
 
 def save_optimizer(state: dict[str, Any], directory: str | os.PathLike) -> dict[str, str]:

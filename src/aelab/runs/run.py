@@ -5,7 +5,8 @@ A run directory holds::
 
     config.json          the RunConfig: recipe, family and config, data, split, schedule, versions
     model.safetensors    the weights
-    history.json         [{"epoch", "loss", "heldout_loss", "validation_loss", "seconds"}, ...]
+    history.json         [{"epoch", "loss", "heldout_loss", "validation_loss", "seconds",
+                          "threads"}, ...]
     optimizer.json       optimizer hyper-parameters and step counts   (for resuming)
     optimizer.safetensors  optimizer state tensors                    (for resuming)
     trainer.json         epochs completed, convolution kernels chosen  (for resuming)

@@ -49,11 +49,13 @@ from aelab.utils.device import (
     resolve_precision,
     rng_devices,
 )
+from aelab.utils.threads import Threads
 
-# Tuning the conv model's kernels on a 2-core CPU costs about as much as 15 training steps and
-# saves a few percent of each step after, so it pays for itself after 100-200 steps: shorter runs
-# are not tuned.
-TUNE_MIN_STEPS = 200
+# Tuning the notebook's conv model's kernels on a 2-core AVX-512 CPU takes 2.2 s in bfloat16 and
+# 5.6 s in float32 and then saves 1.0 and 1.5 s per 9-step epoch (PyTorch's own bfloat16
+# transposed convolutions are the slow part), so it pays for itself after 20-35 steps
+# (benchmarks/README.md): shorter runs are not tuned.
+TUNE_MIN_STEPS = 40
 EVAL_BATCH_SIZE = 512  # held-out batches, in memory or streamed
 DATA_INIT_IMAGES = 20_000  # at most this many training images initialise a needs_data_init model
 PROBE_IMAGES = 32  # training images whose eval-mode loss FiniteLoss checks every epoch
@@ -86,7 +88,9 @@ class Trainer:
     epoch : int
         Epochs completed.
     history : list of dict
-        One record per epoch: ``{"epoch", "loss", "heldout_loss", "validation_loss", "seconds"}``.
+        One record per epoch: ``{"epoch", "loss", "heldout_loss", "validation_loss", "seconds",
+        "threads"}``; ``threads`` is the CPU thread count the epoch trained with, which follows
+        the cores free on a CPU (:mod:`aelab.utils.threads`).
     conv_kernels : dict or None
         The convolution kernels chosen (module name -> :class:`~aelab.kernels.ConvKernels`);
         None until the first :meth:`fit` chooses them.
@@ -341,6 +345,9 @@ class Trainer:
             contextlib.ExitStack() as stack,
         ):
             stack.callback(_close, hooks, self)
+            threads = Threads() if self.device.type == "cpu" else None
+            if threads is not None:
+                stack.callback(threads.close)
             self._choose_conv_kernels(source)
             stack.enter_context(kernels.use(self.model, self.conv_kernels))
             self.probe = source.probe(min(len(source), PROBE_IMAGES))
@@ -352,7 +359,7 @@ class Trainer:
                 torch.manual_seed(epoch_seed(self.config.seed, self.epoch))
                 if hasattr(self.model, "set_epoch"):  # a loss on a schedule (KL warm-up)
                     self.model.set_epoch(self.epoch)
-                start = time.perf_counter()
+                start, count = time.perf_counter(), torch.get_num_threads()
                 loss = self._train_epoch(source)
                 heldout = heldout_loss() if heldout_loss is not None else None
                 validation = validation_loss() if validation_loss is not None else None
@@ -364,8 +371,11 @@ class Trainer:
                     "heldout_loss": None if heldout is None else float(heldout),
                     "validation_loss": None if validation is None else float(validation),
                     "seconds": time.perf_counter() - start,
+                    "threads": count,
                 }
                 self.history.append(record)
+                if threads is not None:
+                    threads.update()
                 for hook in hooks:
                     hook.on_epoch_end(self, record)
             for hook in hooks:
