@@ -26,6 +26,33 @@ def _n_images(fig):
     return sum(len(ax.images) for ax in fig.axes)
 
 
+def _row(fig, i):
+    """Row ``i`` of an image grid: its RGBA mosaic, the cell side and the gap, in pixels."""
+    from aelab.plots.grid import GAP
+
+    image = np.asarray(fig.axes[i].images[0].get_array())
+    side = image.shape[0]
+    return image, side, max(1, round(GAP * side))
+
+
+def _tile(fig, i, j):
+    """Cell ``j`` of row ``i`` of an image grid, RGBA (a square of the row's side)."""
+    image, side, gap = _row(fig, i)
+    return image[:, j * (side + gap) : j * (side + gap) + side]
+
+
+def _n_tiles(fig):
+    """Tiles drawn in an image grid: cells across each row's mosaic."""
+    total = 0
+    for i in range(len(fig.axes)):
+        image, side, gap = _row(fig, i)
+        total += (image.shape[1] + gap) // (side + gap)
+    return total
+
+
+GREY = 1 / 255 + 1e-6  # matplotlib's grey colour map has 256 levels
+
+
 # --- image_grid and save ------------------------------------------------------------------------
 
 
@@ -37,36 +64,50 @@ def test_image_grid_grey_rows_of_different_lengths():
         title="grid",
     )
     assert isinstance(fig, Figure)
-    assert len(fig.axes) == 8
-    assert _n_images(fig) == 7
-    image = fig.axes[0].images[0]
-    assert image.get_array().shape == (8, 8)
-    assert (image.norm.vmin, image.norm.vmax) == (0, 1)
-    assert image.get_cmap().name == "gray"
-    assert fig.axes[0].get_ylabel() == "a"
-    assert fig.axes[3].get_title() == "4"
+    assert len(fig.axes) == 2 and _n_images(fig) == 2  # one image a row
+    assert _n_tiles(fig) == 7
+    image, side, gap = _row(fig, 0)
+    assert image.shape == (8, 4 * 8 + 3 * gap, 4) and side == 8
+    rows = [_rand(4, 1, 8, 8), _rand(3, 1, 8, 8, seed=1)]
+    for i, row in enumerate(rows):  # grey on (0, 1): r = g = b = the pixel
+        for j, tile in enumerate(row):
+            cell, grey = _tile(fig, i, j), np.repeat(tile[0][..., None], 3, -1)
+            np.testing.assert_allclose(cell[..., :3], grey, atol=GREY)
+            assert (cell[..., 3] == 1).all()
+    assert (image[:, 8 : 8 + gap, 3] == 0).all()  # the gap is transparent
+    # the shorter row spans as many cells as the longer: its columns line up
+    assert fig.axes[1].get_xlim() == fig.axes[0].get_xlim()
+    assert fig.axes[0].get_ylabel() == "a" and fig.axes[1].get_ylabel() == "b"
+    assert [t.get_text() for t in fig.axes[0].texts] == ["1", "2", "3", "4"]
+    assert fig.get_suptitle() == "grid"
 
 
 def test_image_grid_colour_and_three_dimensional_rows():
     colour = _rand(3, 3, 8, 10)
     fig = plots.image_grid([colour, _rand(2, 5, 5)])
-    assert _n_images(fig) == 5
-    rgb = fig.axes[0].images[0].get_array()
-    assert rgb.shape == (8, 10, 3)
-    np.testing.assert_allclose(rgb, colour[0].transpose(1, 2, 0), atol=1e-6)
-    assert fig.axes[3].images[0].get_array().shape == (5, 5)
+    assert _n_tiles(fig) == 5
+    cell = _tile(fig, 0, 0)
+    assert cell.shape == (10, 10, 4)  # an 8x10 tile centred in a 10x10 cell
+    np.testing.assert_allclose(cell[1:9, :, :3], colour[0].transpose(1, 2, 0), atol=1e-6)
+    assert (cell[[0, 9], :, 3] == 0).all() and (cell[1:9, :, 3] == 1).all()
+    np.testing.assert_allclose(_tile(fig, 1, 1)[..., 0], _rand(2, 5, 5)[1], atol=GREY)
 
 
 def test_image_grid_value_ranges():
+    from matplotlib import colormaps
+
     rows = [_rand(2, 1, 4, 4) * 5 - 2, _rand(2, 1, 4, 4)]
     fig = plots.image_grid(rows, value_range=None)
-    tile = rows[0][1, 0]
-    norm = fig.axes[1].images[0].norm
-    assert (norm.vmin, norm.vmax) == pytest.approx((tile.min(), tile.max()))
+    tile = rows[0][1, 0]  # on its own range: its minimum black, its maximum white
+    own = (tile - tile.min()) / (tile.max() - tile.min())
+    np.testing.assert_allclose(_tile(fig, 0, 1)[..., 0], own, atol=GREY)
     fig = plots.image_grid(rows, value_range=[None, (0, 1)], cmap=["viridis", "gray"])
-    assert fig.axes[0].images[0].norm.vmin == pytest.approx(rows[0][0].min())
-    assert (fig.axes[2].images[0].norm.vmin, fig.axes[2].images[0].norm.vmax) == (0, 1)
-    assert fig.axes[0].images[0].get_cmap().name == "viridis"
+    first = rows[0][0, 0]
+    darkest = np.unravel_index(first.argmin(), first.shape)
+    np.testing.assert_allclose(_tile(fig, 0, 0)[darkest], colormaps["viridis"](0.0), atol=1e-6)
+    np.testing.assert_allclose(_tile(fig, 1, 0)[..., 0], rows[1][0, 0], atol=GREY)
+    fig = plots.image_grid([np.full((1, 1, 3, 3), 0.5)], value_range=None)  # constant: bottom
+    np.testing.assert_allclose(_tile(fig, 0, 0)[..., :3], 0.0)
 
 
 @pytest.mark.parametrize(
@@ -115,10 +156,11 @@ def test_weight_tiles_each_on_its_own_range():
     w_in = np.random.default_rng(0).normal(size=(20, 1, 8, 8))
     w_out = np.random.default_rng(1).normal(size=(6, 3, 8, 8))
     fig = plots.weight_tiles(w_in, w_out, n=8)
-    assert _n_images(fig) == 8 + 6
-    norm = fig.axes[2].images[0].norm
-    assert (norm.vmin, norm.vmax) == pytest.approx((w_in[2].min(), w_in[2].max()))
-    rgb = fig.axes[8].images[0].get_array()  # colour weights stretched to [0, 1]
+    assert _n_tiles(fig) == 8 + 6
+    tile = w_in[2, 0]
+    own = (tile - tile.min()) / (tile.max() - tile.min())
+    np.testing.assert_allclose(_tile(fig, 0, 2)[..., 0], own, atol=GREY)
+    rgb = _tile(fig, 1, 0)[..., :3]  # colour weights stretched to [0, 1]
     assert rgb.min() == pytest.approx(0) and rgb.max() == pytest.approx(1)
     with pytest.raises(ValueError, match=r"w_in must be images.*\(20, 64\)"):
         plots.weight_tiles(w_in.reshape(20, 64), w_out)
@@ -127,12 +169,14 @@ def test_weight_tiles_each_on_its_own_range():
 def test_codes_and_reconstructions():
     x, codes, x_hat = _rand(10, 1, 8, 8), _rand(10, 20), _rand(10, 1, 8, 8, seed=1)
     fig = plots.codes_and_reconstructions(x, codes * 3, x_hat, n=5)
-    assert _n_images(fig) == 15
-    code_image = fig.axes[5].images[0]
-    assert code_image.get_array().shape == (4, 5)
-    assert code_image.norm.vmax == pytest.approx(3 * codes[0].max())
-    assert [ax.get_ylabel() for ax in fig.axes[::5]] == ["original", "code", "reconstruction"]
-    assert _n_images(plots.codes_and_reconstructions(x, None, x_hat, n=3)) == 6
+    assert _n_tiles(fig) == 15
+    code = _tile(fig, 1, 0)  # a 4x5 code centred in a 5x5 cell, on its own range
+    assert code.shape == (5, 5, 4) and (code[:4, :, 3] == 1).all() and (code[4, :, 3] == 0).all()
+    brightest = np.unravel_index(codes[0].argmax(), (4, 5))
+    assert code[brightest][0] == pytest.approx(1.0)
+    np.testing.assert_allclose(_tile(fig, 2, 4)[..., 0], x_hat[4, 0], atol=GREY)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["original", "code", "reconstruction"]
+    assert _n_tiles(plots.codes_and_reconstructions(x, None, x_hat, n=3)) == 6
     with pytest.raises(ValueError, match="same number of items"):
         plots.codes_and_reconstructions(x, codes[:4], x_hat)
     with pytest.raises(ValueError, match=r"codes must have shape \(N, latent_dim\)"):
@@ -142,26 +186,25 @@ def test_codes_and_reconstructions():
 def test_denoising_panel():
     imgs = [_rand(8, 1, 8, 8, seed=s) for s in range(3)]
     fig = plots.denoising_panel(imgs[0], _rand(8, 32), imgs[1], imgs[2], 18.34, 24.06, n=5)
-    assert _n_images(fig) == 20
+    assert _n_tiles(fig) == 20
     assert "PSNR 18.3 dB -> 24.1 dB" in fig.get_suptitle()
-    assert fig.axes[5].images[0].get_array().shape == (4, 8)
+    assert _tile(fig, 1, 0).shape == (8, 8, 4)  # the codes, 4x8 in an 8x8 cell
 
 
 def test_interpolation():
     rows = [_rand(8, 1, 8, 8), _rand(8, 3, 8, 8, seed=1)]
     fig = plots.interpolation(rows, ["model a", "model b"])
-    assert _n_images(fig) == 16
-    assert fig.axes[0].get_title() == "t=0"
-    assert fig.axes[3].get_title() == "0.43"
-    assert fig.axes[7].get_title() == "t=1"
+    assert _n_tiles(fig) == 16
+    titles = [t.get_text() for t in fig.axes[0].texts]
+    assert titles[0] == "t=0" and titles[3] == "0.43" and titles[7] == "t=1"
     with pytest.raises(ValueError, match="row_titles"):
         plots.interpolation(rows, ["one title"])
 
 
 def test_generated_wraps_rows():
     fig = plots.generated(_rand(23, 1, 8, 8), "faces", ncols=10)
-    assert _n_images(fig) == 23
-    assert len(fig.axes) == 30
+    assert _n_tiles(fig) == 23
+    assert len(fig.axes) == 3
     assert fig.get_suptitle() == "faces"
 
 

@@ -8,6 +8,7 @@ from os import PathLike
 from pathlib import Path
 
 import numpy as np
+from matplotlib import colormaps
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from numpy.typing import ArrayLike
@@ -130,6 +131,38 @@ def _draw(ax: Axes, tile: np.ndarray, cmap: str, value_range: ValueRange) -> Non
         ax.imshow(tile, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
 
 
+GAP = 0.06  # white between two tiles of a row, as a fraction of a tile's side
+
+
+def _rgba(tile: np.ndarray, cmap: str, value_range: ValueRange) -> np.ndarray:
+    """One tile as RGBA floats in [0, 1]: 2-D in ``cmap`` on ``value_range`` (None: its own),
+    (H, W, 3) stretched from ``value_range`` to [0, 1]; a constant tile takes the bottom colour."""
+    lo, hi = value_range if value_range is not None else (float(tile.min()), float(tile.max()))
+    scaled = np.clip((tile - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(tile)
+    if tile.ndim == 3:
+        return np.concatenate([scaled, np.ones((*tile.shape[:2], 1))], axis=-1)
+    return np.asarray(colormaps[cmap](scaled), dtype=np.float64)
+
+
+def row_mosaic(
+    tiles: np.ndarray, cmap: str, value_range: ValueRange
+) -> tuple[np.ndarray, int, int]:
+    """The tiles of one row side by side as one RGBA image: each in a square cell of ``side``
+    pixels (a tile narrower or lower than the cell centred in it, the rest transparent), cells
+    ``gap`` pixels apart. Returns ``(image, side, gap)``: tile ``j`` starts at column
+    ``j * (side + gap)``."""
+    h, w = tiles.shape[1:3]
+    side = max(h, w)
+    gap = max(1, round(GAP * side))
+    n = len(tiles)
+    out = np.zeros((side, n * side + (n - 1) * gap, 4))
+    top, left = (side - h) // 2, (side - w) // 2
+    for j, tile in enumerate(tiles):
+        x0 = j * (side + gap) + left
+        out[top : top + h, x0 : x0 + w] = _rgba(tile, cmap, value_range)
+    return out, side, gap
+
+
 def _bare(ax: Axes) -> None:
     """No ticks and no frame, but keep the axis labels (used for row titles)."""
     ax.set_xticks([])
@@ -176,7 +209,10 @@ def image_grid(
     Returns
     -------
     matplotlib.figure.Figure
-        One axes per cell; the axes of drawn tiles each hold one image.
+        One axes per row, in order, holding one image: the row's tiles coloured and side by
+        side (:func:`row_mosaic`), the row title as its y label, the column titles above the
+        first. One image per row rather than an axes per tile: a report draws about a
+        thousand tiles, and matplotlib's cost is per axes and per image (``benchmarks/README.md``).
     """
     if isinstance(rows, np.ndarray) or not isinstance(rows, Sequence) or len(rows) == 0:
         shape = f"an array of shape {rows.shape}" if isinstance(rows, np.ndarray) else repr(rows)
@@ -201,19 +237,21 @@ def image_grid(
     width = n_cols * size + labels
     height = n_rows * size + (0.4 if title else 0.0) + (0.3 if col_titles else 0.0)
     fig = Figure(figsize=(width, height), layout="constrained")
-    axes = fig.subplots(n_rows, n_cols, squeeze=False)
-    for i, (row, row_cmap, row_range) in enumerate(zip(tiles, cmaps, ranges, strict=True)):
-        for j, ax in enumerate(axes[i]):
-            if j >= len(row):
-                ax.set_axis_off()
-                continue
-            _draw(ax, row[j], row_cmap, row_range)
-            _bare(ax)
+    fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, hspace=0.02, wspace=0.0)
+    axes = fig.subplots(n_rows, 1, squeeze=False)[:, 0]
+    for i, (ax, row, row_cmap, row_range) in enumerate(zip(axes, tiles, cmaps, ranges)):
+        image, side, gap = row_mosaic(row, row_cmap, row_range)
+        # every row spans n_cols cells, so that the columns of rows of any length line up
+        ax.imshow(image, interpolation="nearest", extent=(0, image.shape[1], side, 0))
+        ax.set_xlim(0, n_cols * (side + gap) - gap)
+        ax.set_ylim(side, 0)
+        ax.set_aspect("equal", adjustable="box", anchor="W")
+        _bare(ax)
         if row_titles:
-            axes[i, 0].set_ylabel(row_titles[i], rotation=0, ha="right", va="center")
-    if col_titles:
-        for j, ax in enumerate(axes[0]):
-            ax.set_title(col_titles[j])
+            ax.set_ylabel(row_titles[i], rotation=0, ha="right", va="center")
+        if i == 0 and col_titles:
+            for j, text in enumerate(col_titles):
+                ax.text(j * (side + gap) + side / 2, -0.04 * side, text, ha="center", va="bottom")
     if title:
         fig.suptitle(title)
     return finish(fig)
