@@ -32,6 +32,29 @@ def test_a_good_file_gives_each_image_its_group(tmp_path):
     assert g.of_image.tolist() == [0, 0, -1, 1, 2, 1]
     assert g.sizes() == {"a": 2, "b": 2, "b, with a comma": 1}
     assert g.source == "groups.csv"
+    assert g.data == path.read_bytes()  # the bytes checked: what a workshop keeps
+
+
+def test_the_bytes_kept_are_the_bytes_checked(tmp_path, monkeypatch):
+    """The workshop copies what was read and checked, not the file read again after: a file
+    changed between the check and the copy is not kept unchecked."""
+    import aelab.apps.workshop as workshop
+    from aelab.data import groups as groups_module
+
+    path = write(tmp_path, GOOD)
+    real = groups_module.read_groups
+
+    def then_changed(*args, **kwargs):
+        checked = real(*args, **kwargs)
+        path.write_text("image,group\n0,changed after the check\n")
+        return checked
+
+    monkeypatch.setattr(groups_module, "read_groups", then_changed)
+    out = tmp_path / "ws"
+    workshop.run_workshop(DataSpec(source="digits", seed=0), out, models=["shallow"],
+                          train={"epochs": 1}, groups=str(path), report=False, progress=False,
+                          log=lambda *a: None)  # fmt: skip
+    assert (out / "groups.csv").read_text() == GOOD
 
 
 def test_folder_images_are_named_by_their_path_or_index(tmp_path):

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from aelab.analysis.metrics import psnr
+from aelab.analysis.stacks import stacks
 from aelab.training.noise import Noise
 
 LEVELS: dict[str, tuple[float, ...]] = {
@@ -93,10 +94,9 @@ def _stacked(reconstruct: Reconstruct, inputs: list[np.ndarray]) -> list[np.ndar
     """``reconstruct`` of each of ``inputs`` (equal shapes), called on as many of them stacked
     as :data:`STACK_BYTES` allows: a model reconstructs one large batch faster than many small
     ones (an encoder that searches for each code most of all)."""
-    per = max(1, STACK_BYTES // max(inputs[0].nbytes, 1))
     out: list[np.ndarray] = []
-    for start in range(0, len(inputs), per):
-        chunk = inputs[start : start + per]
+    for part in stacks(len(inputs), inputs[0].nbytes, STACK_BYTES):
+        chunk = inputs[part]
         x_hat = np.asarray(reconstruct(np.concatenate(chunk)))
         out.extend(np.split(x_hat, len(chunk)))
     return out

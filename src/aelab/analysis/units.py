@@ -31,6 +31,8 @@ from typing import Any
 
 import numpy as np
 
+from aelab.analysis.stacks import stacks
+
 DIRECTION_STEPS = 2.0  # t in units of the unit's training standard deviation
 ACTIVE_FRACTION = 0.1  # active: this many training standard deviations from the median
 TOP_K = 8
@@ -71,9 +73,8 @@ def usefulness(
     base = float(np.mean((decode(codes) - x) ** 2))
     n, d = codes.shape
     out = np.empty(d)
-    per = max(1, STACK_BYTES // max(4 * x[0].size * n, 1))  # units ablated per decode call
-    for start in range(0, d, per):
-        units = np.arange(start, min(start + per, d))
+    for part in stacks(d, 4 * x[0].size * n, STACK_BYTES):  # units ablated per decode call
+        units = np.arange(part.start, part.stop)
         ablated = np.repeat(codes[None], len(units), axis=0)  # (U, N, D): one unit zeroed each
         ablated[np.arange(len(units)), :, units] = 0.0
         x_hat = np.asarray(decode(ablated.reshape(-1, d))).reshape(len(units), *x.shape)

@@ -10,7 +10,6 @@ import contextlib
 import os
 import time
 from collections.abc import Callable, Mapping
-from pathlib import Path
 from typing import Any
 
 from aelab.apps.report import build_report
@@ -121,9 +120,8 @@ def run_workshop(
     )  # fmt: skip
     configs = _configs(record, split)  # validated before anything is written
     groups_csv = None
-    if groups is not None:  # checked against the data, then copied as it was read
-        read_split_groups(groups, split)
-        groups_csv = Path(groups).read_bytes()
+    if groups is not None:  # checked against the data; the bytes checked are the copy kept
+        groups_csv = read_split_groups(groups, split).data
     rundir = RunDir.create(out, kind="workshop", overwrite=overwrite, stem="workshop")
     with _saying_what_is_kept(rundir, log):
         targets = defaults(targets, rundir.target)  # beside the workshop, never inside

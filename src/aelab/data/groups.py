@@ -48,11 +48,15 @@ class ImageGroups:
         the data set was loaded (:meth:`aelab.data.ImageSet.origins`).
     source : str
         Where the groups come from, as a caption says it (the file's name).
+    data : bytes
+        The file's bytes exactly as they were read and checked: what a workshop keeps as its
+        copy, so that the copy is the file that was checked even if the file changes after.
     """
 
     names: list[str]
     of_image: np.ndarray
     source: str
+    data: bytes = dataclasses.field(default=b"", repr=False)
 
     def labels(self, part) -> np.ndarray:
         """The group of each image of ``part`` (an :class:`~aelab.data.ImageSet` or a streamed
@@ -65,22 +69,30 @@ class ImageGroups:
         return dict(zip(self.names, counts.tolist()))
 
 
-def _text(path: Path) -> str:
-    """The file's text: a regular file of at most :data:`MAX_BYTES`, in UTF-8 (a BOM allowed)."""
+def _read(path: Path) -> bytes:
+    """The file's bytes: a regular file of at most :data:`MAX_BYTES`. Opened without waiting
+    (a FIFO would block a plain open) and checked on the open file, so that a file swapped
+    after a check is not read unchecked."""
     try:
-        info = path.stat()
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))
     except OSError as e:
         raise ValueError(f"groups='{path}': {e.strerror or 'cannot be read'}") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise ValueError(f"groups='{path}' is not a regular file; allowed: a CSV file")
-    if info.st_size > MAX_BYTES:
-        raise ValueError(
-            f"groups='{path}' holds {info.st_size:,} bytes; allowed: at most {MAX_BYTES:,}"
-        )
-    with open(path, "rb") as f:
+    with open(fd, "rb", closefd=True) as f:
+        info = os.fstat(f.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise ValueError(f"groups='{path}' is not a regular file; allowed: a CSV file")
+        if info.st_size > MAX_BYTES:
+            raise ValueError(
+                f"groups='{path}' holds {info.st_size:,} bytes; allowed: at most {MAX_BYTES:,}"
+            )
         data = f.read(MAX_BYTES + 1)
     if len(data) > MAX_BYTES:  # it grew since: still refused
         raise ValueError(f"groups='{path}' holds more than {MAX_BYTES:,} bytes; allowed: fewer")
+    return data
+
+
+def _text(path: Path, data: bytes) -> str:
+    """The file's text, in UTF-8 (a BOM allowed)."""
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
@@ -129,7 +141,8 @@ def read_groups(
     if files is not None and len(files) != n_images:
         raise ValueError(f"files names {len(files)} images; expected n_images={n_images}")
     by_name = None if files is None else {name: i for i, name in enumerate(files)}
-    reader = csv.reader(io.StringIO(_text(path), newline=""), strict=True)
+    data = _read(path)
+    reader = csv.reader(io.StringIO(_text(path, data), newline=""), strict=True)
     of_image = np.full(n_images, -1, dtype=np.int64)
     first_line: dict[int, int] = {}
     names: dict[str, int] = {}
@@ -175,7 +188,7 @@ def read_groups(
             f"groups='{path}', line {reader.line_num}: not valid CSV ({e}); allowed: a CSV file "
             "with the header 'image,group'"
         ) from None
-    groups = ImageGroups(list(names), of_image, path.name)
+    groups = ImageGroups(list(names), of_image, path.name, data)
     counts = groups.sizes()
     enough = [g for g, c in counts.items() if c >= MIN_IMAGES]
     if len(enough) < 2:
