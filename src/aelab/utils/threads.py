@@ -111,14 +111,12 @@ class Threads:
     def update(self) -> int:
         """Decide again from the CPU use since the last decision (once :attr:`window` seconds
         have passed); returns the thread count now."""
-        if self._mark is None:
-            return self.count
+        if self._mark is None or time.monotonic() - self._mark[0] < self.window:
+            return self.count  # /proc/stat is read only when a decision is due
         now = self._sample()
         if now is None:
             return self.count
         elapsed = now[0] - self._mark[0]
-        if elapsed < self.window:
-            return self.count
         ours = now[2] - self._mark[2]
         others = max(0.0, (now[1] - self._mark[1] - ours) / elapsed)
         self._mark = now
