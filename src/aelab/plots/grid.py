@@ -121,13 +121,23 @@ def _titles(titles: Sequence[str] | None, n: int, name: str) -> list[str] | None
 # --- drawing ------------------------------------------------------------------------------------
 
 
+def _limits(tile: np.ndarray, value_range: ValueRange) -> tuple[float, float]:
+    """The values drawn black and white: ``value_range``, or (None) the tile's own range."""
+    return value_range if value_range is not None else (float(tile.min()), float(tile.max()))
+
+
+def _scaled(tile: np.ndarray, value_range: ValueRange) -> np.ndarray:
+    """``tile`` mapped from :func:`_limits` to [0, 1] (clipped); a constant tile to 0."""
+    lo, hi = _limits(tile, value_range)
+    return np.clip((tile - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(tile)
+
+
 def _draw(ax: Axes, tile: np.ndarray, cmap: str, value_range: ValueRange) -> None:
     """Show one tile: 2-D in ``cmap`` on ``value_range`` (None: its own), (H, W, 3) as RGB."""
-    lo, hi = value_range if value_range is not None else (float(tile.min()), float(tile.max()))
     if tile.ndim == 3:
-        rgb = (tile - lo) / (hi - lo) if hi > lo else np.zeros_like(tile)
-        ax.imshow(np.clip(rgb, 0.0, 1.0), interpolation="nearest")
+        ax.imshow(_scaled(tile, value_range), interpolation="nearest")
     else:
+        lo, hi = _limits(tile, value_range)
         ax.imshow(tile, cmap=cmap, vmin=lo, vmax=hi, interpolation="nearest")
 
 
@@ -137,8 +147,7 @@ GAP = 0.06  # white between two tiles of a row, as a fraction of a tile's side
 def _rgba(tile: np.ndarray, cmap: str, value_range: ValueRange) -> np.ndarray:
     """One tile as RGBA floats in [0, 1]: 2-D in ``cmap`` on ``value_range`` (None: its own),
     (H, W, 3) stretched from ``value_range`` to [0, 1]; a constant tile takes the bottom colour."""
-    lo, hi = value_range if value_range is not None else (float(tile.min()), float(tile.max()))
-    scaled = np.clip((tile - lo) / (hi - lo), 0.0, 1.0) if hi > lo else np.zeros_like(tile)
+    scaled = _scaled(tile, value_range)
     if tile.ndim == 3:
         return np.concatenate([scaled, np.ones((*tile.shape[:2], 1))], axis=-1)
     return np.asarray(colormaps[cmap](scaled), dtype=np.float64)
