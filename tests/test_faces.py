@@ -9,6 +9,7 @@ import json
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from aelab.analysis.metrics import pca_baseline
 from aelab.cli import main
@@ -16,7 +17,7 @@ from aelab.data import ImageSet, carve_validation, load_olivetti, mirror
 from aelab.data.prepare import prepare_data
 from aelab.data.spec import DataSpec
 from aelab.models import AlignedAutoencoder, AlignedConfig, build_model
-from aelab.models.aligned import auto_pose, warp
+from aelab.models.aligned import auto_pose, pose_matrix, warp
 from aelab.training.augment import Affine, parse_augment
 from aelab.training.config import TrainConfig
 from aelab.training.recipes import resolve
@@ -145,6 +146,30 @@ def test_codes_are_split_between_pose_and_appearance_by_size():
         AlignedConfig(latent_dim=5, pose="affine")
     with pytest.raises(ValueError, match=r"pose='warp' is not valid; allowed: none, shift"):
         AlignedConfig(pose="warp")
+
+
+@pytest.mark.parametrize("pose_size", [2, 4, 6])
+def test_warp_is_affine_grid_and_grid_sample_with_their_gradients(pose_size):
+    # the warp builds affine_grid's sampling grid itself (one matrix product, a cached base):
+    # the same images and the same gradients, on a non-square image so x and y cannot swap
+    torch.manual_seed(0)
+    images = torch.rand(3, 2, 5, 7, requires_grad=True)
+    pose = (0.3 * torch.randn(3, pose_size)).requires_grad_(True)
+    ours = warp(images, pose)
+    grid = F.affine_grid(pose_matrix(pose), [3, 2, 5, 7], align_corners=False)
+    theirs = F.grid_sample(images, grid, padding_mode="border", align_corners=False)
+    torch.testing.assert_close(ours, theirs, atol=1e-6, rtol=1e-5)
+    weights = torch.rand_like(ours)
+    for a, b in zip(
+        torch.autograd.grad((ours * weights).sum(), (images, pose)),
+        torch.autograd.grad((theirs * weights).sum(), (images, pose)),
+    ):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=1e-4)
+    with torch.inference_mode():  # a grid cached here still serves autograd afterwards
+        warp(torch.rand(1, 1, 9, 4), torch.zeros(1, pose_size))
+    pose9 = torch.zeros(1, pose_size, requires_grad=True)
+    warp(torch.rand(1, 1, 9, 4), pose9).sum().backward()
+    assert pose9.grad is not None
 
 
 def test_untrained_and_unrefined_it_is_pca():

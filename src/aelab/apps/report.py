@@ -16,6 +16,7 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
+import torch
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup, escape
 
@@ -30,6 +31,7 @@ from aelab.data.prepare import Split
 from aelab.plots.style import PX_PER_INCH, size_px
 from aelab.runs.open import open_runs
 from aelab.runs.rundir import RunDir
+from aelab.utils import threads
 
 DPI = 2 * PX_PER_INCH  # PNGs of twice the CSS pixels they are shown at: sharp on dense screens
 __all__ = ["DPI", "build_report", "missing_note", "render_html", "standing", "verdict"]
@@ -101,13 +103,18 @@ def build_report(
     figures = report_figures(runs, split, result["models"], arrays, seed, insides=insides,
                              data=result["data"], curve=result["robustness"],
                              partial=partial)  # fmt: skip
+    drawn = [(f, f.pop("figure")) for f in figures]
     for f in figures:
-        png = _rendered(f, f.pop("figure"))
-        rundir.write(f"figures/{f['file']}", png, commit=False)
         narrow = f.pop("narrow", None)
         if narrow is not None:  # for the page only: figures/ keeps one of each
             f["narrow"] = {}
-            _rendered(f["narrow"], narrow)
+            drawn.append((f["narrow"], narrow))
+    rendered = plots.pngs([fig for _, fig in drawn], dpi=DPI, workers=render_workers())
+    for (entry, fig), png in zip(drawn, rendered):
+        entry["data"] = base64.b64encode(png).decode("ascii")
+        entry["width"], entry["height"] = size_px(fig)
+    for f, png in zip(figures, rendered):  # the first len(figures) of drawn are theirs
+        rundir.write(f"figures/{f['file']}", png, commit=False)
     rundir.write_json("metrics.json", result, commit=False)
     note = (training_note(opened.missing) if partial
             else missing_note(opened.missing, rundir.target))  # fmt: skip
@@ -119,13 +126,11 @@ def build_report(
     return result
 
 
-def _rendered(entry: dict[str, Any], figure) -> bytes:
-    """``figure`` as a PNG of :data:`DPI`; ``entry`` gets it inline (``"data"``) and the CSS
-    size it is drawn for (``"width"``, ``"height"``)."""
-    png = plots.png_bytes(figure, dpi=DPI)
-    entry["data"] = base64.b64encode(png).decode("ascii")
-    entry["width"], entry["height"] = size_px(figure)
-    return png
+def render_workers() -> int:
+    """How many processes render a report's figures: the thread count the user fixed
+    (``AELAB_THREADS``, ``OMP_NUM_THREADS``: :func:`aelab.utils.threads.policy`), else PyTorch's,
+    one per core."""
+    return threads.policy() or torch.get_num_threads()
 
 
 FLAG = re.compile(r"(--[a-z][a-z-]*(?: [0-9][0-9.,]*| N\b)?)")

