@@ -199,7 +199,8 @@ def image_grid(
         Each ``(n, C, H, W)`` with C = 1 (grey) or 3 (RGB), or ``(n, h, w)``; rows may differ in
         length and tile size. Cells right of a shorter row stay empty.
     row_titles : list of str, optional
-        One per row, written at the left, across.
+        One per row, written at the left, across. Titles are drawn as written (no mathtext:
+        ``$`` is a dollar): they are often the names of a user's groups.
     col_titles : list of str, optional
         One per column, written above the first row.
     title : str, optional
@@ -257,12 +258,13 @@ def image_grid(
         ax.set_aspect("equal", adjustable="box", anchor="W")
         _bare(ax)
         if row_titles:
-            ax.set_ylabel(row_titles[i], rotation=0, ha="right", va="center")
+            ax.set_ylabel(row_titles[i], rotation=0, ha="right", va="center", parse_math=False)
         if i == 0 and col_titles:
             for j, text in enumerate(col_titles):
-                ax.text(j * (side + gap) + side / 2, -0.04 * side, text, ha="center", va="bottom")
+                ax.text(j * (side + gap) + side / 2, -0.04 * side, text, ha="center",
+                        va="bottom", parse_math=False)  # fmt: skip
     if title:
-        fig.suptitle(title)
+        fig.suptitle(title, parse_math=False)
     return finish(fig)
 
 

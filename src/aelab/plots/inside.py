@@ -8,9 +8,10 @@ from collections.abc import Sequence
 
 import numpy as np
 from matplotlib.figure import Figure, SubFigure
+from matplotlib.patches import Rectangle
 from numpy.typing import ArrayLike
 
-from .grid import _bare, _draw, _images, _tiles
+from .grid import _bare, _draw, _images, _tiles, image_grid, row_mosaic
 
 
 def unit_page(
@@ -130,15 +131,20 @@ def neighbours(
     for r, (images, hits, label) in enumerate(
         zip(rows, (code_hits, pixel_hits), ("by code", "by pixels"))
     ):
-        for j, image in enumerate(images):
-            ax = fig.add_subplot(grid[r, 1 + j])
-            _draw(ax, _tiles(image[None])[0], "gray", (0.0, 1.0))
-            ax.set(xticks=[], yticks=[])
-            if hits is not None:
-                for spine in ax.spines.values():
-                    spine.set(visible=True, color="#1b7f3b" if hits[j] else "#b3261e", lw=2)
-            if j == 0:
-                ax.set_title(label, fontsize=8, loc="left")
+        if not len(images):
+            continue
+        ax = fig.add_subplot(grid[r, 1:])  # the row as one picture: quick to lay out and draw
+        image, side, gap = row_mosaic(_tiles(images), "gray", (0.0, 1.0))
+        ax.imshow(image, interpolation="nearest", extent=(0, image.shape[1], side, 0))
+        ax.set_xlim(0, k * (side + gap) - gap)
+        ax.set_ylim(side, 0)
+        ax.set_aspect("equal", adjustable="box", anchor="W")
+        _bare(ax)
+        ax.set_title(label, fontsize=8, loc="left")
+        for j in range(len(images) if hits is not None else 0):
+            colour = "#1b7f3b" if hits[j] else "#b3261e"
+            ax.add_patch(Rectangle((j * (side + gap), 0), side, side, fill=False, lw=2,
+                                   edgecolor=colour, clip_on=False))  # fmt: skip
     fig.suptitle(title, fontsize=10)
     return fig
 
@@ -183,31 +189,18 @@ def morph_grid(
 ) -> Figure:
     """A grid of morphs: row ``i`` one image moved along group ``rows[i]``'s direction, a
     column a step (``columns``: each step's label); ``images`` ``(G, S, C, H, W)``. A group's
-    name is drawn as written (no mathtext: ``$`` is a dollar)."""
+    name is drawn as written (no mathtext: ``$`` is a dollar), cut to 18 characters. One
+    :func:`aelab.plots.image_grid`: a row of images is one picture."""
     images = np.asarray(images)
     if images.ndim != 5 or images.shape[:2] != (len(rows), len(columns)):
         raise ValueError(
             f"images have shape {images.shape}; expected ({len(rows)}, {len(columns)}, C, H, W)"
         )
-    g, s = images.shape[:2]
+    s = images.shape[1]
     width = 1.1 * (s + 1) if width is None else width
-    side = width / (s + 1)
-    fig = Figure(figsize=(width, g * side + 0.35 + (0.35 if title else 0.0)), layout="constrained")
-    axes = fig.subplots(g, s, squeeze=False)
-    for i in range(g):
-        row = _images(images[i], "images")
-        for j in range(s):
-            ax = axes[i, j]
-            _draw(ax, _tiles(row[j][None])[0], "gray", (0.0, 1.0))
-            _bare(ax)
-            if i == 0:
-                ax.set_title(columns[j], fontsize=8)
-        label = rows[i] if len(rows[i]) <= 18 else rows[i][:17] + "…"
-        axes[i, 0].set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center",
-                              parse_math=False)  # fmt: skip
-    if title:
-        fig.suptitle(title, fontsize=10, parse_math=False)
-    return fig
+    labels = [r if len(r) <= 18 else r[:17] + "…" for r in map(str, rows)]
+    return image_grid(list(images), row_titles=labels, col_titles=[str(c) for c in columns],
+                      title=title, tile_size=width / (s + 1), max_width=width)  # fmt: skip
 
 
 __all__ = ["morph_grid", "neighbours", "stability_histogram", "strip", "unit_page", "unit_pages"]
