@@ -38,6 +38,7 @@ from aelab.apps.explorer.unusual import CannotScore, Unusual
 
 STATIC = {  # URL name -> (package file, media type)
     "explore.js": ("explore.js", "text/javascript; charset=utf-8"),
+    "map.js": ("map.js", "text/javascript; charset=utf-8"),
     "explore.css": ("explore.css", "text/css; charset=utf-8"),
 }
 MAX_JSON_BYTES = 1 << 20
