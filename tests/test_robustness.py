@@ -58,6 +58,30 @@ def test_the_stacked_calls_give_each_level_what_a_call_of_its_own_gives(images, 
     assert calls == [2 * len(images)] * 2 + [len(images)] and again == stacked
 
 
+def test_known_clean_reconstructions_are_not_made_again(images):
+    def blur(x):
+        return (x + np.roll(x, 1, axis=-1) + np.roll(x, 1, axis=-2)) / 3
+
+    levels = {"gaussian": (0.0, 0.1, 0.3), "mask": (0.0, 0.5)}
+    calls = []
+    made = corruption_curve({"blur": lambda x: calls.append(len(x)) or blur(x)}, images,
+                            levels=levels, seed=5)  # fmt: skip
+    calls.clear()
+    known = corruption_curve({"blur": lambda x: calls.append(len(x)) or blur(x)}, images,
+                             levels=levels, seed=5, clean={"blur": blur(images)})  # fmt: skip
+    assert calls == [len(images) * 3]  # the 3 corrupted copies only, not the clean images
+    assert known == made
+    # what is given for level 0 is what level 0 scores: a wrong one shows
+    wrong = corruption_curve({"blur": blur}, images, levels=levels, seed=5,
+                             clean={"blur": images})  # fmt: skip
+    assert wrong["methods"]["blur"]["gaussian"][0] == psnr(images, images)
+    assert wrong["methods"]["blur"]["gaussian"][1:] == made["methods"]["blur"]["gaussian"][1:]
+    calls.clear()
+    counted = {"blur": lambda x: calls.append(len(x)) or blur(x)}
+    only = corruption_curve(counted, images, levels={"mask": (0.0,)}, clean={"blur": blur(images)})
+    assert only["methods"]["blur"]["mask"] == [psnr(images, blur(images))] and calls == []
+
+
 def test_corrupt_leaves_the_input_alone_and_level_zero_is_a_copy(images):
     before = images.copy()
     out = corrupt(images, "saltpepper", 0.5, seed=0)

@@ -117,6 +117,7 @@ def measure(
     results: dict[str, Any] = {}
     arrays: dict[str, Any] = {}
     methods: dict[str, Callable[[np.ndarray], np.ndarray]] = {}  # for the corruption curve
+    clean: dict[str, np.ndarray] = {}  # their reconstructions of the clean held-out images
     for name, seeds in groups.items():
         entries, insides = [], []
         for i, (s, run) in enumerate(seeds.items()):
@@ -131,6 +132,7 @@ def measure(
             insides.append(a["inside"])
             if robustness:  # the corruption curve's methods
                 methods[_seed_key(name, s, len(seeds))] = run.reconstruct
+                clean[_seed_key(name, s, len(seeds))] = a["x_hat"]  # decode(encode(x_te))
                 methods.setdefault(f"pca-{k}", _pca_of(ctx, split, k))
             if i == 0:
                 arrays[name] = a
@@ -167,7 +169,8 @@ def measure(
         data["normals"] = {"n_calibration": len(normals[0]), "n_test": len(normals[1])}
     curve = None
     if robustness:
-        curve = _by_model(corruption.corruption_curve(methods, x_te, seed=seed), groups)
+        made = corruption.corruption_curve(methods, x_te, seed=seed, clean=clean)
+        curve = _by_model(made, groups)
         arrays["robustness"] = curve
         for name, entry in results.items():  # where a denoising model is not the best
             if "denoising" in entry:

@@ -46,6 +46,7 @@ def corruption_curve(
     *,
     levels: Mapping[str, tuple[float, ...]] = LEVELS,
     seed: int = 0,
+    clean: Mapping[str, np.ndarray] | None = None,
 ) -> dict[str, Any]:
     """Held-out PSNR (dB) of each method's reconstruction of corrupted ``x`` against ``x``.
 
@@ -61,6 +62,10 @@ def corruption_curve(
         Default :data:`LEVELS`; level 0 is the clean input.
     seed : int
         Seeds the corruption of each (kind, level) pair; every method sees the same draw.
+    clean : mapping of name to array, optional
+        Reconstructions of ``x`` itself (level 0) that a method has already made, as its
+        callable would make them: used instead of making them again (a report has every
+        model's held-out reconstructions before it draws the curve).
 
     Returns
     -------
@@ -84,8 +89,13 @@ def corruption_curve(
                 inputs.append(noisy)
             out["input"][kind].append(psnr(x, np.clip(noisy, 0.0, 1.0)))
             where[kind].append(at)
+    clean = clean or {}
     for name, reconstruct in methods.items():
-        scores = [psnr(x, x_hat) for x_hat in _stacked(reconstruct, inputs)]
+        if name in clean:  # level 0 known: only the corrupted inputs are reconstructed
+            made = [np.asarray(clean[name]), *_stacked(reconstruct, inputs[1:])]
+        else:
+            made = _stacked(reconstruct, inputs)
+        scores = [psnr(x, x_hat) for x_hat in made]
         out["methods"][name] = {kind: [scores[at] for at in ats] for kind, ats in where.items()}
     return out
 
@@ -95,6 +105,8 @@ def _stacked(reconstruct: Reconstruct, inputs: list[np.ndarray]) -> list[np.ndar
     as :data:`STACK_BYTES` allows: a model reconstructs one large batch faster than many small
     ones (an encoder that searches for each code most of all)."""
     out: list[np.ndarray] = []
+    if not inputs:
+        return out
     for part in stacks(len(inputs), inputs[0].nbytes, STACK_BYTES):
         chunk = inputs[part]
         x_hat = np.asarray(reconstruct(np.concatenate(chunk)))
