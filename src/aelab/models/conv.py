@@ -213,6 +213,9 @@ register_model(
         NOTEBOOK_CONV,
         {"epochs": 100, "batch_size": 32, "optimizer": "adam", "noise": "gaussian:0.05"},
         quick=CONV_QUICK_CENTRED,
+        # seed schedule, seeds 0-5: held-out MSE 1.038x fp32's, 0.92 of fp32's std (within;
+        # seeds 0-2 alone refused it); quick schedule, seeds 0-2: 1.005x, within
+        autocast_bf16=True,
     )
 )
 
