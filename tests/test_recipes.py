@@ -15,6 +15,7 @@ from aelab.estimator import Autoencoder
 from aelab.models import MODELS
 from aelab.training.config import TrainConfig
 from aelab.training.recipes import given, quick_schedule, resolve, schedule
+from aelab.utils.device import resolve_device, resolve_precision
 
 
 def test_quick_schedule_bounds():
@@ -44,7 +45,11 @@ def test_resolve_applies_overrides_on_the_schedule_and_validates_once():
     assert r.recipe.name == "denoising" and r.model.latent_dim == 8
     assert r.model.channels == (32, 64)  # 16x16 fits two of the recipe's three stages
     expected = TrainConfig(epochs=3, batch_size=32, optimizer="adam", noise="gaussian:0.05")
-    assert r.train == dataclasses.replace(expected, precision="fp32")  # auto, decided: not shown
+    # auto, decided now: bf16 where this machine computes in bf16 natively (the recipe's held-out
+    # error was shown to keep there), float32 elsewhere
+    decided = resolve_precision("auto", resolve_device("auto"), shown=True)
+    assert r.train == dataclasses.replace(expected, precision=decided)
+    assert resolve("denoising", (1, 16, 16), train={"precision": "fp32"}).train.precision == "fp32"
     assert resolve("denoising", (1, 28, 28), train={"noise": "none"}).train.noise is None
     quick = resolve("conv", (1, 64, 64), schedule_name="quick", n_train=720).train
     assert (quick.epochs, quick.batch_size) == (16, 80)

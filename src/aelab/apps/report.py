@@ -126,11 +126,14 @@ def build_report(
     return result
 
 
+MAX_RENDER_WORKERS = 8  # a report holds about a hundred figures: more would mostly fork
+
+
 def render_workers() -> int:
     """How many processes render a report's figures: the thread count the user fixed
     (``AELAB_THREADS``, ``OMP_NUM_THREADS``: :func:`aelab.utils.threads.policy`), else PyTorch's,
-    one per core."""
-    return threads.policy() or torch.get_num_threads()
+    one per core; at most :data:`MAX_RENDER_WORKERS`."""
+    return min(threads.policy() or torch.get_num_threads(), MAX_RENDER_WORKERS)
 
 
 FLAG = re.compile(r"(--[a-z][a-z-]*(?: [0-9][0-9.,]*| N\b)?)")
