@@ -172,6 +172,21 @@ def row_mosaic(
     return out, side, gap
 
 
+def draw_row(
+    ax: Axes, tiles: np.ndarray, cmap: str, value_range: ValueRange, n_cols: int
+) -> tuple[int, int]:
+    """Draw ``tiles`` into ``ax`` as one :func:`row_mosaic` image, bare, spanning ``n_cols``
+    cells (so that the columns of rows of any length line up), left-aligned, y downwards.
+    Returns ``(side, gap)``: tile ``j`` covers ``x`` from ``j * (side + gap)``, ``y`` 0 to side."""
+    image, side, gap = row_mosaic(tiles, cmap, value_range)
+    ax.imshow(image, interpolation="nearest", extent=(0, image.shape[1], side, 0))
+    ax.set_xlim(0, n_cols * (side + gap) - gap)
+    ax.set_ylim(side, 0)
+    ax.set_aspect("equal", adjustable="box", anchor="W")
+    _bare(ax)
+    return side, gap
+
+
 def _bare(ax: Axes) -> None:
     """No ticks and no frame, but keep the axis labels (used for row titles)."""
     ax.set_xticks([])
@@ -250,13 +265,7 @@ def image_grid(
     fig.get_layout_engine().set(w_pad=0.02, h_pad=0.02, hspace=0.02, wspace=0.0)
     axes = fig.subplots(n_rows, 1, squeeze=False)[:, 0]
     for i, (ax, row, row_cmap, row_range) in enumerate(zip(axes, tiles, cmaps, ranges)):
-        image, side, gap = row_mosaic(row, row_cmap, row_range)
-        # every row spans n_cols cells, so that the columns of rows of any length line up
-        ax.imshow(image, interpolation="nearest", extent=(0, image.shape[1], side, 0))
-        ax.set_xlim(0, n_cols * (side + gap) - gap)
-        ax.set_ylim(side, 0)
-        ax.set_aspect("equal", adjustable="box", anchor="W")
-        _bare(ax)
+        side, gap = draw_row(ax, row, row_cmap, row_range, n_cols)
         if row_titles:
             ax.set_ylabel(row_titles[i], rotation=0, ha="right", va="center", parse_math=False)
         if i == 0 and col_titles:

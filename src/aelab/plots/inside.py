@@ -11,7 +11,7 @@ from matplotlib.figure import Figure, SubFigure
 from matplotlib.patches import Rectangle
 from numpy.typing import ArrayLike
 
-from .grid import _bare, _draw, _images, _tiles, image_grid, row_mosaic
+from .grid import _bare, _draw, _images, _tiles, draw_row, image_grid
 
 
 def unit_page(
@@ -134,12 +134,7 @@ def neighbours(
         if not len(images):
             continue
         ax = fig.add_subplot(grid[r, 1:])  # the row as one picture: quick to lay out and draw
-        image, side, gap = row_mosaic(_tiles(images), "gray", (0.0, 1.0))
-        ax.imshow(image, interpolation="nearest", extent=(0, image.shape[1], side, 0))
-        ax.set_xlim(0, k * (side + gap) - gap)
-        ax.set_ylim(side, 0)
-        ax.set_aspect("equal", adjustable="box", anchor="W")
-        _bare(ax)
+        side, gap = draw_row(ax, _tiles(images), "gray", (0.0, 1.0), k)
         ax.set_title(label, fontsize=8, loc="left")
         for j in range(len(images) if hits is not None else 0):
             colour = "#1b7f3b" if hits[j] else "#b3261e"
