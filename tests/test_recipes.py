@@ -53,6 +53,14 @@ def test_resolve_applies_overrides_on_the_schedule_and_validates_once():
     assert resolve("denoising", (1, 28, 28), train={"noise": "none"}).train.noise is None
     quick = resolve("conv", (1, 64, 64), schedule_name="quick", n_train=720).train
     assert (quick.epochs, quick.batch_size) == (16, 80)
+    # faces: the quick schedule's encoder searches 60 steps at 0.06, the seed schedule's 100 at
+    # 0.02 (both chosen on validation people); an override still wins
+    faces = resolve("faces", (1, 64, 64), schedule_name="quick", n_train=720).model
+    assert (faces.refine_steps, faces.refine_lr) == (60, 0.06)
+    seed = resolve("faces", (1, 64, 64)).model
+    assert (seed.refine_steps, seed.refine_lr) == (100, 0.02)
+    assert resolve("faces", (1, 64, 64), schedule_name="quick", n_train=720,
+                   model={"refine_steps": 7}).model.refine_steps == 7  # fmt: skip
     with pytest.raises(ValueError, match=r"model='resnet' is not a known model; allowed: shallow"):
         resolve("resnet", (1, 28, 28))
     with pytest.raises(ValueError, match=r"dropout is not a parameter of model 'deep'"):
