@@ -156,3 +156,24 @@ def test_usefulness_ablates_every_unit_the_same_in_one_call_or_many(monkeypatch)
     calls.clear()
     np.testing.assert_allclose(units.usefulness(decode, codes, x), by_hand, rtol=1e-12)
     assert calls == [7, 14, 14, 7]
+
+
+def test_a_unit_zero_in_every_code_costs_nothing_and_is_not_decoded():
+    rng = np.random.default_rng(1)
+    w = rng.normal(size=(4, 12))
+    x = rng.uniform(size=(6, 1, 3, 4))
+    calls = []
+
+    def decode(c):
+        calls.append(len(c))
+        return np.tanh(np.asarray(c, np.float64) @ w).reshape(len(c), 1, 3, 4)
+
+    codes = np.maximum(rng.normal(size=(6, 4)), 0.0).astype(np.float32)
+    codes[:, 2] = 0.0  # a dead ReLU unit
+    codes[0, 1] = 0.0  # zero in one code only: ablated like any other
+    use = units.usefulness(decode, codes, x)
+    assert use[2] == 0.0 and calls == [6, 18]  # the codes, then units 0, 1 and 3 at once
+    ablated = codes.copy()
+    ablated[:, 1] = 0
+    by_hand = np.mean((decode(ablated) - x) ** 2) - np.mean((decode(codes) - x) ** 2)
+    assert use[1] == pytest.approx(by_hand / x.var(), rel=1e-12)

@@ -72,9 +72,10 @@ def usefulness(
     variance = float(x.var()) or 1.0
     base = float(np.mean((decode(codes) - x) ** 2))
     n, d = codes.shape
-    out = np.empty(d)
-    for part in stacks(d, 4 * x[0].size * n, STACK_BYTES):  # units ablated per decode call
-        units = np.arange(part.start, part.stop)
+    out = np.zeros(d)  # a unit already zero in every code (a dead ReLU unit) costs nothing
+    moved = np.flatnonzero((codes != 0).any(axis=0))
+    for part in stacks(len(moved), 4 * x[0].size * n, STACK_BYTES):  # units per decode call
+        units = moved[part]
         ablated = np.repeat(codes[None], len(units), axis=0)  # (U, N, D): one unit zeroed each
         ablated[np.arange(len(units)), :, units] = 0.0
         x_hat = np.asarray(decode(ablated.reshape(-1, d))).reshape(len(units), *x.shape)
