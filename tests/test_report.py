@@ -64,6 +64,39 @@ def test_report_rebuilds_the_same_report(workshop, tmp_path):
     assert (copy / "report.html").read_text() == (workshop / "report.html").read_text()
 
 
+def test_the_last_report_measures_only_what_the_partial_pages_left_out(
+    workshop, tmp_path, monkeypatch
+):
+    """A workshop's pages share one memo: the last report encodes no run a partial page measured
+    and adds the looks inside and the anomaly maps to their numbers (that it equals a fresh
+    ``aelab report``: test_report_rebuilds_the_same_report, on a workshop written this way)."""
+    from aelab.analysis import measure
+    from aelab.apps.report import build_report
+
+    copy = tmp_path / "copy"
+    shutil.copytree(workshop, copy)
+    memo, calls = {}, {"run": 0, "more": 0}
+    for key in calls:
+        real = getattr(measure, f"_measure_{key}")
+
+        def counted(*args, real=real, key=key):
+            calls[key] += 1
+            return real(*args)
+
+        monkeypatch.setattr(measure, f"_measure_{key}", counted)
+    partial = build_report(copy, partial=True, memo=memo)
+    assert calls == {"run": len(WORKSHOP_MODELS), "more": 0}
+    assert all("inside" not in m for m in partial["models"].values())
+    whole = build_report(copy, memo=memo)
+    assert calls == {"run": len(WORKSHOP_MODELS), "more": len(WORKSHOP_MODELS)}
+    assert all("inside" in m and "maps" in m["anomaly"] for m in whole["models"].values())
+    assert json.loads((copy / "metrics.json").read_text()) == json.loads(
+        (workshop / "metrics.json").read_text()
+    )
+    build_report(copy, memo=memo)  # measured whole: nothing more
+    assert calls == {"run": len(WORKSHOP_MODELS), "more": len(WORKSHOP_MODELS)}
+
+
 def test_pca_baseline_by_hand(workshop):
     """The PCA column equals scikit-learn's PCA computed here on the same split."""
     m = json.loads((workshop / "metrics.json").read_text())

@@ -88,8 +88,9 @@ def measure(
     ``"seeds"``; PCA's numbers, deterministic, are given once. Figures get the arrays of each
     model's first seed, and every seed's history. ``partial=True`` (the page written while a
     workshop trains) leaves out the corruption curve, the calibrated maps and the looks inside;
-    ``memo``, kept by the caller between such pages, holds each run's numbers so that a run is
-    measured once. ``robustness=False`` leaves out the
+    ``memo``, kept by the caller between such pages and given to the last one too, holds each
+    run's numbers so that a run is measured once (the last page adds only what partial ones
+    leave out). ``robustness=False`` leaves out the
     corruption curve (the costliest part). ``image_groups`` (an
     :class:`aelab.data.groups.ImageGroups`, the user's) gives the attribute directions their
     groups instead of the data's labels.
@@ -121,12 +122,15 @@ def measure(
     for name, seeds in groups.items():
         entries, insides = [], []
         for i, (s, run) in enumerate(seeds.items()):
-            if memo is not None and (name, s) in memo:
-                entry, a, k = memo[(name, s)]
-            else:
+            held = None if memo is None else memo.get((name, s))
+            if held is None:
                 entry, a, k = _measure_run(run, ctx)
-                if memo is not None:
-                    memo[(name, s)] = entry, a, k
+            else:  # measured for a page written while the workshop trained
+                entry, a, k, whole = held
+                if not (partial or whole):  # the last page: only what those pages leave out
+                    _measure_more(run, ctx, entry, a, k)
+            if memo is not None:
+                memo[(name, s)] = entry, a, k, not partial or (held is not None and held[3])
             entry = copy.deepcopy(entry)  # aggregate and the seeds' summaries write into it
             entries.append(entry)
             insides.append(a["inside"])
@@ -217,8 +221,6 @@ def _measure_run(run: Run, ctx: dict[str, Any]) -> tuple[dict[str, Any], dict[st
     pca, project = ctx["pcas"][n_components] if n_components in ctx["pcas"] else (
         _pca_fit(ctx, split, n_components))  # fmt: skip
     dead = metrics.dead_units(codes_tr)
-    inside = (None, {}) if ctx["inside"] is None else inside_measure.measure_run(
-        run, ctx["inside"], codes_tr, codes_te, x_hat, pca)  # fmt: skip
     history = run.history
     knn = ctx["by_people"], ctx["groups"]
     entry = {
@@ -246,10 +248,8 @@ def _measure_run(run: Run, ctx: dict[str, Any]) -> tuple[dict[str, Any], dict[st
     # None where PCA is exact (as many components as pixels): no ratio means anything there
     pca_mse = entry["pca"]["mse"]
     entry["pca_ratio"] = entry["heldout"]["mse"] / pca_mse if pca_mse > EXACT_MSE else None
-    if inside[0] is not None:
-        entry["inside"] = inside[0]
     a: dict[str, Any] = {"codes_tr": codes_tr, "codes_te": codes_te, "x_hat": x_hat, "dead": dead,
-                         "inside": inside[1]}  # fmt: skip
+                         "inside": {}}  # fmt: skip
     if run.model.variational:  # the mean KL of each unit: what says whether it is in use
         kl = run.map(lambda model, b: kl_per_unit(*model.posterior(b)), x_te)  # (N, d)
         a["kl_units"] = kl.double().mean(0).numpy()
@@ -267,14 +267,25 @@ def _measure_run(run: Run, ctx: dict[str, Any]) -> tuple[dict[str, Any], dict[st
         entry["anomaly"], a["anomaly"] = _detection(
             Detector(run), project, ctx["normals"], x_te, x_hat
         )
-        maps = None if ctx["partial"] else _calibrated_maps(
-            Detector(run), ctx["normals"], x_te, x_hat)  # fmt: skip
-        if maps is not None:
-            entry["anomaly"]["maps"], a["anomaly_maps"] = maps
     extra = run.extra_metrics(x_te)  # the family's own (models.base.extra_metrics)
     if extra:
         entry["family"] = extra
+    if not ctx["partial"]:
+        _measure_more(run, ctx, entry, a, n_components)
     return entry, a, n_components
+
+
+def _measure_more(run: Run, ctx: dict[str, Any], entry: dict, a: dict, k: int) -> None:
+    """What a page written while a workshop trains leaves out, added to a run's ``entry`` and
+    arrays ``a``: the looks inside and the calibrated anomaly maps."""
+    x_te = ctx["split"].heldout.images
+    pca, _ = _pca_fit(ctx, ctx["split"], k)
+    entry["inside"], a["inside"] = inside_measure.measure_run(
+        run, ctx["inside"], a["codes_tr"], a["codes_te"], a["x_hat"], pca)  # fmt: skip
+    if ctx["normals"] is not None:
+        maps = _calibrated_maps(Detector(run), ctx["normals"], x_te, a["x_hat"])
+        if maps is not None:
+            entry["anomaly"]["maps"], a["anomaly_maps"] = maps
 
 
 def _pca_fit(ctx: dict[str, Any], split: Split, k: int):

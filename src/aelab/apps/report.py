@@ -83,7 +83,7 @@ def build_report(
     ``partial=True`` is the page a workshop writes while it trains: the models trained so far,
     their table, learning curves and reconstructions only (no corruption curve, embeddings or
     insides: a few seconds), and a line saying the others are still training; ``memo`` (kept by
-    the workshop between such pages) measures each run once.
+    the workshop between such pages, and given to its last report) measures each run once.
     """
     if rundir is None:
         with RunDir.resume(out, kind="workshop", legacy=legacy) as own:

@@ -136,11 +136,13 @@ def run_workshop(
             f"{'x'.join(map(str, split.train.image_shape))} from {data.source}; "
             f"schedule {schedule}"
         )
+        memo: dict = {}  # each run measured once, for the partial pages and the last
         _train_models(
-            rundir, record, configs, split, progress, log, targets, resume=False, partial=report
-        )
+            rundir, record, configs, split, progress, log, targets, resume=False,
+            partial=report, memo=memo,
+        )  # fmt: skip
         if report:
-            _report(rundir, split, log, insides)
+            _report(rundir, split, log, insides, memo)
     return {**record.to_dict(), "out": str(rundir.target)}
 
 
@@ -172,11 +174,13 @@ def resume_workshop(
         check_models(record.models)
         split = prepare_data(data)
         configs = _configs(record, split)
+        memo: dict = {}
         _train_models(
-            rundir, record, configs, split, progress, log, targets, resume=True, partial=report
-        )
+            rundir, record, configs, split, progress, log, targets, resume=True,
+            partial=report, memo=memo,
+        )  # fmt: skip
         if report:
-            _report(rundir, split, log, insides)
+            _report(rundir, split, log, insides, memo)
     return {**record.to_dict(), "out": str(rundir.target)}
 
 
@@ -221,10 +225,14 @@ def _configs(record: WorkshopRecord, split: Split) -> dict[str, TrainConfig]:
     }  # fmt: skip
 
 
-def _train_models(rundir, record, configs, split, progress, log, targets, *, resume, partial=False):
+def _train_models(
+    rundir, record, configs, split, progress, log, targets, *, resume, partial=False, memo=None
+):
     """Train (or, resuming, keep or continue) every run of ``record``; with ``partial``, a
-    partial report after each but the last (:func:`_partial_report`)."""
-    runs, memo = list(record.runs()), {}  # memo: each run measured once for the partial pages
+    partial report after each but the last (:func:`_partial_report`), each run measured once
+    (``memo``, kept for the last report)."""
+    runs = list(record.runs())
+    memo = {} if memo is None else memo
     for i, (model, _, name) in enumerate(runs):
         trackers = [t.for_model(name) for t in targets]
         folder = rundir.path / name
@@ -268,7 +276,7 @@ def _partial_report(rundir: RunDir, split: Split, log, first: bool, memo=None) -
         if first else f"report so far: updated ({seconds:.1f} s)")  # fmt: skip
 
 
-def _report(rundir: RunDir, split: Split, log, insides: bool = True) -> None:
+def _report(rundir: RunDir, split: Split, log, insides: bool = True, memo=None) -> None:
     start = time.perf_counter()
-    build_report(rundir.path, split=split, rundir=rundir, insides=insides)
+    build_report(rundir.path, split=split, rundir=rundir, insides=insides, memo=memo)
     log(f"report: {rundir.target / 'report.html'} ({time.perf_counter() - start:.1f} s)")
