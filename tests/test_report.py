@@ -97,6 +97,40 @@ def test_the_last_report_measures_only_what_the_partial_pages_left_out(
     assert calls == {"run": len(WORKSHOP_MODELS), "more": len(WORKSHOP_MODELS)}
 
 
+def test_partial_pages_draw_each_runs_own_pictures_once(workshop, tmp_path, monkeypatch):
+    """A page written while a workshop trains redraws the comparisons of every model but not the
+    pictures of one run's alone (its codes and reconstructions, its weights): those come from the
+    page before, byte for byte what drawing them again gives, and only for the same run."""
+    from aelab import plots
+    from aelab.apps.report import build_report
+
+    copy, other = tmp_path / "copy", tmp_path / "other"
+    shutil.copytree(workshop, copy)
+    shutil.copytree(workshop, other)
+    draws = []
+    for name in ("codes_and_reconstructions", "weight_tiles"):
+        real = getattr(plots, name)
+
+        def counted(*args, real=real, name=name, **kwargs):
+            draws.append(name)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(plots, name, counted)
+
+    def page(folder, memo):
+        draws.clear()
+        build_report(folder, partial=True, memo=memo)
+        files = {p.name: p.read_bytes() for p in (folder / "figures").iterdir()}
+        return (folder / "report.html").read_text(), files, list(draws)
+
+    memo = {}
+    html, files, drawn = page(copy, memo)
+    assert drawn.count("codes_and_reconstructions") >= len(WORKSHOP_MODELS)
+    again, again_files, redrawn = page(copy, memo)
+    assert redrawn == [] and again == html and again_files == files
+    assert page(other, memo)[2] == drawn  # another folder's runs: drawn for themselves
+
+
 def test_pca_baseline_by_hand(workshop):
     """The PCA column equals scikit-learn's PCA computed here on the same split."""
     m = json.loads((workshop / "metrics.json").read_text())

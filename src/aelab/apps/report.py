@@ -100,21 +100,36 @@ def build_report(
     result["missing"] = opened.missing
     if partial:
         result["partial"] = True
+    # a page written while a workshop trains keeps the pictures of one model's alone for the next
+    kept = memo.setdefault("pictures", {}) if partial and memo is not None else {}
     figures = report_figures(runs, split, result["models"], arrays, seed, insides=insides,
                              data=result["data"], curve=result["robustness"],
-                             partial=partial)  # fmt: skip
-    drawn = [(f, f.pop("figure")) for f in figures]
+                             partial=partial, drawn=kept)  # fmt: skip
+    png_of: dict[str, bytes] = {}  # each figure's file
+    drawn = []  # (where the picture goes, the figure): what this page renders
     for f in figures:
+        if f.get("same"):  # drawn for an earlier page
+            png_of[f["file"]], picture = kept[f["own"]]
+            f.update(picture)
+            continue
+        drawn.append((f, f.pop("figure")))
         narrow = f.pop("narrow", None)
         if narrow is not None:  # for the page only: figures/ keeps one of each
             f["narrow"] = {}
             drawn.append((f["narrow"], narrow))
     rendered = plots.pngs([fig for _, fig in drawn], dpi=DPI, workers=render_workers())
     for (entry, fig), png in zip(drawn, rendered):
-        entry["data"] = base64.b64encode(png).decode("ascii")
-        entry["width"], entry["height"] = size_px(fig)
-    for f, png in zip(figures, rendered):  # the first len(figures) of drawn are theirs
-        rundir.write(f"figures/{f['file']}", png, commit=False)
+        width, height = size_px(fig)
+        entry.update(data=base64.b64encode(png).decode("ascii"), width=width, height=height)
+        if "file" in entry:
+            png_of[entry["file"]] = png
+    for f in figures:
+        rundir.write(f"figures/{f['file']}", png_of[f["file"]], commit=False)
+        own, same = f.pop("own", None), f.pop("same", None)
+        if own is not None and not same and partial and memo is not None:
+            kept[own] = png_of[f["file"]], {
+                k: f[k] for k in ("data", "width", "height", "narrow") if k in f
+            }  # fmt: skip
     rundir.write_json("metrics.json", result, commit=False)
     note = (training_note(opened.missing) if partial
             else missing_note(opened.missing, rundir.target))  # fmt: skip

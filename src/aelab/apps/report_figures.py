@@ -10,7 +10,8 @@ phone's screen is drawn a second time, narrow (``"narrow"``), for the page to sh
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import os
+from collections.abc import Callable, Container
 from typing import Any
 
 import numpy as np
@@ -63,13 +64,17 @@ def report_figures(
     data=None,
     curve=None,
     partial: bool = False,
+    drawn: Container[str] = (),
 ) -> list[dict[str, Any]]:
     """Every figure as ``{"file", "title", "caption", "figure"}``, in the notebook's order, with
     ``"narrow"`` (the figure drawn for a phone's screen) where it is wider than that and
     ``"notes"`` (sentences reading it) where a result surprises; ``data`` is ``metrics.json``'s
     ``"data"`` (the words of the captions), ``curve`` its ``"robustness"``.
     ``insides=False``: only the comparison with PCA and the learning curves; ``partial=True``:
-    those and the reconstructions (the page written while a workshop trains)."""
+    those and the reconstructions (the page written while a workshop trains). A figure of one
+    run's alone has ``"own"``, ``(file, the run's folder)``; one the caller has from an earlier
+    page (its ``"own"`` in ``drawn``) is not drawn again: its entry has ``"same": True`` and no
+    ``"figure"``."""
     data = data or {}
     w = interpret.words(data)
     held = interpret.heldout_phrase(data)
@@ -84,14 +89,18 @@ def report_figures(
     palette = colours(results)
     out: list[dict[str, Any]] = []
 
-    def add(file, title, caption, draw: Callable[[bool], Figure], notes=(), **extra):
+    def add(file, title, caption, draw: Callable[[bool], Figure], notes=(), own=None, **extra):
         for name, m in results.items():  # one model's insides: its first seed's, said so
             if file.endswith(f"_{name}.png") and len(m.get("seeds", ())) > 1:
                 caption += f" Drawn from its first seed ({m['seeds'][0]}) of {len(m['seeds'])}."
-        figure = draw(False)
-        entry = {"file": file, "title": title, "caption": caption, "figure": figure, **extra}
-        if figure.get_size_inches()[0] > NARROW_FROM:
-            entry["narrow"] = draw(True)
+        entry = {"file": file, "title": title, "caption": caption, **extra}
+        if own is not None:  # one run's alone: the same picture on every page
+            entry["own"] = (file, os.fspath(own.path))
+            entry["same"] = entry["own"] in drawn
+        if not entry.get("same"):
+            entry["figure"] = figure = draw(False)
+            if figure.get_size_inches()[0] > NARROW_FROM:
+                entry["narrow"] = draw(True)
         entry["notes"] = [n for n in notes if n]
         out.append(entry)
 
@@ -134,6 +143,7 @@ def report_figures(
                 "features of the images; noise means they did not.",
                 lambda narrow, a=w_in, b=w_out: plots.weight_tiles(
                     a, b, title=None, max_width=NARROW_WIDTH if narrow else None),
+                own=run,
             )  # fmt: skip
     for name in runs:
         a, m = arrays[name], results[name]
@@ -145,7 +155,7 @@ def report_figures(
             lambda narrow, a=a: plots.codes_and_reconstructions(
                 x_te[pick], a["codes_te"][pick], a["x_hat"][pick], n=len(pick), title=None,
                 max_width=NARROW_WIDTH if narrow else None),
-            notes=[interpret.same_image_note(name, m, data)],
+            notes=[interpret.same_image_note(name, m, data)], own=runs[name],
         )  # fmt: skip
     if partial:
         return out
