@@ -99,3 +99,40 @@ def test_two_seeds_give_each_models_stability_beside_pcas(tmp_path):
     page = (out / "report.html").read_text()
     assert 'id="stability_deep"' in page
     assert "needs several seeds" not in page
+
+
+def test_the_unit_pages_titles_stay_inside_the_figure_on_a_phones_screen():
+    """The narrow figure (a phone's screen) breaks each unit's title in two: in one line, the
+    longest model name's title ran past both sides of the 3.5-inch figure."""
+    from aelab.apps import report_inside
+    from aelab.plots import inside
+    from aelab.plots.style import NARROW_WIDTH
+
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(12, 64 * 64))  # 12 units, each of little use: long titles
+
+    def decode(z):
+        return np.clip(0.5 + 0.002 * (np.asarray(z) @ w), 0, 1).reshape(len(z), 1, 64, 64)
+
+    codes = rng.normal(size=(40, 12))
+    x = np.clip(decode(codes) + 0.2 * rng.normal(size=(40, 1, 64, 64)), 0, 1)
+    a = {"pages": units.unit_pages(decode, codes, codes, x)}
+    k = report_inside.NARROW_IMAGES
+    for narrow in (True, False):
+        pages = report_inside._pages(a, x, "denoising", k, narrow)
+        assert ("\n" in pages[0]["title"]) is narrow
+
+    def overflowing(narrow: bool) -> list[str]:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+        pages = report_inside._pages(a, x, "denoising", k, narrow)
+        fig = inside.unit_pages(pages, tile=NARROW_WIDTH / (k + 4))
+        renderer = FigureCanvasAgg(fig).get_renderer()
+        fig.draw(renderer)
+        titles = [sub._suptitle for sub in fig.subfigs]  # each unit's, and its axes' titles
+        titles += [t for ax in fig.get_axes() for t in (ax.title, ax._left_title)]
+        extents = [(t.get_text(), t.get_window_extent(renderer)) for t in titles if t.get_text()]
+        return [s for s, e in extents if e.x0 < fig.bbox.x0 - 1 or e.x1 > fig.bbox.x1 + 1]
+
+    assert overflowing(narrow=False)  # the one-line titles: what the check catches
+    assert overflowing(narrow=True) == []

@@ -47,15 +47,21 @@ def notes(results: Mapping[str, Any], data: Mapping[str, Any]) -> list[str]:
     return out
 
 
-def _pages(a: dict[str, Any], x: np.ndarray, name: str, k: int) -> list[dict[str, Any]]:
+def _pages(
+    a: dict[str, Any], x: np.ndarray, name: str, k: int, narrow: bool = False
+) -> list[dict[str, Any]]:
+    """The arguments of :func:`aelab.plots.inside.unit_page` for the most useful units, ``k``
+    images a row; ``narrow`` (a phone's screen) breaks each title in two lines, which would
+    otherwise run past the figure's sides."""
     page = a["pages"]
     out = []
+    sep = "\n" if narrow else " "
     for i in page["order"][:SHOWN_UNITS]:
         out.append({
             "direction": page["directions"][i], "top": x[page["top"][i][:k]],
             "bottom": x[page["bottom"][i][:k]], "counts": page["histograms"][i],
             "edges": page["edges"][i],
-            "title": f"{name}, unit {i + 1}: usefulness {page['usefulness'][i]:.3g}, "
+            "title": f"{name}, unit {i + 1}:{sep}usefulness {page['usefulness'][i]:.3g}, "
                      f"density {page['density'][i]:.2f}" + (" (dead)" if page["dead"][i] else ""),
         })  # fmt: skip
     return out
@@ -87,7 +93,7 @@ def inside_figures(add, runs, results, arrays, data) -> None:
                f"{len(m['units'])}); aelab explore shows every unit's page." if more else
                "aelab explore shows the same pages, one at a time."),
             lambda narrow, a=a, name=name: finish(inside.unit_pages(
-                _pages(a, x, name, NARROW_IMAGES if narrow else WIDE_IMAGES),
+                _pages(a, x, name, NARROW_IMAGES if narrow else WIDE_IMAGES, narrow),
                 tile=NARROW_WIDTH / (NARROW_IMAGES + 4) if narrow else side)),
             section=SECTION,
         )  # fmt: skip
