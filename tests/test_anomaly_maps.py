@@ -144,3 +144,25 @@ def test_the_gallery_figure_and_enlarged_maps():
     big = outlined(significance_rgb(sig[0], 0.05), [(1, 1, 2, 3)], 4)
     assert big.shape == (32, 32, 3)
     assert (big[4, 4:16] == (0, 160, 0)).all()  # the box's top edge, enlarged
+
+
+@pytest.mark.parametrize("cols", [None, 2])
+def test_the_gallerys_labels_under_small_images_neither_overlap_nor_touch_the_bar(cols):
+    """Under 8x8 digits a label ("100% in 3 boxes") is wider than its image: the columns widen
+    to hold it, and the colour bar keeps clear of the last column's."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    rng = np.random.default_rng(0)
+    shown = [(1, 100, 3), (1, 95, 2), (1, 88, 3), (0.0069, 71, 2), (0.0069, 77, 3), (0.021, 74, 2)]
+    labels = [f"p={p}; {s}% in {b} boxes" for p, s, b in shown]
+    fig = anomaly_gallery(rng.random((6, 1, 8, 8)), rng.random((6, 8, 8)) * 3, 0.05, labels,
+                          [[(1, 1, 3, 3)]] * 6, 3, title=None, cols=cols)  # fmt: skip
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    fig.draw(renderer)
+    *maps, bar = [ax for ax in fig.axes if ax.get_xlabel() or ax.get_label() == "<colorbar>"]
+    boxes = [ax.xaxis.label.get_window_extent(renderer) for ax in maps]
+    assert len(boxes) == 6
+    for i, a in enumerate(boxes):
+        assert 0 <= a.x0 and a.x1 <= bar.get_window_extent(renderer).x0
+        for b in boxes[i + 1 :]:
+            assert not a.overlaps(b), (a, b)

@@ -131,6 +131,53 @@ def test_partial_pages_draw_each_runs_own_pictures_once(workshop, tmp_path, monk
     assert page(other, memo)[2] == drawn  # another folder's runs: drawn for themselves
 
 
+def test_every_figures_text_lies_inside_it_wide_and_narrow(workshop):
+    """Titles, labels and legends of every figure of the report, in its wide version and the one
+    drawn for a phone's screen, lie inside the figure: none cut off at a side."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    from aelab.analysis.measure import measure
+    from aelab.apps.report_figures import report_figures
+    from aelab.runs.open import open_runs
+
+    opened = open_runs(workshop, data=True)
+    runs = {name: next(iter(seeds.values())) for name, seeds in opened.groups.items()}
+    result, arrays = measure(opened.groups, opened.split)
+    figures = report_figures(runs, opened.split, result["models"], arrays, 0,
+                             data=result["data"], curve=result["robustness"])  # fmt: skip
+    outside = []
+    for entry in figures:
+        for which in ("figure", "narrow"):
+            fig = entry.get(which)
+            if fig is None:
+                continue
+            renderer = FigureCanvasAgg(fig).get_renderer()
+            fig.draw(renderer)
+            for text in _texts(fig):
+                box = text.get_window_extent(renderer)
+                if (
+                    box.x0 < -1
+                    or box.x1 > fig.bbox.x1 + 1
+                    or box.y0 < -1
+                    or box.y1 > fig.bbox.y1 + 1
+                ):
+                    outside.append((entry["file"], which, text.get_text()))
+    assert outside == []
+
+
+def _texts(fig):
+    """The texts of a figure that tick labels are not: its own and its subfigures' (titles
+    included), and each axes' titles, axis labels and legend."""
+    found = []
+    for f in [fig, *fig.subfigs]:
+        found += [*f.texts, *([f._suptitle] if f._suptitle is not None else [])]
+    for ax in fig.get_axes():
+        found += [ax.title, ax._left_title, ax._right_title, ax.xaxis.label, ax.yaxis.label]
+        legend = ax.get_legend()
+        found += legend.get_texts() if legend is not None else []
+    return [t for t in found if t.get_text() and t.get_visible()]
+
+
 def test_pca_baseline_by_hand(workshop):
     """The PCA column equals scikit-learn's PCA computed here on the same split."""
     m = json.loads((workshop / "metrics.json").read_text())

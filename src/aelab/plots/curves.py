@@ -216,7 +216,7 @@ def pca_ratio(
     _plain_log_ticks(ax, sizes)
     ax.set_xlabel("code size (units)")
     ax.set_ylabel("held-out MSE ÷ PCA's")
-    ax.set_title(title or "below the dashed line: lower error than PCA", loc="left")
+    ax.set_title(title or "below the dashed line: beats PCA", loc="left")
     finish(fig)
     _label_points(ax, fig, list(points), sizes, ratios, palette)
     return finish(fig)

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from .style import finish, tile_inches
+from .style import FONT_SIZE, finish, tile_inches
 
 MAP_CMAP = "RdBu_r"  # diverging: blue below the threshold, white at it, red above
 BOX_COLOUR = (0, 160, 0)  # an explanation's regions (green: neither of the map's colours)
@@ -52,6 +52,16 @@ def outlined(rgb: np.ndarray, boxes: Sequence[tuple[int, int, int, int]], scale:
         big = _outline(big, grown)
         grown = [(t + 1, x + 1, max(t + 1, b - 1), max(x + 1, r - 1)) for t, x, b, r in grown]
     return big
+
+
+def _inches(lines: Sequence[str]) -> float:
+    """The width of the widest of ``lines`` at :data:`FONT_SIZE`, in inches (0 for none)."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    props, text = FontProperties(size=FONT_SIZE), TextToPath()
+    widths = [text.get_text_width_height_descent(s, props, ismath=False)[0] for s in lines]
+    return max(widths, default=0.0) / 72.0
 
 
 def anomaly_gallery(
@@ -93,7 +103,9 @@ def anomaly_gallery(
     cols = n if cols is None else max(1, min(int(cols), n))
     chunks = -(-n // cols)
     tile = tile_inches(*images.shape[-2:])
-    fig = Figure(figsize=(cols * (tile + 0.35) + 1.3, chunks * 2 * (tile + 0.45) + 0.4),
+    widest = _inches([line for label in labels for line in label.split("; ")])
+    column = max(tile + 0.35, widest + 0.2)  # a label under a small image is wider than it
+    fig = Figure(figsize=(cols * column + 1.3, chunks * 2 * (tile + 0.45) + 0.4),
                  layout="constrained")  # fmt: skip
     axes = fig.subplots(2 * chunks, cols, squeeze=False)
     rgb = significance_rgb(significance, level)
@@ -117,7 +129,10 @@ def anomaly_gallery(
             ax.set_yticks([])
     low, middle, top = 0.0, -np.log10(level), -2.0 * np.log10(level)
     mappable = _scalar_mappable(colormaps[MAP_CMAP], Normalize(low, top))
-    bar = fig.colorbar(mappable, ax=axes[1::2, :].ravel().tolist(), fraction=0.05, pad=0.02)
+    # the bar clear of the last column's label, which may reach past its image
+    overhang = max(0.0, (widest - tile) / 2)
+    bar = fig.colorbar(mappable, ax=axes[1::2, :].ravel().tolist(), fraction=0.05,
+                       pad=0.02 + overhang / (cols * column))  # fmt: skip
     bar.set_ticks([low, middle, top])
     bar.set_ticklabels(["p=1", f"p={level:.3g}\n(threshold)", f"p≤{level * level:.2g}"])
     if title:
