@@ -132,16 +132,23 @@ def test_a_unit_that_barely_varies_has_a_histogram():
     assert np.all(np.isfinite(pages["edges"]))
 
 
-def test_usefulness_ablates_every_unit_the_same_in_one_call_or_many(monkeypatch):
-    rng = np.random.default_rng(0)
-    w = rng.normal(size=(5, 12))
-    x = rng.uniform(size=(7, 1, 3, 4))
-    calls = []
+def _counted_decoder(w, calls):
+    """A non-linear decoder of codes (N, D) to images (N, 1, 3, 4) that records each call's
+    batch size in ``calls``."""
 
     def decode(c):
         calls.append(len(c))
         return np.tanh(np.asarray(c, np.float64) @ w).reshape(len(c), 1, 3, 4).astype(np.float32)
 
+    return decode
+
+
+def test_usefulness_ablates_every_unit_the_same_in_one_call_or_many(monkeypatch):
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(5, 12))
+    x = rng.uniform(size=(7, 1, 3, 4))
+    calls = []
+    decode = _counted_decoder(w, calls)
     codes = rng.normal(size=(7, 5)).astype(np.float32)
     by_hand = []
     for i in range(5):  # the unit set to zero in every code, one decode each
@@ -163,11 +170,7 @@ def test_a_unit_zero_in_every_code_costs_nothing_and_is_not_decoded():
     w = rng.normal(size=(4, 12))
     x = rng.uniform(size=(6, 1, 3, 4))
     calls = []
-
-    def decode(c):
-        calls.append(len(c))
-        return np.tanh(np.asarray(c, np.float64) @ w).reshape(len(c), 1, 3, 4)
-
+    decode = _counted_decoder(w, calls)
     codes = np.maximum(rng.normal(size=(6, 4)), 0.0).astype(np.float32)
     codes[:, 2] = 0.0  # a dead ReLU unit
     codes[0, 1] = 0.0  # zero in one code only: ablated like any other

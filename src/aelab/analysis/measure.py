@@ -125,12 +125,12 @@ def measure(
             held = None if memo is None else memo.get((name, s))
             if held is None:
                 entry, a, k = _measure_run(run, ctx)
+                if memo is not None:
+                    memo[(name, s)] = entry, a, k
             else:  # measured for a page written while the workshop trained
-                entry, a, k, whole = held
-                if not (partial or whole):  # the last page: only what those pages leave out
+                entry, a, k = held
+                if not partial and "inside" not in entry:  # only what those pages leave out
                     _measure_more(run, ctx, entry, a, k)
-            if memo is not None:
-                memo[(name, s)] = entry, a, k, not partial or (held is not None and held[3])
             entry = copy.deepcopy(entry)  # aggregate and the seeds' summaries write into it
             entries.append(entry)
             insides.append(a["inside"])
@@ -277,7 +277,8 @@ def _measure_run(run: Run, ctx: dict[str, Any]) -> tuple[dict[str, Any], dict[st
 
 def _measure_more(run: Run, ctx: dict[str, Any], entry: dict, a: dict, k: int) -> None:
     """What a page written while a workshop trains leaves out, added to a run's ``entry`` and
-    arrays ``a``: the looks inside and the calibrated anomaly maps."""
+    arrays ``a``: the looks inside (``entry["inside"]``, always set: what says a run was
+    measured whole) and the calibrated anomaly maps."""
     x_te = ctx["split"].heldout.images
     pca, _ = _pca_fit(ctx, ctx["split"], k)
     entry["inside"], a["inside"] = inside_measure.measure_run(

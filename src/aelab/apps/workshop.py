@@ -225,14 +225,11 @@ def _configs(record: WorkshopRecord, split: Split) -> dict[str, TrainConfig]:
     }  # fmt: skip
 
 
-def _train_models(
-    rundir, record, configs, split, progress, log, targets, *, resume, partial=False, memo=None
-):
+def _train_models(rundir, record, configs, split, progress, log, targets, *, resume, partial, memo):
     """Train (or, resuming, keep or continue) every run of ``record``; with ``partial``, a
     partial report after each but the last (:func:`_partial_report`), each run measured once
     (``memo``, kept for the last report)."""
     runs = list(record.runs())
-    memo = {} if memo is None else memo
     for i, (model, _, name) in enumerate(runs):
         trackers = [t.for_model(name) for t in targets]
         folder = rundir.path / name
